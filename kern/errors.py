@@ -1,0 +1,70 @@
+"""One exception tree for everything kern raises.
+
+Provider and database errors are translated at the boundary into these classes, so callers
+can catch ``KernError`` (or one branch of it) without importing any SDK.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "KernError",
+    "MissingDependencyError",
+    "ModelError",
+    "ModelHTTPError",
+    "ModelOutputError",
+    "ModelTimeoutError",
+    "StorageError",
+    "ToolError",
+]
+
+
+class KernError(Exception):
+    """Base of every error kern raises on purpose."""
+
+
+class ConfigError(KernError):
+    """The developer asked for something kern cannot do; the message says what to change."""
+
+
+class MissingDependencyError(ConfigError):
+    """An optional extra is not installed; the message carries the install command."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{package!r} is not installed. Install it with: pip install 'kern[{extra}]'"
+        )
+
+
+class ModelError(KernError):
+    """A model provider failed to give a usable answer."""
+
+    def __init__(self, message: str, *, provider: str) -> None:
+        self.provider = provider
+        super().__init__(f"{provider}: {message}")
+
+
+class ModelHTTPError(ModelError):
+    """The provider answered with an HTTP error that retrying did not (or cannot) fix."""
+
+    def __init__(self, message: str, *, provider: str, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(f"HTTP {status_code}: {message}", provider=provider)
+
+
+class ModelTimeoutError(ModelError):
+    """The provider did not answer in time, after retries."""
+
+
+class ModelOutputError(ModelError):
+    """The provider answered, but not in the shape asked for (e.g. invalid structured output)."""
+
+
+class StorageError(KernError):
+    """The database refused or failed a read or write; nothing was reported as saved."""
+
+
+class ToolError(KernError):
+    """Raised by a tool to send a clear error message back to the model."""

@@ -1,0 +1,1 @@
+"""Local HTTP servers that speak model providers' wire protocols, for tests and benchmarks."""
