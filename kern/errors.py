@@ -14,6 +14,7 @@ __all__ = [
     "ModelHTTPError",
     "ModelOutputError",
     "ModelTimeoutError",
+    "RunLimitError",
     "StorageError",
     "ToolError",
 ]
@@ -68,3 +69,7 @@ class StorageError(KernError):
 
 class ToolError(KernError):
     """Raised by a tool to send a clear error message back to the model."""
+
+
+class RunLimitError(KernError):
+    """A run exceeded a configured limit (e.g. the number of model steps)."""

@@ -1,0 +1,104 @@
+"""The sync facade's engine: one private event loop on a daemon thread.
+
+Sync entry points (``Agent.run``, ``print_response``, store methods) submit their coroutine to
+this loop and wait. Compared with ``asyncio.run`` per call this (a) works inside a running
+event loop such as Jupyter's, (b) keeps background work — extraction jobs started by one run —
+alive between sync calls, and (c) reuses SDK connection pools across calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import queue
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from kern.errors import ConfigError
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The shared loop, started on first use."""
+    global _loop, _thread
+    with _lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="kern-loop", daemon=True)
+            thread.start()
+            _loop, _thread = loop, thread
+        return _loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code and return its result."""
+    loop = background_loop()
+    if threading.current_thread() is _thread:
+        coro.close()
+        raise ConfigError(
+            "a sync kern method was called from inside kern's own event loop; "
+            "use the async method (e.g. `await agent.arun(...)`) there"
+        )
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+_DONE = object()
+
+
+def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
+    """Drive an async iterator on the shared loop and yield its items synchronously.
+
+    Items cross threads through a queue; closing the returned generator early cancels the
+    producer so no work is left running.
+    """
+    loop = background_loop()
+    items: queue.Queue[Any] = queue.Queue()
+
+    async def pump() -> None:
+        try:
+            async for item in agen:
+                items.put(item)
+        except BaseException as exc:  # handed to the consumer thread and re-raised there
+            items.put(exc)
+        finally:
+            items.put(_DONE)
+
+    future = asyncio.run_coroutine_threadsafe(pump(), loop)
+    try:
+        while (item := items.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        future.cancel()
+
+
+def _drain_at_exit() -> None:
+    """Give background tasks (e.g. extraction jobs) a bounded moment to finish at exit.
+
+    Jobs are durable, so anything still unfinished is resumed by the next process; this just
+    avoids needless resumption in short scripts.
+    """
+    loop = _loop
+    if loop is None or not loop.is_running():
+        return
+
+    async def wait_for_tasks() -> None:
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        if pending:
+            await asyncio.wait(pending, timeout=10.0)
+
+    try:
+        asyncio.run_coroutine_threadsafe(wait_for_tasks(), loop).result(timeout=11.0)
+    except Exception:  # noqa: S110 - best effort at interpreter exit
+        pass
+
+
+atexit.register(_drain_at_exit)

@@ -1,0 +1,331 @@
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from kern._sync import iterate_sync, run_sync
+from kern.agent.output import (
+    ContentDelta,
+    RunCompleted,
+    RunEvent,
+    RunMetrics,
+    RunOutput,
+    RunStarted,
+    ToolCallCompleted,
+    ToolCallStarted,
+)
+from kern.context import DEFAULT_USER_ID, RunContext
+from kern.db.base import Db, RunRecord
+from kern.errors import ConfigError, RunLimitError
+from kern.models.base import (
+    Message,
+    Model,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+    ToolCall,
+    ToolResultMessage,
+    UserMessage,
+    message_from_dict,
+    message_to_dict,
+)
+from kern.tools import Tool, ToolOutcome, as_tool
+
+if TYPE_CHECKING:
+    from kern.tools.core import ToolFunction
+
+__all__ = ["Agent"]
+
+
+class Agent:
+    """A model with tools, persistent sessions and (optionally) learning.
+
+    Args:
+        model: Any ``kern.models`` model.
+        db: Where sessions, runs and learnings live. ``None`` keeps them in an in-memory
+            SQLite database for the life of the process.
+        instructions: The system instructions.
+        tools: ``Tool`` objects or plain functions.
+        learning: ``True`` for user profile, user memory and session context in always mode,
+            or a ``LearningMachine`` for full control.
+        add_history_to_context: Send the session's earlier messages with each request.
+        num_history_runs: How many earlier runs of the session to send.
+        max_steps: Model calls allowed in one run before it stops with ``RunLimitError``.
+        agent_id: Identifies this agent in stored sessions and its decision log.
+        session_id: The session used when a run passes none (default: a new id per agent).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        db: Db | None = None,
+        instructions: str | None = None,
+        tools: Sequence[Tool | ToolFunction] = (),
+        learning: bool | Any = False,
+        add_history_to_context: bool = True,
+        num_history_runs: int = 3,
+        max_steps: int = 10,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        if not isinstance(model, Model):
+            raise ConfigError(f"model must be a kern Model, got {type(model).__name__}")
+        if max_steps < 1 or num_history_runs < 0:
+            raise ConfigError("max_steps must be ≥ 1 and num_history_runs ≥ 0")
+        self.model = model
+        self.db: Db = db if db is not None else _memory_db()
+        self.instructions = instructions
+        self.tools = [as_tool(t) for t in tools]
+        _check_unique_names(self.tools)
+        self.learning = learning
+        self.add_history_to_context = add_history_to_context
+        self.num_history_runs = num_history_runs
+        self.max_steps = max_steps
+        self.agent_id = agent_id
+        self.session_id = session_id or str(uuid.uuid4())
+
+    # ----------------------------------------------------------------- public API
+
+    @overload
+    def arun(
+        self,
+        message: str,
+        *,
+        user_id: str | None = ...,
+        session_id: str | None = ...,
+        stream: Literal[False] = ...,
+        metadata: dict[str, Any] | None = ...,
+    ) -> Awaitable[RunOutput]: ...
+    @overload
+    def arun(
+        self,
+        message: str,
+        *,
+        user_id: str | None = ...,
+        session_id: str | None = ...,
+        stream: Literal[True],
+        metadata: dict[str, Any] | None = ...,
+    ) -> AsyncIterator[RunEvent]: ...
+    def arun(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> Awaitable[RunOutput] | AsyncIterator[RunEvent]:
+        """Run one turn. ``await agent.arun(...)`` gives a ``RunOutput``;
+        ``agent.arun(..., stream=True)`` is an async iterator of ``RunEvent``s ending with
+        ``RunCompleted``."""
+        ctx = self._context(message, user_id, session_id, metadata)
+        events = self._run(ctx, stream_model=stream)
+        return events if stream else _final_output(events)
+
+    @overload
+    def run(
+        self,
+        message: str,
+        *,
+        user_id: str | None = ...,
+        session_id: str | None = ...,
+        stream: Literal[False] = ...,
+        metadata: dict[str, Any] | None = ...,
+    ) -> RunOutput: ...
+    @overload
+    def run(
+        self,
+        message: str,
+        *,
+        user_id: str | None = ...,
+        session_id: str | None = ...,
+        stream: Literal[True],
+        metadata: dict[str, Any] | None = ...,
+    ) -> Iterator[RunEvent]: ...
+    def run(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> RunOutput | Iterator[RunEvent]:
+        """The synchronous form of ``arun``; safe to call inside a running event loop."""
+        ctx = self._context(message, user_id, session_id, metadata)
+        events = self._run(ctx, stream_model=stream)
+        return iterate_sync(events) if stream else run_sync(_final_output(events))
+
+    def print_response(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        file: Any = None,
+    ) -> None:
+        """Stream the answer to ``file`` (stdout by default) as it arrives."""
+        out = file or sys.stdout
+        for event in self.run(message, user_id=user_id, session_id=session_id, stream=True):
+            if isinstance(event, ContentDelta):
+                out.write(event.text)
+                out.flush()
+        out.write("\n")
+
+    async def get_session_messages(self, session_id: str | None = None) -> list[Message]:
+        """Every message stored for a session, oldest first."""
+        runs = await asyncio.to_thread(self.db.get_runs, session_id or self.session_id)
+        return [message_from_dict(m) for run in runs for m in run.messages]
+
+    # ----------------------------------------------------------------- the run
+
+    def _context(
+        self,
+        message: str,
+        user_id: str | None,
+        session_id: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> RunContext:
+        if not isinstance(message, str):
+            raise ConfigError(f"message must be a string, got {type(message).__name__}")
+        return RunContext(
+            run_id=str(uuid.uuid4()),
+            session_id=session_id or self.session_id,
+            user_id=user_id or DEFAULT_USER_ID,
+            agent_id=self.agent_id,
+            input=message,
+            metadata=dict(metadata or {}),
+        )
+
+    async def _run(self, ctx: RunContext, *, stream_model: bool) -> AsyncIterator[RunEvent]:
+        """The one implementation of a turn; every public entry point drives this."""
+        started = time.perf_counter()
+        created_at = datetime.now(UTC)
+        metrics = RunMetrics()
+        new_messages: list[Message] = [UserMessage(ctx.input)]
+        yield RunStarted(ctx.run_id, ctx.session_id)
+        try:
+            await asyncio.to_thread(
+                self.db.upsert_session, ctx.session_id, user_id=ctx.user_id, agent_id=self.agent_id
+            )
+            history = await self._history(ctx.session_id)
+            tools = {t.name: t for t in self.tools}
+            for _ in range(self.max_steps):
+                request = ModelRequest(
+                    messages=[*history, *new_messages],
+                    instructions=self.instructions,
+                    tools=[t.definition for t in tools.values()],
+                )
+                step_started = time.perf_counter()
+                response: ModelResponse | None = None
+                if stream_model:
+                    async for event in self.model.stream(request):
+                        if isinstance(event, TextDelta):
+                            yield ContentDelta(event.text)
+                        else:
+                            response = event
+                    if response is None:
+                        raise RunLimitError(f"{self.model.name} ended its stream without a response")
+                else:
+                    response = await self.model.request(request)
+                metrics.add_model_call(response.usage, time.perf_counter() - step_started)
+                new_messages.append(response.message)
+                if not response.tool_calls:
+                    break
+                for call in response.tool_calls:
+                    yield ToolCallStarted(call)
+                outcomes = await asyncio.gather(
+                    *(_call_tool(tools, call, ctx) for call in response.tool_calls)
+                )
+                for call, outcome in zip(response.tool_calls, outcomes, strict=True):
+                    metrics.tool_calls += 1
+                    yield ToolCallCompleted(call, outcome.content, outcome.is_error)
+                    new_messages.append(
+                        ToolResultMessage(call.id, call.name, outcome.content, outcome.is_error)
+                    )
+            else:
+                raise RunLimitError(
+                    f"the run used its {self.max_steps} model steps without a final answer; "
+                    "raise Agent(max_steps=...) if the task needs more tool calls"
+                )
+        except Exception as exc:
+            metrics.duration = time.perf_counter() - started
+            await self._save_run(ctx, created_at, new_messages, metrics, error=exc)
+            raise
+        metrics.duration = time.perf_counter() - started
+        output = RunOutput(
+            run_id=ctx.run_id,
+            session_id=ctx.session_id,
+            user_id=ctx.user_id,
+            content=response.text,
+            messages=tuple(new_messages),
+            metrics=metrics,
+        )
+        await self._save_run(ctx, created_at, new_messages, metrics)
+        yield RunCompleted(output)
+
+    async def _history(self, session_id: str) -> list[Message]:
+        if not self.add_history_to_context or self.num_history_runs == 0:
+            return []
+        runs = await asyncio.to_thread(self.db.get_runs, session_id, limit=self.num_history_runs)
+        return [message_from_dict(m) for run in runs for m in run.messages]
+
+    async def _save_run(
+        self,
+        ctx: RunContext,
+        created_at: datetime,
+        messages: list[Message],
+        metrics: RunMetrics,
+        *,
+        error: Exception | None = None,
+    ) -> None:
+        last = messages[-1]
+        record = RunRecord(
+            run_id=ctx.run_id,
+            session_id=ctx.session_id,
+            user_id=ctx.user_id,
+            agent_id=self.agent_id,
+            status="failed" if error else "completed",
+            input=ctx.input,
+            content=None if error else getattr(last, "content", None),
+            messages=[message_to_dict(m) for m in messages],
+            metrics=metrics.to_dict(),
+            created_at=created_at,
+            error=f"{type(error).__name__}: {error}" if error else None,
+        )
+        await asyncio.to_thread(self.db.add_run, record)
+
+
+async def _final_output(events: AsyncIterator[RunEvent]) -> RunOutput:
+    async for event in events:
+        if isinstance(event, RunCompleted):
+            return event.output
+    raise AssertionError("a run always ends with RunCompleted or an exception")
+
+
+async def _call_tool(tools: dict[str, Tool], call: ToolCall, ctx: RunContext) -> ToolOutcome:
+    tool = tools.get(call.name)
+    if tool is None:
+        available = ", ".join(sorted(tools)) or "none"
+        return ToolOutcome(f"Unknown tool {call.name!r}. Available tools: {available}.", True)
+    return await tool.call(call.arguments, ctx)
+
+
+def _check_unique_names(tools: Sequence[Tool]) -> None:
+    seen: set[str] = set()
+    for t in tools:
+        if t.name in seen:
+            raise ConfigError(f"two tools are named {t.name!r}; tool names must be unique")
+        seen.add(t.name)
+
+
+def _memory_db() -> Db:
+    from kern.db.sqlite import SqliteDb
+
+    return SqliteDb(db_file=":memory:")
