@@ -8,6 +8,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ConflictError",
+    "JobLostError",
     "KernError",
     "MissingDependencyError",
     "ModelError",
@@ -73,3 +75,12 @@ class ToolError(KernError):
 
 class RunLimitError(KernError):
     """A run exceeded a configured limit (e.g. the number of model steps)."""
+
+
+class ConflictError(StorageError):
+    """A write lost a race (the row changed or is gone); nothing was written."""
+
+
+class JobLostError(StorageError):
+    """A job's claim is no longer held (its lease expired and another worker took it, or it is
+    already done); the work was not applied, so it cannot be applied twice."""

@@ -10,9 +10,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["Db", "RunRecord", "SessionRecord"]
+__all__ = [
+    "Create",
+    "Db",
+    "HistoryAction",
+    "HistoryRecord",
+    "JobRecord",
+    "JobStatus",
+    "LearningDb",
+    "LearningFilter",
+    "LearningRecord",
+    "LearningStatus",
+    "Put",
+    "RunRecord",
+    "SearchHit",
+    "SessionRecord",
+    "SetStatus",
+    "Update",
+    "WriteOp",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +94,231 @@ class Db(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- learnings
+#
+# One row per learned item (a profile field, a memory, a fact, a learning, a decision, a
+# session context …). Every change goes through ``Db.apply`` as a list of write operations,
+# applied in one transaction with one history event each. The learning layer above never
+# writes SQL; the SQL layer never interprets content.
+
+LearningStatus = Literal["active", "proposed", "superseded", "deleted", "rejected"]
+HistoryAction = Literal[
+    "create", "update", "delete", "approve", "reject", "prune", "merge", "restore", "supersede"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LearningRecord:
+    """A stored learning. ``scope`` is the access key (see ``kern.learn.scope``): every read
+    filters on it, so user-scoped keys always contain the user id."""
+
+    id: str
+    store: str
+    kind: str
+    scope: str
+    content: dict[str, Any]
+    text: str
+    user_id: str | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+    namespace: str | None = None
+    #: Natural key for keyed items (a profile field name, "context" for a session context);
+    #: at most one *active* row per (store, scope, key).
+    key: str | None = None
+    content_hash: str = ""
+    status: LearningStatus = "active"
+    version: int = 1
+    run_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """Insert a new row (``record.id`` chosen by the caller)."""
+
+    record: LearningRecord
+    embedding: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Set a keyed item: update the active row with ``record.key`` in ``record.scope`` (new
+    content, version + 1), or insert ``record`` when there is none. Concurrent ``Put``s on the
+    same key serialise; none is lost (each is one history event)."""
+
+    record: LearningRecord
+    embedding: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Change an existing row's content. With ``expected_version`` it is a compare-and-swap:
+    a row changed meanwhile raises ``ConflictError`` instead of being overwritten."""
+
+    id: str
+    content: dict[str, Any]
+    text: str
+    content_hash: str
+    expected_version: int | None = None
+    metadata: dict[str, Any] | None = None
+    embedding: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    """Move a row to ``status`` (delete, approve, reject, prune, merge, restore …); refused
+    with ``ConflictError`` unless its current status is one of ``from_statuses``."""
+
+    id: str
+    status: LearningStatus
+    action: HistoryAction
+    from_statuses: tuple[LearningStatus, ...] = ("active",)
+
+
+WriteOp: TypeAlias = Create | Put | Update | SetStatus
+
+
+@dataclass(frozen=True, slots=True)
+class LearningFilter:
+    """Which rows a read may see. ``scopes`` is required by every learning-layer read: a
+    filter without it is only for administration (export, forget, curator over a user)."""
+
+    store: str | None = None
+    scopes: Sequence[str] | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    kinds: Sequence[str] | None = None
+    key: str | None = None
+    statuses: Sequence[LearningStatus] = ("active",)
+    run_id: str | None = None
+    created_before: datetime | None = None
+    created_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    seq: int
+    learning_id: str
+    store: str
+    scope: str
+    user_id: str | None
+    action: HistoryAction
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    run_id: str | None
+    actor: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    record: LearningRecord
+    #: Higher is better; engine-specific scale (BM25 sign flipped on SQLite).
+    score: float
+
+
+JobStatus = Literal["pending", "running", "done", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A durable extraction job. ``lease_token`` identifies the current claim: completing or
+    failing a job requires it, so a worker whose lease expired cannot apply twice."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    user_id: str | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    status: JobStatus = "pending"
+    attempts: int = 0
+    max_attempts: int = 3
+    error: str | None = None
+    lease_token: str | None = None
+    lease_until: datetime | None = None
+    available_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@runtime_checkable
+class LearningDb(Db, Protocol):
+    """A ``Db`` that can also hold learnings, their history and the extraction queue."""
+
+    def apply(
+        self,
+        ops: Sequence[WriteOp],
+        *,
+        run_id: str | None = None,
+        actor: str | None = None,
+        job: JobRecord | None = None,
+    ) -> list[LearningRecord]:
+        """Apply ``ops`` in one transaction, one history event each; return the resulting rows
+        in order. With ``job`` the same transaction marks that claim done — or raises
+        ``JobLostError`` and applies nothing if the claim is no longer held (idempotence)."""
+        ...
+
+    def get_learning(self, learning_id: str) -> LearningRecord | None: ...
+
+    def list_learnings(
+        self,
+        where: LearningFilter,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> list[LearningRecord]: ...
+
+    def count_learnings(self, where: LearningFilter) -> int: ...
+
+    def search_text(self, query: str, where: LearningFilter, *, limit: int = 50) -> list[SearchHit]:
+        """Full-text search (BM25-ranked) among rows matching ``where``; a query with no
+        searchable words returns ``[]``, never everything."""
+        ...
+
+    def load_vectors(self, where: LearningFilter) -> tuple[list[str], list[bytes]]:
+        """Ids and float32 embeddings of rows matching ``where`` that have one."""
+        ...
+
+    def history(
+        self,
+        *,
+        learning_id: str | None = None,
+        user_id: str | None = None,
+        store: str | None = None,
+        limit: int = 100,
+    ) -> list[HistoryRecord]:
+        """History events, newest first."""
+        ...
+
+    def delete_user(self, user_id: str) -> int:
+        """Remove every row of a user: learnings (and their vectors), history, jobs, runs,
+        sessions. Returns the number of rows removed."""
+        ...
+
+    def enqueue_job(self, job: JobRecord) -> None: ...
+
+    def claim_job(
+        self, *, job_id: str | None = None, user_id: str | None = None, lease_seconds: float = 60
+    ) -> JobRecord | None:
+        """Claim one runnable job (pending and available, or running with an expired lease),
+        the given one if ``job_id``; ``None`` when there is nothing to claim."""
+        ...
+
+    def fail_job(
+        self, job: JobRecord, error: str, *, retry_in: float | None = None
+    ) -> None:
+        """Record a failed attempt: back to pending after ``retry_in`` seconds, or failed."""
+        ...
+
+    def count_unfinished_jobs(self, *, user_id: str | None = None) -> int:
+        """Jobs pending or running (for the consistency wait)."""
+        ...
+
+    def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]: ...
