@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import inspect
 import queue
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from kern.errors import ConfigError
@@ -46,6 +48,20 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             "use the async method (e.g. `await agent.arun(...)`) there"
         )
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+async def call_any(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Call a sync or async callable from async code; sync ones run in a worker thread.
+
+    Plug points (tools, custom stores, embedders) accept both kinds; this is the one place
+    that tells them apart, so blocking code never stalls the event loop.
+    """
+    if inspect.iscoroutinefunction(function):
+        return await function(*args, **kwargs)
+    result = await asyncio.to_thread(function, *args, **kwargs)
+    if inspect.isawaitable(result):  # a sync callable that returned an awaitable
+        return await result
+    return result
 
 
 _DONE = object()
@@ -95,10 +111,8 @@ def _drain_at_exit() -> None:
         if pending:
             await asyncio.wait(pending, timeout=10.0)
 
-    try:
+    with contextlib.suppress(Exception):  # best effort at interpreter exit
         asyncio.run_coroutine_threadsafe(wait_for_tasks(), loop).result(timeout=11.0)
-    except Exception:  # noqa: S110 - best effort at interpreter exit
-        pass
 
 
 atexit.register(_drain_at_exit)

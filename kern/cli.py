@@ -63,8 +63,13 @@ def current_time(city: str) -> str:
 
 
 DEMO_SCRIPT: list[tuple[str, list[str]]] = [
-    ("session-1", ["Hi! I'm Alice and I work at Netflix as a data engineer.",
-                   "What time is it in Tokyo right now?"]),
+    (
+        "session-1",
+        [
+            "Hi! I'm Alice and I work at Netflix as a data engineer.",
+            "What time is it in Tokyo right now?",
+        ],
+    ),
     ("session-2", ["What do you remember from our earlier chat?"]),
 ]
 
@@ -72,9 +77,7 @@ DEMO_SCRIPT: list[tuple[str, list[str]]] = [
 @app.command()
 def demo(
     model: Annotated[str | None, typer.Option(help="local, openai:ID or anthropic:ID")] = None,
-    db_file: Annotated[Path, typer.Option(help="Demo database (recreated)")] = Path(
-        "tmp/demo.db"
-    ),
+    db_file: Annotated[Path, typer.Option(help="Demo database (recreated)")] = Path("tmp/demo.db"),
 ) -> None:
     """A short scripted conversation over two sessions, then what was stored."""
     from kern.db.sqlite import SqliteDb
@@ -101,8 +104,14 @@ def demo(
     for session in reversed(db.list_sessions(user_id="alice")):
         for index, run in enumerate(db.get_runs(session.session_id), 1):
             m = run.metrics
-            table.add_row(session.session_id, str(index), run.input[:40], str(m["model_calls"]),
-                          f"{m['input_tokens']}/{m['output_tokens']}", f"{m['duration']:.2f}")
+            table.add_row(
+                session.session_id,
+                str(index),
+                run.input[:40],
+                str(m["model_calls"]),
+                f"{m['input_tokens']}/{m['output_tokens']}",
+                f"{m['duration']:.2f}",
+            )
     console.print(table)
     db.close()
 

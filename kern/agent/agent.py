@@ -21,7 +21,7 @@ from kern.agent.output import (
 )
 from kern.context import DEFAULT_USER_ID, RunContext
 from kern.db.base import Db, RunRecord
-from kern.errors import ConfigError, RunLimitError
+from kern.errors import ConfigError, ModelError, RunLimitError
 from kern.models.base import (
     Message,
     Model,
@@ -216,6 +216,7 @@ class Agent:
             )
             history = await self._history(ctx.session_id)
             tools = {t.name: t for t in self.tools}
+            response = ModelResponse()
             for _ in range(self.max_steps):
                 request = ModelRequest(
                     messages=[*history, *new_messages],
@@ -223,17 +224,11 @@ class Agent:
                     tools=[t.definition for t in tools.values()],
                 )
                 step_started = time.perf_counter()
-                response: ModelResponse | None = None
-                if stream_model:
-                    async for event in self.model.stream(request):
-                        if isinstance(event, TextDelta):
-                            yield ContentDelta(event.text)
-                        else:
-                            response = event
-                    if response is None:
-                        raise RunLimitError(f"{self.model.name} ended its stream without a response")
-                else:
-                    response = await self.model.request(request)
+                async for item in self._call_model(request, stream=stream_model):
+                    if isinstance(item, ModelResponse):
+                        response = item
+                    else:
+                        yield item
                 metrics.add_model_call(response.usage, time.perf_counter() - step_started)
                 new_messages.append(response.message)
                 if not response.tool_calls:
@@ -269,6 +264,23 @@ class Agent:
         )
         await self._save_run(ctx, created_at, new_messages, metrics)
         yield RunCompleted(output)
+
+    async def _call_model(
+        self, request: ModelRequest, *, stream: bool
+    ) -> AsyncIterator[ContentDelta | ModelResponse]:
+        """One model call: text deltas as they stream (if streaming), then the response."""
+        if not stream:
+            yield await self.model.request(request)
+            return
+        response: ModelResponse | None = None
+        async for event in self.model.stream(request):
+            if isinstance(event, TextDelta):
+                yield ContentDelta(event.text)
+            else:
+                response = event
+        if response is None:
+            raise ModelError("the stream ended without a response", provider=self.model.name)
+        yield response
 
     async def _history(self, session_id: str) -> list[Message]:
         if not self.add_history_to_context or self.num_history_runs == 0:

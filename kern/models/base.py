@@ -99,7 +99,9 @@ class OutputSchema:
         try:
             value = json.loads(text or "")
         except json.JSONDecodeError as exc:
-            raise ModelOutputError(f"structured output is not JSON: {exc}", provider=provider) from exc
+            raise ModelOutputError(
+                f"structured output is not JSON: {exc}", provider=provider
+            ) from exc
         if not isinstance(value, dict):
             raise ModelOutputError("structured output is not a JSON object", provider=provider)
         return value

@@ -78,14 +78,14 @@ class TestModel(_RecordingModel):
         self.requests.append(request)
         usage = Usage(_rough_tokens(request), 5)
         if request.output_schema is not None:
-            value = self.output if self.output is not None else sample_from_schema(
-                request.output_schema.schema
+            value = (
+                self.output
+                if self.output is not None
+                else sample_from_schema(request.output_schema.schema)
             )
             return ModelResponse(json.dumps(value), usage=usage, model_name=self.id)
         results = [m for m in request.messages if isinstance(m, ToolResultMessage)]
-        wanted = [
-            t for t in request.tools if self.call_tools == "all" or t.name in self.call_tools
-        ]
+        wanted = [t for t in request.tools if self.call_tools == "all" or t.name in self.call_tools]
         if wanted and not _answered_since_last_user(request):
             calls = tuple(
                 ToolCall(self._call_id(), t.name, json.dumps(sample_from_schema(t.parameters)))

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from kern._sync import call_any
 from kern.context import RunContext
 from kern.errors import ConfigError, ToolError
 from kern.models.base import ToolDefinition
@@ -42,8 +42,34 @@ class Tool:
         summary, param_docs = parse_docstring(inspect.getdoc(function) or "")
         self.description = description or summary or self.name
         self._context_param, self._args_model = _arguments_model(function, self.name, param_docs)
+        #: Whether the function takes the validated arguments model whole (``for_model``).
+        self._takes_model = False
         self.parameters: dict[str, Any] = self._args_model.model_json_schema()
         self.parameters.pop("title", None)
+
+    @classmethod
+    def for_model(
+        cls,
+        function: Callable[[RunContext, Any], Any],
+        *,
+        name: str,
+        description: str,
+        arguments: type[BaseModel],
+    ) -> Tool:
+        """A tool whose arguments are a pydantic model, e.g. a store's (custom) schema.
+
+        ``function(ctx, arguments)`` receives the validated model instance.
+        """
+        self = cls.__new__(cls)
+        self.function = function
+        self.name = name
+        self.description = description
+        self._context_param = "ctx"
+        self._args_model = arguments
+        self._takes_model = True
+        self.parameters = arguments.model_json_schema()
+        self.parameters.pop("title", None)
+        return self
 
     @property
     def definition(self) -> ToolDefinition:
@@ -58,14 +84,14 @@ class Tool:
             parsed = self._args_model.model_validate_json(arguments or "{}")
         except ValidationError as exc:
             return ToolOutcome(_validation_message(exc), is_error=True)
-        kwargs = {field: getattr(parsed, field) for field in type(parsed).model_fields}
-        if self._context_param:
-            kwargs[self._context_param] = ctx
         try:
-            if inspect.iscoroutinefunction(self.function):
-                result = await self.function(**kwargs)
+            if self._takes_model:
+                result = await call_any(self.function, ctx, parsed)
             else:
-                result = await asyncio.to_thread(self.function, **kwargs)
+                kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
+                if self._context_param:
+                    kwargs[self._context_param] = ctx
+                result = await call_any(self.function, **kwargs)
         except ToolError as exc:
             return ToolOutcome(str(exc), is_error=True)
         except Exception as exc:
@@ -184,11 +210,3 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
         if section is None:
             description.append(line)
     return "\n".join(description).strip(), params
-
-
-async def call_maybe_async(function: Callable[..., Any], *args: Any) -> Any:
-    """Call a sync or async callable from async code (plug points accept both)."""
-    result = function(*args)
-    if inspect.isawaitable(result):
-        return await cast(Awaitable[Any], result)
-    return result
