@@ -22,6 +22,8 @@ from kern.agent.output import (
 from kern.context import DEFAULT_USER_ID, RunContext
 from kern.db.base import Db, RunRecord
 from kern.errors import ConfigError, ModelError, RunLimitError
+from kern.learn.machine import RecallResult
+from kern.learn.stores.base import Turn
 from kern.models.base import (
     Message,
     Model,
@@ -37,6 +39,7 @@ from kern.models.base import (
 from kern.tools import Tool, ToolOutcome, as_tool
 
 if TYPE_CHECKING:
+    from kern.learn.machine import LearningMachine
     from kern.tools.core import ToolFunction
 
 __all__ = ["Agent"]
@@ -67,7 +70,7 @@ class Agent:
         db: Db | None = None,
         instructions: str | None = None,
         tools: Sequence[Tool | ToolFunction] = (),
-        learning: bool | Any = False,
+        learning: bool | LearningMachine = False,
         add_history_to_context: bool = True,
         num_history_runs: int = 3,
         max_steps: int = 10,
@@ -83,7 +86,7 @@ class Agent:
         self.instructions = instructions
         self.tools = [as_tool(t) for t in tools]
         _check_unique_names(self.tools)
-        self.learning = learning
+        self.learning_machine = _learning_machine(learning, self)
         self.add_history_to_context = add_history_to_context
         self.num_history_runs = num_history_runs
         self.max_steps = max_steps
@@ -178,6 +181,11 @@ class Agent:
                 out.flush()
         out.write("\n")
 
+    def get_learning_machine(self) -> LearningMachine | None:
+        """The agent's learning machine (``None`` without learning): its stores, proposals
+        and curator."""
+        return self.learning_machine
+
     async def get_session_messages(self, session_id: str | None = None) -> list[Message]:
         """Every message stored for a session, oldest first."""
         runs = await asyncio.to_thread(self.db.get_runs, session_id or self.session_id)
@@ -214,13 +222,21 @@ class Agent:
             await asyncio.to_thread(
                 self.db.upsert_session, ctx.session_id, user_id=ctx.user_id, agent_id=self.agent_id
             )
+            recall_started = time.perf_counter()
+            recalled = await self._recall(ctx)
+            metrics.recall_duration = time.perf_counter() - recall_started
+            instructions = "\n\n".join(p for p in (self.instructions, recalled.context) if p)
             history = await self._history(ctx.session_id)
             tools = {t.name: t for t in self.tools}
+            for extra in recalled.tools:
+                if extra.name in tools:
+                    raise ConfigError(f"tool name {extra.name!r} is used by a learning store")
+                tools[extra.name] = extra
             response = ModelResponse()
             for _ in range(self.max_steps):
                 request = ModelRequest(
                     messages=[*history, *new_messages],
-                    instructions=self.instructions,
+                    instructions=instructions or None,
                     tools=[t.definition for t in tools.values()],
                 )
                 step_started = time.perf_counter()
@@ -261,9 +277,18 @@ class Agent:
             content=response.text,
             messages=tuple(new_messages),
             metrics=metrics,
+            recalled=recalled.context,
         )
         await self._save_run(ctx, created_at, new_messages, metrics)
+        if self.learning_machine is not None:
+            await self.learning_machine.learn(ctx, Turn(ctx.input, response.text or ""))
         yield RunCompleted(output)
+
+    async def _recall(self, ctx: RunContext) -> RecallResult:
+        if self.learning_machine is None:
+            return RecallResult("")
+        await self.learning_machine.resume_unfinished()
+        return await self.learning_machine.recall(ctx)
 
     async def _call_model(
         self, request: ModelRequest, *, stream: bool
@@ -335,6 +360,15 @@ def _check_unique_names(tools: Sequence[Tool]) -> None:
         if t.name in seen:
             raise ConfigError(f"two tools are named {t.name!r}; tool names must be unique")
         seen.add(t.name)
+
+
+def _learning_machine(learning: object, agent: Agent) -> LearningMachine | None:
+    from kern.learn.machine import resolve_learning
+
+    machine = resolve_learning(learning)
+    if machine is not None:
+        machine.attach(db=agent.db, model=agent.model, agent_id=agent.agent_id)
+    return machine
 
 
 def _memory_db() -> Db:

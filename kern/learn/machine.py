@@ -1,0 +1,449 @@
+"""The learning machine: picks the stores, recalls before a run, learns after it.
+
+One run, end to end: ``recall`` (wait briefly for the user's pending extraction, then each
+store recalls within a token budget) → the agent answers → ``learn`` writes one durable job
+and runs it in the background: one structured-output model call for every always-mode store,
+validated and applied in one transaction with the job's completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError, create_model
+
+from kern._sync import call_any, run_sync
+from kern.context import RunContext
+from kern.db.base import Db, JobRecord, LearningDb, LearningFilter, SearchHit, WriteOp
+from kern.errors import ConfigError, JobLostError, ModelOutputError
+from kern.learn.config import (
+    DecisionLogConfig,
+    EntityMemoryConfig,
+    LearnedKnowledgeConfig,
+    LearningMode,
+    SessionContextConfig,
+    StoreConfig,
+    UserMemoryConfig,
+    UserProfileConfig,
+)
+from kern.learn.items import new_id
+from kern.learn.prompts import EXTRACTION_SYSTEM, LEARNED_CONTEXT_HEADER, extraction_prompt
+from kern.learn.stores.base import ExtractionView, LearningStore, Recalled, Store, Turn
+from kern.models.base import AssistantMessage, Model, ModelRequest, OutputSchema, UserMessage
+from kern.search.embedders import Embedder
+from kern.search.hybrid import embed_sync, hybrid_search, resolve_embedder
+from kern.tools import Tool
+
+__all__ = ["LearningMachine", "RecallResult"]
+
+log = logging.getLogger("kern.learn")
+
+StoreArg = bool | StoreConfig | Store[Any] | None
+
+EXTRACT_JOB = "extract"
+
+
+@dataclass(frozen=True, slots=True)
+class RecallResult:
+    """What the agent puts in front of the model for one run."""
+
+    context: str
+    tools: list[Tool] = field(default_factory=list)
+    recalled: dict[str, Recalled] = field(default_factory=dict)
+
+
+class LearningMachine:
+    """Learning Stores for an agent.
+
+    Args:
+        db: Where learnings live (default: the agent's db).
+        model: The model for extraction (default: the agent's model).
+        embedder: ``None`` (full-text recall), ``"local"`` (all-MiniLM-L6-v2, offline), or an
+            ``Embedder``.
+        namespace: Default sharing scope of entity memory, learned knowledge and the decision
+            log: ``"global"``, ``"user"`` or a group name.
+        user_profile, user_memory, session_context, entity_memory, learned_knowledge,
+        decision_log: ``True``, a config, or a store instance to enable a store.
+        custom_stores: Stores of your own implementing ``LearningStore``.
+        context_budget: Upper bound, in tokens (≈ 4 characters each), of recalled context.
+        consistency_timeout: Seconds a run waits for the user's pending extraction jobs
+            before recalling, so turn N+1 sees what turn N taught.
+        background: Run extraction in the background (default) or before ``run`` returns.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Db | None = None,
+        model: Model | None = None,
+        embedder: Embedder | str | None = None,
+        namespace: str = "global",
+        user_profile: StoreArg = None,
+        user_memory: StoreArg = None,
+        session_context: StoreArg = None,
+        entity_memory: StoreArg = None,
+        learned_knowledge: StoreArg = None,
+        decision_log: StoreArg = None,
+        custom_stores: Sequence[LearningStore] = (),
+        context_budget: int = 2000,
+        consistency_timeout: float = 5.0,
+        background: bool = True,
+        agent_id: str | None = None,
+    ) -> None:
+        from kern.learn.stores import (
+            DecisionLogStore,
+            EntityMemoryStore,
+            LearnedKnowledgeStore,
+            SessionContextStore,
+            UserMemoryStore,
+            UserProfileStore,
+        )
+
+        self._db = db
+        self._model = model
+        self.embedder = resolve_embedder(embedder)
+        self.namespace = namespace
+        self.context_budget = context_budget
+        self.consistency_timeout = consistency_timeout
+        self.background = background
+        self.agent_id = agent_id
+        self.stores: dict[str, LearningStore] = {}
+        builtins: list[tuple[str, StoreArg, type[Store[Any]], type[StoreConfig]]] = [
+            ("user_profile", user_profile, UserProfileStore, UserProfileConfig),
+            ("user_memory", user_memory, UserMemoryStore, UserMemoryConfig),
+            ("session_context", session_context, SessionContextStore, SessionContextConfig),
+            ("entity_memory", entity_memory, EntityMemoryStore, EntityMemoryConfig),
+            ("learned_knowledge", learned_knowledge, LearnedKnowledgeStore, LearnedKnowledgeConfig),
+            ("decision_log", decision_log, DecisionLogStore, DecisionLogConfig),
+        ]
+        for name, arg, store_class, config_class in builtins:
+            store = self._build_store(name, arg, store_class, config_class)
+            if store is not None:
+                self._add(store)
+        for custom in custom_stores:
+            if not isinstance(custom, LearningStore):
+                raise ConfigError(f"{custom!r} does not implement the LearningStore protocol")
+            self._add(custom)
+        if not self.stores:
+            raise ConfigError("a LearningMachine needs at least one store")
+        self._tasks: dict[str, set[asyncio.Task[None]]] = {}
+        self._resumed = False
+        from kern.learn.curator import Curator
+        from kern.learn.proposals import Proposals
+
+        self.proposals = Proposals(self)
+        self.curator = Curator(self)
+
+    @classmethod
+    def default(cls) -> LearningMachine:
+        """What ``learning=True`` means: profile, memories and session context, always mode."""
+        return cls(user_profile=True, user_memory=True, session_context=True)
+
+    def _build_store(
+        self,
+        name: str,
+        arg: StoreArg,
+        store_class: type[Store[Any]],
+        config_class: type[StoreConfig],
+    ) -> Store[Any] | None:
+        if arg is None or arg is False:
+            return None
+        if arg is True:
+            namespaced = "namespace" in config_class.model_fields
+            config = config_class(namespace=self.namespace) if namespaced else config_class()
+            return store_class(config)
+        if isinstance(arg, StoreConfig):
+            return store_class(arg)
+        if isinstance(arg, store_class):
+            return arg
+        raise ConfigError(
+            f"{name}= takes True, a {config_class.__name__} or a {store_class.__name__}, "
+            f"got {type(arg).__name__}"
+        )
+
+    def _add(self, store: LearningStore) -> None:
+        if store.name in self.stores:
+            raise ConfigError(f"two stores are named {store.name!r}")
+        if isinstance(store, Store):
+            store.bind(self)
+        self.stores[store.name] = store
+
+    def __getattr__(self, name: str) -> Any:
+        # lm.user_memory, lm.entity_memory … for the stores that are enabled.
+        stores = self.__dict__.get("stores", {})
+        if name in stores:
+            return stores[name]
+        raise AttributeError(
+            f"LearningMachine has no attribute {name!r}"
+            + (f" (enabled stores: {', '.join(stores)})" if stores else "")
+        )
+
+    # ------------------------------------------------------------------ wiring
+
+    def attach(self, *, db: Db, model: Model, agent_id: str | None) -> None:
+        """Fill in what the agent provides (db, model, agent id) where nothing was given."""
+        self._db = self._db or db
+        self._model = self._model or model
+        self.agent_id = self.agent_id or agent_id
+
+    @property
+    def db(self) -> LearningDb:
+        if self._db is None:
+            raise ConfigError("this LearningMachine has no db: pass db= or give it to an Agent")
+        if not isinstance(self._db, LearningDb):
+            raise ConfigError(f"{type(self._db).__name__} cannot store learnings")
+        return self._db
+
+    @property
+    def model(self) -> Model:
+        if self._model is None:
+            raise ConfigError("this LearningMachine has no model: pass model= or use an Agent")
+        return self._model
+
+    def embed_text(self, text: str) -> bytes | None:
+        if self.embedder is None or not text:
+            return None
+        return embed_sync(self.embedder, [text])[0].astype("float32").tobytes()
+
+    def search(self, query: str, where: LearningFilter, *, limit: int) -> list[SearchHit]:
+        """Hybrid search used by every store's recall, search API and tools."""
+        return hybrid_search(self.db, self.embedder, query, where, limit=limit)
+
+    # ------------------------------------------------------------------ recall
+
+    async def recall(self, ctx: RunContext) -> RecallResult:
+        """Everything the stores contribute to one run, within the context budget."""
+        await self.wait_for_jobs(ctx.user_id, timeout=self.consistency_timeout)
+        recalled: dict[str, Recalled] = {}
+        for name, store in self.stores.items():
+            recalled[name] = await call_any(store.recall, ctx)
+        blocks = self._fit_budget(recalled)
+        tools: list[Tool] = []
+        for store in self.stores.values():
+            tools.extend(store.get_tools(ctx))
+        if any(s.mode is LearningMode.PROPOSE for s in self.stores.values()):
+            tools.append(self.proposals.confirm_tool())
+        context = ""
+        if blocks:
+            context = LEARNED_CONTEXT_HEADER + "\n\n" + "\n\n".join(blocks)
+        return RecallResult(context, tools, recalled)
+
+    def _fit_budget(self, recalled: dict[str, Recalled]) -> list[str]:
+        """Render blocks, dropping the least relevant items of the largest store until the
+        rendered context fits ``context_budget`` (≈ 4 characters per token)."""
+        items = {name: list(r.items) for name, r in recalled.items()}
+        while True:
+            blocks = [
+                self.stores[name].build_context(Recalled(items[name], recalled[name].pending))
+                for name in recalled
+            ]
+            blocks = [b for b in blocks if b]
+            size = sum(len(b) for b in blocks) // 4
+            largest = max(items, key=lambda n: len(items[n]), default=None)
+            if size <= self.context_budget or largest is None or not items[largest]:
+                return blocks
+            items[largest].pop()
+
+    # ------------------------------------------------------------------ learn
+
+    def _extracting_stores(self) -> list[Store[Any]]:
+        return [
+            s
+            for s in self.stores.values()
+            if isinstance(s, Store) and s.mode is LearningMode.ALWAYS
+        ]
+
+    def _processing_stores(self) -> list[LearningStore]:
+        """Custom always-mode stores that learn through their own ``process``."""
+        return [
+            s
+            for s in self.stores.values()
+            if not isinstance(s, Store) and s.mode is LearningMode.ALWAYS
+        ]
+
+    async def learn(self, ctx: RunContext, turn: Turn) -> None:
+        """After a run: persist one extraction job, then run it (in the background)."""
+        if not self._extracting_stores() and not self._processing_stores():
+            return
+        job = JobRecord(
+            id=new_id(),
+            kind=EXTRACT_JOB,
+            payload={"user": turn.user, "assistant": turn.assistant, "input": ctx.input},
+            user_id=ctx.user_id,
+            session_id=ctx.session_id,
+            agent_id=ctx.agent_id,
+            run_id=ctx.run_id,
+        )
+        await asyncio.to_thread(self.db.enqueue_job, job)
+        if not self.background:
+            await self._run_claimed(job.id)
+            return
+        task = asyncio.create_task(self._run_claimed(job.id), name=f"kern-extract-{job.id}")
+        tasks = self._tasks.setdefault(ctx.user_id, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def wait_for_jobs(
+        self, user_id: str | None = None, *, timeout: float | None = None
+    ) -> bool:
+        """Wait until ``user_id``'s (or everyone's) extraction jobs are finished, at most
+        ``timeout`` seconds. Returns whether they all finished."""
+        deadline = time.monotonic() + (self.consistency_timeout if timeout is None else timeout)
+        loop = asyncio.get_running_loop()
+        mine = [
+            t
+            for uid, tasks in self._tasks.items()
+            if user_id is None or uid == user_id
+            for t in tasks
+            if t.get_loop() is loop
+        ]
+        if mine:
+            await asyncio.wait(mine, timeout=max(0.0, deadline - time.monotonic()))
+        # Jobs of other processes (or other event loops): poll the queue.
+        while await asyncio.to_thread(self.db.count_unfinished_jobs, user_id=user_id):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def wait(self, user_id: str | None = None, *, timeout: float | None = None) -> bool:
+        """Synchronous ``wait_for_jobs``: e.g. at the end of a script."""
+        return run_sync(self.wait_for_jobs(user_id, timeout=timeout))
+
+    async def process_pending_jobs(self, *, limit: int | None = None) -> int:
+        """Run every runnable job in the queue (left by crashed or exited processes)."""
+        done = 0
+        while limit is None or done < limit:
+            job = await asyncio.to_thread(self.db.claim_job)
+            if job is None:
+                break
+            await self._execute(job)
+            done += 1
+        return done
+
+    def process_pending(self, *, limit: int | None = None) -> int:
+        """Synchronous ``process_pending_jobs``."""
+        return run_sync(self.process_pending_jobs(limit=limit))
+
+    async def resume_unfinished(self) -> None:
+        """Once per process, on first use: pick up jobs an earlier process left behind."""
+        if self._resumed:
+            return
+        self._resumed = True
+        task = asyncio.create_task(self.process_pending_jobs(), name="kern-resume-jobs")
+        self._tasks.setdefault("*", set()).add(task)
+        task.add_done_callback(self._tasks["*"].discard)
+
+    async def _run_claimed(self, job_id: str) -> None:
+        job = await asyncio.to_thread(self.db.claim_job, job_id=job_id)
+        if job is not None:
+            await self._execute(job)
+
+    async def _execute(self, job: JobRecord) -> None:
+        """Run a claimed job; a failure is recorded on the job and never reaches the run."""
+        ctx = RunContext(
+            run_id=job.run_id or "",
+            session_id=job.session_id or "",
+            user_id=job.user_id or "",
+            agent_id=job.agent_id,
+            input=str(job.payload.get("input", "")),
+        )
+        turn = Turn(str(job.payload.get("user", "")), str(job.payload.get("assistant", "")))
+        try:
+            for store in self._processing_stores():
+                await call_any(store.process, ctx, turn)
+            await self.extract(ctx, turn, stores=self._extracting_stores(), job=job)
+        except JobLostError:
+            log.info("job %s was taken over by another worker; not applied here", job.id)
+        except Exception as exc:
+            log.warning("extraction job %s failed: %s", job.id, exc)
+            retry = 2.0**job.attempts if job.attempts < job.max_attempts else None
+            await asyncio.to_thread(
+                self.db.fail_job, job, f"{type(exc).__name__}: {exc}", retry_in=retry
+            )
+
+    # ------------------------------------------------------------------ extraction
+
+    async def extract(
+        self,
+        ctx: RunContext,
+        turn: Turn,
+        *,
+        stores: Sequence[Store[Any]] | None = None,
+        job: JobRecord | None = None,
+    ) -> list[WriteOp]:
+        """One structured-output call for ``stores``; apply the result in one transaction."""
+        stores = list(self._extracting_stores() if stores is None else stores)
+        views: list[tuple[Store[Any], ExtractionView]] = []
+        for store in stores:
+            view = await asyncio.to_thread(store.extraction_view, ctx, turn)
+            if view is not None:
+                views.append((store, view))
+        writes: list[WriteOp] = []
+        if views:
+            answer = await self._ask(turn, [v for _, v in views])
+            for store, view in views:
+                value = getattr(answer, view.key)
+                writes.extend(await asyncio.to_thread(store.extraction_writes, value, view, ctx))
+        if writes or job is not None:
+            await asyncio.to_thread(
+                self.db.apply, writes, run_id=ctx.run_id or None, actor="extraction", job=job
+            )
+        return writes
+
+    async def _ask(self, turn: Turn, views: list[ExtractionView]) -> BaseModel:
+        """The model call, with one repair retry for output that does not validate."""
+        fields: dict[str, Any] = {v.key: (v.output, None) for v in views}
+        output_model: type[BaseModel] = create_model("Extraction", **fields)
+        schema = OutputSchema("extraction", output_model.model_json_schema())
+        guidance = "\n".join(f"- {v.key}: {v.guidance}" for v in views)
+        prompt = extraction_prompt(
+            turn.user, turn.assistant, [(f"Stored {v.key}", v.data) for v in views]
+        )
+        messages: list[UserMessage | AssistantMessage] = [UserMessage(prompt)]
+        instructions = f"{EXTRACTION_SYSTEM}\n\nWhat to extract:\n{guidance}"
+        for attempt in (1, 2):
+            response = await self.model.request(
+                ModelRequest(messages=messages, instructions=instructions, output_schema=schema)
+            )
+            try:
+                return output_model.model_validate(
+                    schema.parse(response.text, provider=self.model.name)
+                )
+            except (ValidationError, ModelOutputError) as exc:
+                if attempt == 2:
+                    raise ModelOutputError(
+                        f"extraction output invalid after a repair attempt: {_short(exc)}",
+                        provider=self.model.name,
+                    ) from exc
+                messages += [
+                    AssistantMessage(response.text),
+                    UserMessage(
+                        f"That answer is invalid: {_short(exc)}. Return only JSON matching "
+                        "the schema."
+                    ),
+                ]
+        raise AssertionError("unreachable")
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).replace("\n", " ")
+    return text[:500]
+
+
+def resolve_learning(learning: object) -> LearningMachine | None:
+    """Interpret ``Agent(learning=...)``."""
+    if learning is None or learning is False:
+        return None
+    if learning is True:
+        return LearningMachine.default()
+    if isinstance(learning, LearningMachine):
+        return learning
+    raise ConfigError(
+        f"learning= takes True, False or a LearningMachine, got {type(learning).__name__}"
+    )

@@ -1,0 +1,569 @@
+"""What every store shares: the protocol, scoping, rows, the direct API and extraction hooks.
+
+A built-in store is a small subclass that says *which* rows it keeps (kind, scope, schema),
+how to render them for the model, and which operations extraction and tools may perform.
+Reading, writing, history, search and proposals live here and below, once.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, Field, create_model
+
+from kern.context import DEFAULT_USER_ID, RunContext
+from kern.db.base import (
+    Create,
+    LearningDb,
+    LearningFilter,
+    LearningRecord,
+    LearningStatus,
+    SetStatus,
+    Update,
+    WriteOp,
+)
+from kern.errors import ConfigError, ToolError
+from kern.learn.config import LearningMode, StoreConfig
+from kern.learn.items import Item, content_hash, new_id, text_of
+from kern.learn.prompts import data_block
+from kern.tools import Tool
+
+if TYPE_CHECKING:
+    from kern.learn.machine import LearningMachine
+
+__all__ = [
+    "ExtractionView",
+    "LearningStore",
+    "ListStore",
+    "Recalled",
+    "Store",
+    "Turn",
+]
+
+S = TypeVar("S", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One exchange, as extraction sees it."""
+
+    user: str
+    assistant: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """What a store recalled for a run: items to show, and pending proposals of this session."""
+
+    items: Sequence[Item[Any]] = ()
+    pending: Sequence[Item[Any]] = ()
+
+
+@runtime_checkable
+class LearningStore(Protocol):
+    """The protocol every store implements, built-in or custom.
+
+    ``recall`` and ``process`` may be sync or async; kern dispatches once.
+    """
+
+    name: str
+
+    @property
+    def mode(self) -> LearningMode: ...
+
+    @property
+    def schema(self) -> type[BaseModel]: ...
+
+    def recall(self, ctx: RunContext) -> Recalled:
+        """What is relevant to this run (``ctx.input``), before the model is called."""
+        ...
+
+    def build_context(self, recalled: Recalled) -> str:
+        """Render recalled data as a delimited data block ('' for nothing)."""
+        ...
+
+    def get_tools(self, ctx: RunContext) -> list[Tool]:
+        """Tools the agent gets for this run (agentic and propose modes)."""
+        ...
+
+    def process(self, ctx: RunContext, turn: Turn) -> Any:
+        """Learn from a finished turn (always mode), for stores outside the combined call."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractionView:
+    """A store's part of the combined extraction call.
+
+    ``output`` is the pydantic type of the store's field in the structured answer; ``data`` is
+    what is stored now, with short local numbers; ``local_ids`` maps them back to row ids.
+    """
+
+    key: str
+    output: Any
+    guidance: str
+    data: str
+    local_ids: dict[int, str] = field(default_factory=dict)
+
+
+class Store(Generic[S]):
+    """Base of the built-in stores: configuration, binding, scope, rows and history."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[StoreConfig]]
+    #: The row kind this store writes by default.
+    kind: ClassVar[str]
+
+    def __init__(self, config: StoreConfig | None = None) -> None:
+        config = config or self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{self.name} takes a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+        self._machine: LearningMachine | None = None
+
+    # -------------------------------------------------------------- wiring
+
+    def bind(self, machine: LearningMachine) -> None:
+        if self._machine is not None and self._machine is not machine:
+            raise ConfigError(f"the {self.name} store already belongs to another LearningMachine")
+        self._machine = machine
+
+    @property
+    def machine(self) -> LearningMachine:
+        if self._machine is None:
+            raise ConfigError(f"the {self.name} store is not part of a LearningMachine yet")
+        return self._machine
+
+    @property
+    def db(self) -> LearningDb:
+        return self.machine.db
+
+    @property
+    def mode(self) -> LearningMode:
+        return self.config.mode
+
+    @property
+    def schema(self) -> type[S]:
+        return self.config.schema  # type: ignore[return-value]
+
+    @property
+    def namespace(self) -> str | None:
+        return getattr(self.config, "namespace", None)
+
+    def scope(self, ctx: RunContext) -> str:
+        """The access key of this store's rows for a run; every read and write uses it."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- rows
+
+    def _context(self, user_id: str | None, session_id: str | None = None) -> RunContext:
+        """A context for direct API calls made outside any run."""
+        return RunContext(
+            run_id="",
+            session_id=session_id or "",
+            user_id=user_id or DEFAULT_USER_ID,
+            agent_id=self.machine.agent_id,
+        )
+
+    def _where(self, ctx: RunContext, **extra: Any) -> LearningFilter:
+        return LearningFilter(store=self.name, scopes=[self.scope(ctx)], **extra)
+
+    def _record(
+        self,
+        ctx: RunContext,
+        data: BaseModel,
+        *,
+        kind: str | None = None,
+        key: str | None = None,
+        status: LearningStatus = "active",
+        created_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> LearningRecord:
+        kind = kind or self.kind
+        content = data.model_dump(mode="json")
+        return LearningRecord(
+            id=new_id(),
+            store=self.name,
+            kind=kind,
+            scope=self.scope(ctx),
+            content=content,
+            text=text_of(data),
+            user_id=ctx.user_id,
+            session_id=ctx.session_id or None,
+            agent_id=ctx.agent_id,
+            namespace=self.namespace,
+            key=key,
+            content_hash=content_hash(kind, content),
+            status=status,
+            run_id=ctx.run_id or None,
+            created_at=created_at,
+            metadata=dict(metadata or {}),
+        )
+
+    def _create(self, record: LearningRecord) -> Create:
+        return Create(record, embedding=self.machine.embed_text(record.text))
+
+    def _update(
+        self, current: LearningRecord, data: BaseModel, metadata: dict[str, Any] | None = None
+    ) -> Update:
+        content = data.model_dump(mode="json")
+        text = text_of(data)
+        return Update(
+            id=current.id,
+            content=content,
+            text=text,
+            content_hash=content_hash(current.kind, content),
+            expected_version=current.version,
+            metadata=metadata,
+            embedding=self.machine.embed_text(text),
+        )
+
+    def _apply(self, ops: Sequence[WriteOp], ctx: RunContext, actor: str) -> list[LearningRecord]:
+        return self.db.apply(ops, run_id=ctx.run_id or None, actor=actor)
+
+    def _owned(
+        self, ctx: RunContext, item_id: str, statuses: Sequence[LearningStatus] = ("active",)
+    ) -> LearningRecord:
+        """The row ``item_id`` if this run may see it; the same error whether it does not
+        exist or belongs to someone else, so ids of other users' data leak nothing."""
+        record = self.db.get_learning(item_id)
+        if (
+            record is None
+            or record.store != self.name
+            or record.scope != self.scope(ctx)
+            or record.status not in statuses
+        ):
+            raise ToolError(f"No {self.name} item with id {item_id!r}.")
+        return record
+
+    def schema_for(self, kind: str) -> type[BaseModel]:
+        """The schema of rows of ``kind`` (stores with several kinds override this)."""
+        return self.schema
+
+    @property
+    def kinds(self) -> list[str]:
+        return [self.kind]
+
+    def _item(self, record: LearningRecord, score: float | None = None) -> Item[S]:
+        return Item.from_record(record, self.schema_for(record.kind), score=score)  # type: ignore[arg-type]
+
+    # -------------------------------------------------------------- protocol defaults
+
+    def recall(self, ctx: RunContext) -> Recalled:
+        raise NotImplementedError
+
+    def build_context(self, recalled: Recalled) -> str:
+        raise NotImplementedError
+
+    def get_tools(self, ctx: RunContext) -> list[Tool]:
+        return []
+
+    async def process(self, ctx: RunContext, turn: Turn) -> None:
+        """Run extraction for this store alone (the machine batches always-mode stores)."""
+        await self.machine.extract(ctx, turn, stores=[self])
+
+    # -------------------------------------------------------------- extraction hooks
+
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+        """This store's part of the combined extraction call (``None`` to sit it out)."""
+        return None
+
+    def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
+        """Turn the validated answer for ``view.key`` into write operations."""
+        return []
+
+
+class ListStore(Store[S]):
+    """A store holding a list of items of one schema (memories, learnings, decisions).
+
+    Gives the direct API (add, get, list, update, delete, search), hybrid recall, tools for
+    agentic and propose modes, and list operations for extraction.
+    """
+
+    #: The content field a plain string goes into (``add("...")``).
+    text_field: ClassVar[str] = "content"
+    noun: ClassVar[str]
+    plural: ClassVar[str]
+    #: Tool names by operation; defaults are add_<noun>, update_<noun>, delete_<noun>,
+    #: search_<plural>, propose_<noun>.
+    tool_names: ClassVar[dict[str, str]] = {}
+
+    def tool_name(self, operation: str) -> str:
+        noun = self.plural if operation == "search" else self.noun
+        return self.tool_names.get(operation, f"{operation}_{noun.replace(' ', '_')}")
+
+    # -------------------------------------------------------------- direct API
+
+    def add(
+        self,
+        content: str | S | dict[str, Any],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        created_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Item[S]:
+        """Store a new item now (no model involved) and return it."""
+        ctx = self._context(user_id, session_id)
+        record = self._record(ctx, self.coerce(content), created_at=created_at, metadata=metadata)
+        (saved,) = self._apply([self._create(record)], ctx, "api")
+        return self._item(saved)
+
+    def get(self, item_id: str, *, user_id: str | None = None) -> Item[S] | None:
+        """The item if it exists and is visible to ``user_id``'s scope, else ``None``."""
+        record = self.db.get_learning(item_id)
+        ctx = self._context(user_id)
+        if record is None or record.store != self.name or record.scope != self.scope(ctx):
+            return None
+        return self._item(record)
+
+    def list(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        status: LearningStatus = "active",
+    ) -> builtins.list[Item[S]]:
+        """Items newest first."""
+        where = self._where(self._context(user_id), kinds=self.kinds, statuses=(status,))
+        return [self._item(r) for r in self.db.list_learnings(where, limit=limit, offset=offset)]
+
+    def update(
+        self,
+        item_id: str,
+        content: str | S | dict[str, Any],
+        *,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Item[S]:
+        ctx = self._context(user_id)
+        current = self._owned(ctx, item_id)
+        (saved,) = self._apply([self._update(current, self.coerce(content), metadata)], ctx, "api")
+        return self._item(saved)
+
+    def delete(self, item_id: str, *, user_id: str | None = None) -> None:
+        ctx = self._context(user_id)
+        current = self._owned(ctx, item_id)
+        self._apply([SetStatus(current.id, "deleted", "delete")], ctx, "api")
+
+    def search(
+        self, query: str, *, user_id: str | None = None, limit: int = 10
+    ) -> builtins.list[Item[S]]:
+        """Hybrid search (full-text, plus vectors when an embedder is set) in the scope."""
+        return self._search(self._context(user_id), query, limit)
+
+    def coerce(self, content: str | S | dict[str, Any]) -> S:
+        """Accept a string (the main text field), a dict or a schema instance."""
+        if isinstance(content, str):
+            return self.schema.model_validate({self.text_field: content})
+        if isinstance(content, dict):
+            return self.schema.model_validate(content)
+        if isinstance(content, self.schema):
+            return content
+        raise ConfigError(f"{self.name}: expected str, dict or {self.schema.__name__}")
+
+    # -------------------------------------------------------------- recall
+
+    def _search(self, ctx: RunContext, query: str, limit: int) -> builtins.list[Item[S]]:
+        hits = self.machine.search(query, self._where(ctx, kinds=self.kinds), limit=limit)
+        return [self._item(h.record, h.score) for h in hits]
+
+    def recall(self, ctx: RunContext) -> Recalled:
+        items = self._search(ctx, ctx.input, self.config.limit) if self.config.limit else []
+        pending: builtins.list[Item[S]] = []
+        if self.mode is LearningMode.PROPOSE:
+            where = self._where(ctx, kinds=self.kinds, statuses=("proposed",))
+            pending = [
+                self._item(r)
+                for r in self.db.list_learnings(where, limit=20)
+                if r.session_id == ctx.session_id
+            ]
+        return Recalled(items, pending)
+
+    def render_row(self, item: Item[S]) -> dict[str, Any]:
+        """One item as the model sees it (id, content, date)."""
+        row: dict[str, Any] = {"id": item.id}
+        row.update(item.data.model_dump(exclude_none=True, exclude_defaults=True))
+        row["date"] = item.created_at.date().isoformat()
+        return row
+
+    def build_context(self, recalled: Recalled) -> str:
+        blocks = [
+            data_block(
+                self.name,
+                f"{self.plural.capitalize()} most relevant to this message:",
+                (self.render_row(i) for i in recalled.items),
+            ),
+            data_block(
+                f"{self.name}_pending_proposals",
+                "Proposed in this session, NOT saved yet: awaiting the user's confirmation.",
+                (self.render_row(i) for i in recalled.pending),
+            ),
+        ]
+        return "\n".join(b for b in blocks if b)
+
+    # -------------------------------------------------------------- tools
+
+    def get_tools(self, ctx: RunContext) -> builtins.list[Tool]:
+        if self.mode is LearningMode.ALWAYS:
+            return []
+        tools = [self._search_tool()]
+        if self.mode is LearningMode.AGENTIC:
+            tools += [self._add_tool(status="active"), self._update_tool(), self._delete_tool()]
+        else:
+            tools.append(self._add_tool(status="proposed"))
+        return tools
+
+    def _add_tool(self, *, status: LearningStatus) -> Tool:
+        proposing = status == "proposed"
+
+        def add(ctx: RunContext, data: BaseModel) -> str:
+            record = self._record(ctx, data, status=status)
+            (saved,) = self._apply([self._create(record)], ctx, "tool")
+            if proposing:
+                return (
+                    f"Proposal {saved.id} created. It is NOT saved: ask the user to confirm; "
+                    "if they agree in a later message, call confirm_proposal with this id."
+                )
+            return f"Saved {self.noun} {saved.id}."
+
+        verb = "propose" if proposing else "add"
+        what = (
+            "Propose a new {noun} for the user to approve (nothing is saved until they do)."
+            if proposing
+            else "Save a new {noun}."
+        )
+        return Tool.for_model(
+            add,
+            name=self.tool_name(verb),
+            description=what.format(noun=self.noun),
+            arguments=self.schema,
+        )
+
+    def _update_tool(self) -> Tool:
+        arguments = create_model(
+            f"update_{self.kind}_arguments",
+            __base__=self.schema,
+            id=(str, Field(description=f"The id of the {self.noun} to change")),
+        )
+
+        def update(ctx: RunContext, data: BaseModel) -> str:
+            values = data.model_dump()
+            item_id = values.pop("id")
+            current = self._owned(ctx, item_id)
+            self._apply([self._update(current, self.schema.model_validate(values))], ctx, "tool")
+            return f"Updated {self.noun} {item_id}."
+
+        return Tool.for_model(
+            update,
+            name=self.tool_name("update"),
+            description=f"Replace the content of a stored {self.noun}, by id.",
+            arguments=arguments,
+        )
+
+    def _delete_tool(self) -> Tool:
+        arguments = create_model(
+            f"delete_{self.kind}_arguments",
+            id=(str, Field(description=f"The id of the {self.noun} to delete")),
+        )
+
+        def delete(ctx: RunContext, data: BaseModel) -> str:
+            current = self._owned(ctx, data.id)  # type: ignore[attr-defined]
+            self._apply([SetStatus(current.id, "deleted", "delete")], ctx, "tool")
+            return f"Deleted {self.noun} {current.id}."
+
+        return Tool.for_model(
+            delete,
+            name=self.tool_name("delete"),
+            description=f"Delete a stored {self.noun} that is wrong or obsolete, by id.",
+            arguments=arguments,
+        )
+
+    def _search_tool(self) -> Tool:
+        arguments = create_model(
+            f"search_{self.kind}_arguments",
+            query=(str, Field(description="What to look for")),
+            limit=(int, Field(5, ge=1, le=20, description="How many results")),
+        )
+
+        def search(ctx: RunContext, data: BaseModel) -> builtins.list[dict[str, Any]]:
+            items = self._search(ctx, data.query, data.limit)  # type: ignore[attr-defined]
+            return [self.render_row(i) for i in items]
+
+        return Tool.for_model(
+            search,
+            name=self.tool_name("search"),
+            description=f"Search stored {self.plural}.",
+            arguments=arguments,
+        )
+
+    # -------------------------------------------------------------- extraction
+
+    #: How many similar items extraction sees (to update or deduplicate against).
+    extraction_neighbours: ClassVar[int] = 10
+
+    def extraction_guidance(self) -> str:
+        return f"{self.plural}: add new ones, update or delete existing ones by number."
+
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+        if self.mode is not LearningMode.ALWAYS:
+            return None
+        similar = self._search(ctx, f"{turn.user}\n{turn.assistant}", self.extraction_neighbours)
+        local_ids = {n: item.id for n, item in enumerate(similar, 1)}
+        rows = [f"[{n}] " + item.content for n, item in zip(local_ids, similar, strict=True)]
+        updated = create_model(
+            f"{self.kind}_update", __base__=self.schema, id=(int, Field(description="Item number"))
+        )
+        ops = create_model(
+            f"{self.kind}_operations",
+            add=(builtins.list[self.schema], Field(default_factory=builtins.list)),  # type: ignore[name-defined]
+            update=(builtins.list[updated], Field(default_factory=builtins.list)),  # type: ignore[valid-type]
+            delete=(builtins.list[int], Field(default_factory=builtins.list)),
+        )
+        guidance = self.extraction_guidance()
+        if self.config.instructions:
+            guidance += " " + self.config.instructions
+        return ExtractionView(
+            key=self.name,
+            output=ops | None,
+            guidance=guidance,
+            data="\n".join(rows) or "(none stored yet)",
+            local_ids=local_ids,
+        )
+
+    def extraction_writes(
+        self, value: Any, view: ExtractionView, ctx: RunContext
+    ) -> builtins.list[WriteOp]:
+        if value is None:
+            return []
+        writes: builtins.list[WriteOp] = []
+        touched: set[str] = set()
+        for data in value.add:
+            writes.append(
+                self._create(self._record(ctx, self.schema.model_validate(data.model_dump())))
+            )
+        for change in value.update:
+            item_id = view.local_ids.get(change.id)
+            if item_id is None or item_id in touched:
+                continue  # an invented or repeated number: ignored, never guessed
+            touched.add(item_id)
+            current = self.db.get_learning(item_id)
+            if current is None or current.status != "active":
+                continue
+            fields = change.model_dump()
+            fields.pop("id")
+            writes.append(self._update(current, self.schema.model_validate(fields)))
+        for number in value.delete:
+            item_id = view.local_ids.get(number)
+            if item_id is None or item_id in touched:
+                continue
+            touched.add(item_id)
+            writes.append(SetStatus(item_id, "deleted", "delete"))
+        return writes

@@ -1,0 +1,76 @@
+"""Decisions the agent made, with reasoning, alternatives, confidence and later outcome."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, Field, create_model
+
+from kern.context import RunContext
+from kern.learn.config import DecisionLogConfig, LearningMode
+from kern.learn.items import Item
+from kern.learn.schemas import Decision
+from kern.learn.scope import agent_scope
+from kern.learn.stores.base import ListStore
+from kern.tools import Tool
+
+__all__ = ["DecisionLogStore"]
+
+
+class DecisionLogStore(ListStore[Decision]):
+    name = "decision_log"
+    config_class = DecisionLogConfig
+    kind = "decision"
+    noun = "decision"
+    plural = "decisions"
+    text_field: ClassVar[str] = "decision"
+    tool_names: ClassVar[dict[str, str]] = {"add": "log_decision"}
+
+    def scope(self, ctx: RunContext) -> str:
+        return agent_scope(self.namespace or "global", ctx)
+
+    def record_outcome(
+        self, decision_id: str, outcome: str, *, user_id: str | None = None
+    ) -> Item[Decision]:
+        """Attach what happened to a logged decision."""
+        current = self.get(decision_id, user_id=user_id)
+        if current is None:
+            raise KeyError(f"no decision {decision_id!r} in this scope")
+        return self.update(
+            decision_id, current.data.model_copy(update={"outcome": outcome}), user_id=user_id
+        )
+
+    def get_tools(self, ctx: RunContext) -> list[Tool]:
+        tools = super().get_tools(ctx)
+        if self.mode is LearningMode.AGENTIC:
+            tools.append(self._outcome_tool())
+        return tools
+
+    def _outcome_tool(self) -> Tool:
+        arguments = create_model(
+            "record_decision_outcome_arguments",
+            id=(str, Field(description="The id of the logged decision")),
+            outcome=(str, Field(description="How the decision turned out")),
+        )
+
+        def record_decision_outcome(ctx: RunContext, data: BaseModel) -> str:
+            current = self._owned(ctx, data.id)  # type: ignore[attr-defined]
+            decision = self.schema.model_validate(current.content).model_copy(
+                update={"outcome": data.outcome}  # type: ignore[attr-defined]
+            )
+            self._apply([self._update(current, decision)], ctx, "tool")
+            return f"Outcome recorded for decision {current.id}."
+
+        return Tool.for_model(
+            record_decision_outcome,
+            name="record_decision_outcome",
+            description="Record how an earlier decision turned out, by id.",
+            arguments=arguments,
+        )
+
+    def extraction_guidance(self) -> str:
+        return (
+            "significant decisions the ASSISTANT made in this exchange (a recommendation, a "
+            "choice between options) with reasoning, alternatives and confidence; record an "
+            "outcome on a stored decision (update by number) when the user reports one."
+        )

@@ -1,0 +1,173 @@
+"""Facts, events and relations about external things: companies, projects, people."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, create_model
+
+from kern.context import RunContext
+from kern.db.base import SetStatus, WriteOp
+from kern.learn.config import EntityMemoryConfig, LearningMode
+from kern.learn.items import Item
+from kern.learn.schemas import EntityEvent, EntityRelation
+from kern.learn.scope import namespace_scope
+from kern.learn.stores.base import ExtractionView, ListStore, Turn
+from kern.tools import Tool
+
+__all__ = ["EntityMemoryStore"]
+
+
+class EntityMemoryStore(ListStore[Any]):
+    """Three kinds of rows: ``fact`` (the configurable schema), ``event`` and ``relation``."""
+
+    name = "entity_memory"
+    config_class = EntityMemoryConfig
+    kind = "fact"
+    noun = "entity fact"
+    plural = "entities"
+    text_field: ClassVar[str] = "fact"
+    tool_names: ClassVar[dict[str, str]] = {
+        "add": "remember_entity_fact",
+        "propose": "propose_entity_fact",
+        "delete": "forget_entity_item",
+        "update": "update_entity_fact",
+        "search": "search_entities",
+    }
+
+    def scope(self, ctx: RunContext) -> str:
+        return namespace_scope(self.namespace or "global", ctx.user_id)
+
+    @property
+    def kinds(self) -> list[str]:
+        return ["fact", "event", "relation"]
+
+    def schema_for(self, kind: str) -> type[BaseModel]:
+        return {"event": EntityEvent, "relation": EntityRelation}.get(kind, self.schema)
+
+    # -------------------------------------------------------------- direct API
+
+    def add_fact(
+        self,
+        entity: str,
+        fact: str,
+        *,
+        entity_type: str | None = None,
+        user_id: str | None = None,
+        **extra: Any,
+    ) -> Item[Any]:
+        return self.add(
+            {"entity": entity, "fact": fact, "entity_type": entity_type, **extra}, user_id=user_id
+        )
+
+    def add_event(
+        self, entity: str, event: str, *, date: str | None = None, user_id: str | None = None
+    ) -> Item[Any]:
+        return self._add_kind("event", EntityEvent(entity=entity, event=event, date=date), user_id)
+
+    def add_relation(
+        self, subject: str, relation: str, object: str, *, user_id: str | None = None
+    ) -> Item[Any]:
+        data = EntityRelation(subject=subject, relation=relation, object=object)
+        return self._add_kind("relation", data, user_id)
+
+    def _add_kind(self, kind: str, data: BaseModel, user_id: str | None) -> Item[Any]:
+        ctx = self._context(user_id)
+        (saved,) = self._apply([self._create(self._record(ctx, data, kind=kind))], ctx, "api")
+        return self._item(saved)
+
+    def render_row(self, item: Item[Any]) -> dict[str, Any]:
+        row = super().render_row(item)
+        row["kind"] = item.kind
+        return row
+
+    # -------------------------------------------------------------- tools
+
+    def get_tools(self, ctx: RunContext) -> list[Tool]:
+        tools = super().get_tools(ctx)
+        if self.mode is LearningMode.ALWAYS:
+            return tools
+        status = "proposed" if self.mode is LearningMode.PROPOSE else "active"
+        tools.append(
+            self._kind_tool(
+                "event",
+                EntityEvent,
+                "record_entity_event",
+                "Record something that happened to an entity.",
+                status,
+            )
+        )
+        tools.append(
+            self._kind_tool(
+                "relation",
+                EntityRelation,
+                "link_entities",
+                "Record a relation between two entities.",
+                status,
+            )
+        )
+        return tools
+
+    def _kind_tool(
+        self, kind: str, schema: type[BaseModel], name: str, description: str, status: str
+    ) -> Tool:
+        proposing = status == "proposed"
+
+        def save(ctx: RunContext, data: BaseModel) -> str:
+            record = self._record(
+                ctx, data, kind=kind, status="proposed" if proposing else "active"
+            )
+            (saved,) = self._apply([self._create(record)], ctx, "tool")
+            if proposing:
+                return (
+                    f"Proposal {saved.id} created, NOT saved: ask the user to confirm; if "
+                    "they agree in a later message, call confirm_proposal with this id."
+                )
+            return f"Saved entity {kind} {saved.id}."
+
+        if proposing:
+            name, description = f"propose_{name}", f"Propose: {description} (needs approval)"
+        return Tool.for_model(save, name=name, description=description, arguments=schema)
+
+    # -------------------------------------------------------------- extraction
+
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+        view = super().extraction_view(ctx, turn)
+        if view is None:
+            return None
+        ops = create_model(
+            "entity_operations",
+            facts=(list[self.schema], Field(default_factory=list)),  # type: ignore[name-defined]
+            events=(list[EntityEvent], Field(default_factory=list)),
+            relations=(list[EntityRelation], Field(default_factory=list)),
+            delete=(
+                list[int],
+                Field(default_factory=list, description="Numbers of stored items now wrong"),
+            ),
+        )
+        guidance = (
+            "facts, dated events and relations about named external entities (companies, "
+            "projects, products, people other than the user) mentioned in the exchange; "
+            "skip what is already stored; delete stored items the exchange shows are wrong."
+        )
+        if self.config.instructions:
+            guidance += " " + self.config.instructions
+        return ExtractionView(self.name, ops | None, guidance, view.data, view.local_ids)
+
+    def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
+        if value is None:
+            return []
+        writes: list[WriteOp] = []
+        for kind, items in (
+            ("fact", value.facts),
+            ("event", value.events),
+            ("relation", value.relations),
+        ):
+            for data in items:
+                schema = self.schema_for(kind)
+                record = self._record(ctx, schema.model_validate(data.model_dump()), kind=kind)
+                writes.append(self._create(record))
+        for number in dict.fromkeys(value.delete):
+            if (item_id := view.local_ids.get(number)) is not None:
+                writes.append(SetStatus(item_id, "deleted", "delete"))
+        return writes

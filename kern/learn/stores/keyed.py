@@ -1,0 +1,280 @@
+"""Stores whose rows are keyed: a profile (one row per field) and session contexts (one row
+per session). A write is a ``Put`` on the key, so concurrent writers of different fields never
+touch the same row and writers of one field serialise without losing a history event."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, create_model
+
+from kern.context import RunContext
+from kern.db.base import LearningStatus, Put, SetStatus, WriteOp
+from kern.learn.config import LearningMode, SessionContextConfig, UserProfileConfig
+from kern.learn.items import Item
+from kern.learn.prompts import data_block, escape
+from kern.learn.schemas import SessionContext
+from kern.learn.scope import session_scope, user_scope
+from kern.learn.stores.base import ExtractionView, Recalled, Store, Turn
+from kern.tools import Tool
+
+__all__ = ["ProfileField", "SessionContextStore", "UserProfileStore"]
+
+
+class ProfileField(BaseModel):
+    """How one profile field is stored."""
+
+    field: str
+    value: Any
+
+
+def partial(schema: type[BaseModel], name: str) -> type[BaseModel]:
+    """``schema`` with every field optional (``None`` = leave unchanged), for updates."""
+    fields: dict[str, Any] = {
+        key: (info.annotation | None, Field(None, description=info.description))
+        for key, info in schema.model_fields.items()
+    }
+    return create_model(name, **fields)
+
+
+class UserProfileStore(Store[ProfileField]):
+    """Structured facts about a user; the schema (custom fields included) is the contract."""
+
+    name = "user_profile"
+    config_class = UserProfileConfig
+    kind = "field"
+
+    def scope(self, ctx: RunContext) -> str:
+        return user_scope(ctx.user_id)
+
+    def schema_for(self, kind: str) -> type[BaseModel]:
+        return ProfileField
+
+    @property
+    def updates(self) -> type[BaseModel]:
+        return partial(self.schema, "profile_update")
+
+    # -------------------------------------------------------------- direct API
+
+    def get(self, *, user_id: str | None = None) -> BaseModel:
+        """The user's profile as an instance of the store's schema."""
+        values = {i.data.field: i.data.value for i in self.fields(user_id=user_id)}
+        return self.schema.model_construct(**values)
+
+    def fields(
+        self, *, user_id: str | None = None, status: LearningStatus = "active"
+    ) -> list[Item[ProfileField]]:
+        """One item per stored field (with its id, version and dates)."""
+        where = self._where(self._context(user_id), kinds=[self.kind], statuses=(status,))
+        records = self.db.list_learnings(where, limit=1000, newest_first=False)
+        return [Item.from_record(r, ProfileField) for r in records]
+
+    def update(
+        self, values: dict[str, Any] | BaseModel, *, user_id: str | None = None
+    ) -> BaseModel:
+        """Set the given fields (validated against the schema); returns the new profile."""
+        ctx = self._context(user_id)
+        self._apply(self._puts(ctx, self._validate(values)), ctx, "api")
+        return self.get(user_id=user_id)
+
+    def delete_field(self, field: str, *, user_id: str | None = None) -> None:
+        ctx = self._context(user_id)
+        for item in self.fields(user_id=user_id):
+            if item.data.field == field:
+                self._apply([SetStatus(item.id, "deleted", "delete")], ctx, "api")
+
+    def _validate(self, values: dict[str, Any] | BaseModel) -> dict[str, Any]:
+        data = values.model_dump() if isinstance(values, BaseModel) else values
+        validated = self.updates.model_validate(data)
+        return {k: v for k, v in validated.model_dump(mode="json").items() if v is not None}
+
+    def _puts(
+        self, ctx: RunContext, values: dict[str, Any], status: LearningStatus = "active"
+    ) -> list[WriteOp]:
+        ops: list[WriteOp] = []
+        for field, value in values.items():
+            record = self._record(
+                ctx, ProfileField(field=field, value=value), key=field, status=status
+            )
+            ops.append(Put(record) if status == "active" else self._create(record))
+        return ops
+
+    # -------------------------------------------------------------- recall and tools
+
+    def recall(self, ctx: RunContext) -> Recalled:
+        items = self.fields(user_id=ctx.user_id)
+        pending: list[Item[ProfileField]] = []
+        if self.mode is LearningMode.PROPOSE:
+            pending = [
+                i
+                for i in self.fields(user_id=ctx.user_id, status="proposed")
+                if i.session_id == ctx.session_id
+            ]
+        return Recalled(items, pending)
+
+    def build_context(self, recalled: Recalled) -> str:
+        profile = {i.data.field: i.data.value for i in recalled.items}
+        blocks = [
+            data_block(
+                "user_profile", "What is known about the user:", [profile] if profile else []
+            )
+        ]
+        blocks.append(
+            data_block(
+                "user_profile_pending_proposals",
+                "Proposed in this session, NOT saved yet: awaiting the user's confirmation.",
+                ({"id": i.id, i.data.field: i.data.value} for i in recalled.pending),
+            )
+        )
+        return "\n".join(b for b in blocks if b)
+
+    def get_tools(self, ctx: RunContext) -> list[Tool]:
+        if self.mode is LearningMode.ALWAYS:
+            return []
+        proposing = self.mode is LearningMode.PROPOSE
+
+        def update_profile(ctx: RunContext, data: BaseModel) -> str:
+            values = {k: v for k, v in data.model_dump(mode="json").items() if v is not None}
+            if not values:
+                return "Nothing to change: pass at least one field."
+            saved = self._apply(
+                self._puts(ctx, values, "proposed" if proposing else "active"), ctx, "tool"
+            )
+            if proposing:
+                ids = ", ".join(r.id for r in saved)
+                return (
+                    f"Proposal(s) {ids} created, NOT saved: ask the user to confirm; if they "
+                    "agree in a later message, call confirm_proposal with each id."
+                )
+            return "Saved profile fields: " + ", ".join(values) + "."
+
+        return [
+            Tool.for_model(
+                update_profile,
+                name="propose_user_profile_update" if proposing else "update_user_profile",
+                description=(
+                    "Propose changes to the user's profile for them to approve."
+                    if proposing
+                    else "Save facts about the user in their profile; pass only fields to change."
+                ),
+                arguments=self.updates,
+            )
+        ]
+
+    # -------------------------------------------------------------- extraction
+
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+        if self.mode is not LearningMode.ALWAYS:
+            return None
+        current = {i.data.field: i.data.value for i in self.fields(user_id=ctx.user_id)}
+        guidance = (
+            "set profile fields the user stated or corrected; leave the others null. "
+            "Only change a stored value when the user gave a new one."
+        )
+        if self.config.instructions:
+            guidance += " " + self.config.instructions
+        return ExtractionView(
+            key=self.name,
+            output=self.updates | None,
+            guidance=guidance,
+            data=escape(str(current)) if current else "(empty)",
+        )
+
+    def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
+        if value is None:
+            return []
+        values = {k: v for k, v in value.model_dump(mode="json").items() if v is not None}
+        current = {i.data.field: i.data.value for i in self.fields(user_id=ctx.user_id)}
+        changed = {k: v for k, v in values.items() if current.get(k) != v}
+        return self._puts(ctx, changed)
+
+
+class SessionContextStore(Store[SessionContext]):
+    """Summary, goal, plan and progress of one session, rewritten as the session moves on."""
+
+    name = "session_context"
+    config_class = SessionContextConfig
+    kind = "session_context"
+    key: ClassVar[str] = "context"
+
+    def scope(self, ctx: RunContext) -> str:
+        return session_scope(ctx.user_id, ctx.session_id)
+
+    def get(self, session_id: str, *, user_id: str | None = None) -> SessionContext | None:
+        item = self._current(self._context(user_id, session_id))
+        return item.data if item else None
+
+    def set(
+        self, session_id: str, context: dict[str, Any] | BaseModel, *, user_id: str | None = None
+    ) -> BaseModel:
+        """Merge the given fields into the session's context."""
+        ctx = self._context(user_id, session_id)
+        data = self._merged(ctx, context)
+        self._apply([Put(self._record(ctx, data, key=self.key))], ctx, "api")
+        return data
+
+    def _current(self, ctx: RunContext) -> Item[SessionContext] | None:
+        records = self.db.list_learnings(self._where(ctx, key=self.key), limit=1)
+        return self._item(records[0]) if records else None
+
+    def _merged(self, ctx: RunContext, changes: dict[str, Any] | BaseModel) -> BaseModel:
+        current = self._current(ctx)
+        base = current.data.model_dump() if current else {}
+        new = (
+            changes.model_dump(exclude_none=True)
+            if isinstance(changes, BaseModel)
+            else {k: v for k, v in changes.items() if v is not None}
+        )
+        return self.schema.model_validate({**base, **new})
+
+    def recall(self, ctx: RunContext) -> Recalled:
+        current = self._current(ctx)
+        return Recalled([current] if current else [])
+
+    def build_context(self, recalled: Recalled) -> str:
+        rows = [i.data.model_dump(exclude_none=True, exclude_defaults=True) for i in recalled.items]
+        return data_block("session_context", "Where this session stands:", [r for r in rows if r])
+
+    def get_tools(self, ctx: RunContext) -> list[Tool]:
+        if self.mode is LearningMode.ALWAYS:
+            return []
+
+        def update_session_context(ctx: RunContext, data: BaseModel) -> str:
+            merged = self._merged(ctx, data)
+            self._apply([Put(self._record(ctx, merged, key=self.key))], ctx, "tool")
+            return "Session context saved."
+
+        return [
+            Tool.for_model(
+                update_session_context,
+                name="update_session_context",
+                description="Record the session's summary, goal, plan or progress "
+                "(pass only what changed).",
+                arguments=partial(self.schema, "session_context_update"),
+            )
+        ]
+
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+        if self.mode is not LearningMode.ALWAYS:
+            return None
+        current = self._current(ctx)
+        guidance = (
+            "the session's state after this exchange: summary, goal, plan, progress. Return "
+            "the full updated state, or null if nothing about the session changed."
+        )
+        if self.config.instructions:
+            guidance += " " + self.config.instructions
+        return ExtractionView(
+            key=self.name,
+            output=self.schema | None,
+            guidance=guidance,
+            data=escape(current.data.model_dump_json(exclude_defaults=True))
+            if current
+            else "(empty)",
+        )
+
+    def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
+        if value is None:
+            return []
+        data = self.schema.model_validate(value.model_dump())
+        return [Put(self._record(ctx, data, key=self.key))]
