@@ -7,7 +7,6 @@ against ``ChatProtocol``; only the request-body assertions differ per API.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -78,17 +77,8 @@ def api(request: pytest.FixtureRequest) -> Api:
     return value
 
 
-@pytest.fixture(scope="module")
-def _closing() -> Iterator[list[threading.Thread]]:
-    """Server shutdowns still running; the module waits for them once, at its end."""
-    threads: list[threading.Thread] = []
-    yield threads
-    for thread in threads:
-        thread.join()
-
-
 @pytest.fixture
-def serve(api: Api, _closing: list[threading.Thread]) -> Iterator[Serve]:
+def serve(api: Api) -> Iterator[Serve]:
     """Start a fake server speaking ``api``'s protocol; closed after the test."""
     servers: list[FakeServer] = []
 
@@ -98,12 +88,8 @@ def serve(api: Api, _closing: list[threading.Thread]) -> Iterator[Serve]:
         return server
 
     yield start
-    # ``serve_forever`` notices a shutdown only at its next 0.5 s poll; closing in the
-    # background keeps that wait out of every test.
     for server in servers:
-        thread = threading.Thread(target=server.__exit__, args=(None, None, None), daemon=True)
-        thread.start()
-        _closing.append(thread)
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture
