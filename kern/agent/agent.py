@@ -86,12 +86,12 @@ class Agent:
         self.instructions = instructions
         self.tools = [as_tool(t) for t in tools]
         _check_unique_names(self.tools)
-        self.learning_machine = _learning_machine(learning, self)
         self.add_history_to_context = add_history_to_context
         self.num_history_runs = num_history_runs
         self.max_steps = max_steps
         self.agent_id = agent_id
         self.session_id = session_id or str(uuid.uuid4())
+        self.learning_machine = _learning_machine(learning, self)
 
     # ----------------------------------------------------------------- public API
 
@@ -180,6 +180,18 @@ class Agent:
                 out.write(event.text)
                 out.flush()
         out.write("\n")
+
+    async def aclose(self) -> None:
+        """Wait (bounded) for background learning, then close the model's connections.
+
+        The database is left open: it was given to the agent and may be shared.
+        """
+        if self.learning_machine is not None:
+            await self.learning_machine.wait_for_jobs()
+        await self.model.aclose()
+
+    def close(self) -> None:
+        run_sync(self.aclose())
 
     def get_learning_machine(self) -> LearningMachine | None:
         """The agent's learning machine (``None`` without learning): its stores, proposals

@@ -173,6 +173,9 @@ class Model(ABC):
             yield TextDelta(response.text)
         yield response
 
+    async def aclose(self) -> None:
+        """Release connections the model opened (nothing by default)."""
+
     @property
     def name(self) -> str:
         return f"{self.provider}:{self.id}"
