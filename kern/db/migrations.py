@@ -1,0 +1,152 @@
+"""Versioned schema changes: named functions, applied in order, recorded in ``kern_migrations``.
+
+To change the schema, edit the tables in ``kern.db.schema`` and append one function here::
+
+    @migration
+    def m002_learnings(conn: Connection) -> None:
+        schema.learnings.create(conn)
+
+Rules that keep every database upgradable:
+
+- Never rename, reorder or edit a migration that has shipped; append a new one.
+- A migration may build on the tables in ``kern.db.schema`` only while they still have the
+  shape it expects. When a later migration alters a table (adds a column, …), freeze the old
+  definition inside the migration that created it. ``tests/test_migrations.py`` upgrades from
+  every prefix of ``MIGRATIONS`` with data, so forgetting this fails the suite.
+
+Each migration runs in its own write transaction together with the row recording it, so a
+failed migration leaves nothing behind and stays pending. Concurrent openers are serialised:
+SQLite by ``BEGIN IMMEDIATE`` (the write lock, taken before the applied list is re-read),
+Postgres by a transaction-level advisory lock. The loser of the race finds the migration
+recorded and skips it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, func, insert, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from kern.db import schema
+from kern.errors import StorageError
+
+if TYPE_CHECKING:
+    from kern.db.sql import SqlDb
+
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "applied_migrations",
+    "migrate",
+    "migration",
+    "pending_migrations",
+]
+
+logger = logging.getLogger(__name__)
+
+Migration = Callable[[Connection], None]
+"""A schema change. It receives the connection of an open write transaction and must not
+commit, roll back or open transactions itself."""
+
+MIGRATIONS: list[Migration] = []
+"""Every migration, in the order it is applied. Recorded by function name."""
+
+# An arbitrary constant: the key of kern's Postgres advisory lock (``pg_advisory_xact_lock``).
+_PG_MIGRATION_LOCK = 0x6B65726E  # "kern"
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration (decorator)."""
+    if any(existing.__name__ == fn.__name__ for existing in MIGRATIONS):
+        raise ValueError(f"a migration named {fn.__name__!r} is already registered")
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_sessions_and_runs(conn: Connection) -> None:
+    schema.sessions.create(conn)
+    schema.runs.create(conn)
+
+
+def applied_migrations(db: SqlDb) -> list[str]:
+    """Names of the migrations recorded in the database, oldest first (read-only)."""
+    with db.transaction(write=False, action="read the applied migrations") as conn:
+        return _applied(conn)
+
+
+def pending_migrations(db: SqlDb, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Names of ``migrations`` not yet applied, in the order ``migrate`` would apply them."""
+    done = set(applied_migrations(db))
+    return [fn.__name__ for fn in migrations if fn.__name__ not in done]
+
+
+def migrate(db: SqlDb, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply the pending ``migrations`` in order, one transaction each; return the names applied
+    by this call. A no-op (one read, no write lock) when the database is up to date."""
+    _check_unique(migrations)
+    with db.transaction(write=False, action="read the applied migrations") as conn:
+        applied = _applied(conn)
+    unknown = set(applied) - {fn.__name__ for fn in migrations}
+    if unknown:
+        # A newer kern migrated this database; its changes are additive by rule, so carry on.
+        logger.warning(
+            "%r has migrations this version of kern does not know: %s",
+            db,
+            ", ".join(sorted(unknown)),
+        )
+    pending = [fn for fn in migrations if fn.__name__ not in set(applied)]
+    if not pending:
+        return []
+
+    with db.transaction(action="create the migrations table") as conn:
+        _serialize(conn)
+        schema.kern_migrations.create(conn, checkfirst=True)
+
+    done_now: list[str] = []
+    for fn in pending:
+        name = fn.__name__
+        with db.transaction(action=f"apply migration {name}") as conn:
+            _serialize(conn)
+            already = conn.execute(
+                select(schema.kern_migrations.c.name).where(schema.kern_migrations.c.name == name)
+            ).first()
+            if already is not None:
+                continue  # another process applied it while we waited for the lock
+            try:
+                fn(conn)
+            except (StorageError, SQLAlchemyError):
+                raise  # db.transaction names the migration in the StorageError
+            except Exception as exc:
+                raise StorageError(f"migration {name} failed in {db!r}: {exc}") from exc
+            conn.execute(insert(schema.kern_migrations).values(name=name, applied_at=db.now()))
+        logger.info("applied migration %s to %r", name, db)
+        done_now.append(name)
+    return done_now
+
+
+def _applied(conn: Connection) -> list[str]:
+    if not inspect(conn).has_table(schema.kern_migrations.name):
+        return []
+    table = schema.kern_migrations
+    rows = conn.execute(select(table.c.name).order_by(table.c.applied_at, table.c.name))
+    return list(rows.scalars())
+
+
+def _serialize(conn: Connection) -> None:
+    """Make this transaction the only one migrating, until it ends.
+
+    On SQLite the write transaction already holds the database's write lock (``BEGIN
+    IMMEDIATE``), so there is nothing to add.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+
+
+def _check_unique(migrations: Sequence[Migration]) -> None:
+    names = [fn.__name__ for fn in migrations]
+    if len(set(names)) != len(names):
+        raise ValueError(f"migration names must be unique: {names}")

@@ -1,0 +1,192 @@
+"""``SqliteDb``: the embedded default, one file shared safely by threads and processes.
+
+How SQLite is made safe for several writers:
+
+- WAL journal: readers never block the writer, nor the writer readers.
+- Every write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock before
+  reading, waiting up to ``busy_timeout_ms`` for another writer, so a read-then-write can never
+  fail half-way with "database is locked". Python's ``sqlite3`` would otherwise begin
+  transactions itself, lazily and only before DML; the connection is put in driver autocommit
+  mode and SQLAlchemy's ``begin`` event emits the ``BEGIN`` (the recipe documented in
+  SQLAlchemy's SQLite dialect, "Enabling Non-Legacy SQLite Transactional Modes").
+- Foreign keys on, on every connection.
+- A process that forks drops (without closing) the connections it inherited, as SQLite requires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sqlite3
+import time
+import weakref
+from collections.abc import Callable
+from datetime import datetime
+from json import dumps
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Connection, Engine, create_engine, event
+from sqlalchemy.pool import QueuePool
+
+from kern.db.migrations import migrate
+from kern.db.sql import WRITE_OPTION, SqlDb
+from kern.errors import ConfigError, StorageError
+
+__all__ = ["SqliteDb", "create_sqlite_engine"]
+
+logger = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+
+# File engines alive in this process, so a forked child can drop the connections it inherited.
+_FILE_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _drop_inherited_connections() -> None:
+    for engine in list(_FILE_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_connections)
+
+
+class SqliteDb(SqlDb):
+    """kern's data in one SQLite file, created with its folders and migrated on open.
+
+    ``db_file=":memory:"`` keeps everything in memory for the life of this object; threads
+    share it by taking turns on its single connection.
+    """
+
+    def __init__(
+        self,
+        db_file: str | os.PathLike[str] = "tmp/agents.db",
+        *,
+        busy_timeout_ms: int = 5000,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        engine = create_sqlite_engine(db_file, busy_timeout_ms=busy_timeout_ms)
+        self.db_file = MEMORY if _is_memory(db_file) else str(Path(db_file).absolute())
+        self.busy_timeout_ms = busy_timeout_ms
+        super().__init__(engine, clock=clock)
+        try:
+            migrate(self)
+        except BaseException:
+            self.close()
+            raise
+
+    def _explain(self, exc: BaseException) -> str:
+        detail = super()._explain(exc)
+        if "locked" in detail or "busy" in detail:
+            detail += (
+                f" (another connection held the write lock for more than busy_timeout_ms="
+                f"{self.busy_timeout_ms})"
+            )
+        return detail
+
+    def __repr__(self) -> str:
+        return f"SqliteDb(db_file={self.db_file!r})"
+
+
+def create_sqlite_engine(db_file: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> Engine:
+    """An engine configured as described in this module's docstring (no migration).
+
+    Creates the file's parent folders. A relative path is resolved now, so a later ``chdir``
+    cannot point new connections at another file.
+    """
+    if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int):
+        raise ConfigError(f"busy_timeout_ms must be an integer, got {busy_timeout_ms!r}")
+    if busy_timeout_ms < 0:
+        raise ConfigError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms}")
+    if not _is_memory(db_file) and not os.fspath(db_file):
+        raise ConfigError("db_file must be a file path or ':memory:', not an empty string")
+
+    connect_args: dict[str, Any] = {
+        # Pooled connections move between threads; each is used by one thread at a time.
+        "check_same_thread": False,
+        # sqlite3 turns this into sqlite3_busy_timeout(): how long a writer waits for the lock.
+        "timeout": busy_timeout_ms / 1000,
+    }
+    json_options: dict[str, Any] = {"json_serializer": _json_dumps}
+    if _is_memory(db_file):
+        # One connection holds the whole database; a pool of one makes threads take turns.
+        engine = create_engine(
+            URL.create("sqlite+pysqlite", database=MEMORY),
+            poolclass=QueuePool,
+            pool_size=1,
+            max_overflow=0,
+            connect_args=connect_args,
+            **json_options,
+        )
+    else:
+        path = Path(db_file).expanduser().absolute()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"could not create the folder for {path}: {exc}") from exc
+        engine = create_engine(
+            URL.create("sqlite+pysqlite", database=str(path)),
+            poolclass=QueuePool,
+            connect_args=connect_args,
+            **json_options,
+        )
+        _FILE_ENGINES.add(engine)
+
+    wal = not _is_memory(db_file)
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the driver; ``_begin`` below emits it. On Python >= 3.12 keep
+        # the legacy mode explicitly, where isolation_level=None means "driver autocommit".
+        if hasattr(sqlite3, "LEGACY_TRANSACTION_CONTROL"):
+            dbapi_connection.autocommit = sqlite3.LEGACY_TRANSACTION_CONTROL
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if wal:
+                mode = _enable_wal(cursor, busy_timeout_ms)
+                if mode != "wal":
+                    logger.warning(
+                        "SQLite refused WAL mode for %s (journal_mode=%s); concurrent access "
+                        "will be slower",
+                        engine.url.database,
+                        mode,
+                    )
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _enable_wal(cursor: Any, busy_timeout_ms: int) -> str:
+    """Switch the file to WAL (persistent; a no-op once set); return the resulting mode.
+
+    The switch needs a moment of exclusive access, and SQLite answers "database is locked"
+    at once, without calling the busy handler, when another connection is opening or
+    switching the same fresh file. So retry for up to the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            return str(cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.02))
+
+
+def _is_memory(db_file: str | os.PathLike[str]) -> bool:
+    return os.fspath(db_file) == MEMORY
+
+
+def _json_dumps(value: Any) -> str:
+    # Readable non-ASCII text in the file (and smaller); same JSON otherwise.
+    return dumps(value, ensure_ascii=False)

@@ -1,0 +1,278 @@
+"""Migrations: from empty, from every earlier version with data, re-open, races, failures."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, insert, inspect, select
+
+from kern.db import schema
+from kern.db.base import RunRecord
+from kern.db.migrations import (
+    MIGRATIONS,
+    Migration,
+    applied_migrations,
+    migrate,
+    migration,
+    pending_migrations,
+)
+from kern.db.sql import SqlDb
+from kern.db.sqlite import SqliteDb, create_sqlite_engine
+from kern.errors import StorageError
+
+NAMES = [fn.__name__ for fn in MIGRATIONS]
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "kern.db"
+
+
+@pytest.fixture
+def bare(path: Path) -> Iterator[SqlDb]:
+    """A database that nothing has migrated yet."""
+    with SqlDb(create_sqlite_engine(path)) as db:
+        yield db
+
+
+# Data each migration's tables can hold, written right after that migration is applied, and the
+# check that it survived every later migration. Every migration needs an entry, so upgrades are
+# always tested with data (test_every_migration_is_tested_with_data).
+
+
+def _seed_m001(db: SqlDb) -> None:
+    db.upsert_session("old-session", user_id="alice", agent_id="agent-1")
+    db.add_run(
+        RunRecord(
+            run_id="old-run",
+            session_id="old-session",
+            user_id="alice",
+            agent_id="agent-1",
+            status="completed",
+            input="hello",
+            content="hi",
+            messages=[{"role": "user", "content": "hello"}],
+            metrics={"input_tokens": 1},
+            created_at=T0,
+        )
+    )
+
+
+def _check_m001(db: SqlDb) -> None:
+    session = db.get_session("old-session")
+    assert session is not None
+    assert session.user_id == "alice"
+    (run,) = db.get_runs("old-session")
+    assert (run.run_id, run.content, run.messages) == (
+        "old-run",
+        "hi",
+        [{"role": "user", "content": "hello"}],
+    )
+
+
+SEEDS: dict[str, tuple[Callable[[SqlDb], None], Callable[[SqlDb], None]]] = {
+    "m001_sessions_and_runs": (_seed_m001, _check_m001),
+}
+
+
+def test_every_migration_is_tested_with_data() -> None:
+    assert list(SEEDS) == NAMES
+
+
+def test_from_empty_applies_every_migration_in_order(bare: SqlDb) -> None:
+    assert applied_migrations(bare) == []
+    assert pending_migrations(bare) == NAMES
+    assert migrate(bare) == NAMES
+    assert applied_migrations(bare) == NAMES
+    assert pending_migrations(bare) == []
+
+
+def test_migrated_schema_matches_the_declared_tables(bare: SqlDb) -> None:
+    migrate(bare)
+    with bare.transaction(write=False) as conn:
+        inspector = inspect(conn)
+        for table in schema.metadata.sorted_tables:
+            columns = {c["name"]: c for c in inspector.get_columns(table.name)}
+            assert list(columns) == [c.name for c in table.columns], table.name
+            for column in table.columns:
+                assert columns[column.name]["nullable"] == column.nullable, column
+            indexes = {ix["name"] for ix in inspector.get_indexes(table.name)}
+            assert indexes >= {ix.name for ix in table.indexes}, table.name
+
+
+@pytest.mark.parametrize("applied", range(len(MIGRATIONS) + 1), ids=lambda k: f"after-{k}")
+def test_upgrade_from_every_earlier_version_keeps_data(
+    bare: SqlDb, path: Path, applied: int
+) -> None:
+    migrate(bare, MIGRATIONS[:applied])
+    for name in NAMES[:applied]:
+        seed, _ = SEEDS[name]
+        seed(bare)
+    bare.close()
+
+    with SqliteDb(db_file=path) as db:  # opening upgrades
+        assert applied_migrations(db) == NAMES
+        for name in NAMES[:applied]:
+            _, check = SEEDS[name]
+            check(db)
+
+
+def test_reopen_is_a_no_op_that_takes_no_write_lock(path: Path) -> None:
+    with SqliteDb(db_file=path) as db, db.transaction(write=False) as conn:
+        first = conn.execute(select(schema.kern_migrations)).all()
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # a writer elsewhere holds the lock
+        try:
+            with SqliteDb(db_file=path, busy_timeout_ms=50) as db:
+                assert migrate(db) == []
+                with db.transaction(write=False) as conn:
+                    assert conn.execute(select(schema.kern_migrations)).all() == first
+        finally:
+            other.execute("ROLLBACK")
+
+
+# Stand-ins for future migrations, module-level so spawned processes can import them.
+
+
+def m900_add_title(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE sessions ADD COLUMN title VARCHAR")
+    conn.exec_driver_sql("UPDATE sessions SET title = 'untitled'")
+
+
+def m901_slow_table(conn: Connection) -> None:
+    conn.exec_driver_sql("CREATE TABLE slow (id INTEGER PRIMARY KEY)")
+    time.sleep(0.3)  # keep the write lock long enough for the other openers to queue
+
+
+def test_an_appended_migration_upgrades_a_database_with_data(path: Path) -> None:
+    with SqliteDb(db_file=path) as db:
+        _seed_m001(db)
+        assert pending_migrations(db, [*MIGRATIONS, m900_add_title]) == ["m900_add_title"]
+        assert migrate(db, [*MIGRATIONS, m900_add_title]) == ["m900_add_title"]
+        assert applied_migrations(db) == [*NAMES, "m900_add_title"]
+        _check_m001(db)
+        with db.transaction(write=False) as conn:
+            titles = conn.exec_driver_sql("SELECT title FROM sessions").scalars().all()
+        assert titles == ["untitled"]
+        assert migrate(db, [*MIGRATIONS, m900_add_title]) == []
+
+
+def test_a_failed_migration_is_rolled_back_and_stays_pending(path: Path) -> None:
+    def m902_broken(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE half_done (id INTEGER PRIMARY KEY)")
+        raise RuntimeError("bug in the migration")
+
+    def m902_fixed(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE half_done (id INTEGER PRIMARY KEY)")
+
+    m902_fixed.__name__ = "m902_broken"
+
+    with SqliteDb(db_file=path) as db:
+        with pytest.raises(StorageError, match=r"m902_broken failed.*bug in the migration"):
+            migrate(db, [*MIGRATIONS, m902_broken])
+        assert applied_migrations(db) == NAMES
+        with db.transaction(write=False) as conn:
+            assert not inspect(conn).has_table("half_done")  # DDL rolled back too
+
+        with pytest.raises(StorageError, match=r"apply migration m902_broken.*syntax error"):
+            migrate(db, [*MIGRATIONS, _named("m902_broken", "CREATE TABLE ((")])
+
+        assert migrate(db, [*MIGRATIONS, m902_fixed]) == ["m902_broken"]
+        assert applied_migrations(db) == [*NAMES, "m902_broken"]
+
+
+def _named(name: str, sql: str) -> Migration:
+    def run(conn: Connection) -> None:
+        conn.exec_driver_sql(sql)
+
+    run.__name__ = name
+    return run
+
+
+def test_migration_names_must_be_unique(bare: SqlDb) -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        migration(MIGRATIONS[0])
+    assert [fn.__name__ for fn in MIGRATIONS] == NAMES
+    with pytest.raises(ValueError, match="unique"):
+        migrate(bare, [MIGRATIONS[0], MIGRATIONS[0]])
+
+
+def test_migrations_from_a_newer_kern_are_reported_not_fatal(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with SqliteDb(db_file=path) as db, db.transaction() as conn:
+        conn.execute(insert(schema.kern_migrations).values(name="m999_future", applied_at=T0))
+    with caplog.at_level(logging.WARNING, logger="kern.db.migrations"):
+        SqliteDb(db_file=path).close()
+    assert "m999_future" in caplog.text
+
+
+# -- concurrent openers ------------------------------------------------------------------------
+
+
+def open_and_migrate(db_file: str, barrier: Any, results: Any) -> None:
+    """Open a fresh file and migrate it, racing other openers. Module-level for spawn."""
+    barrier.wait()
+    with SqlDb(create_sqlite_engine(db_file)) as db:
+        results.put(migrate(db, [*MIGRATIONS, m901_slow_table]))
+
+
+def _assert_each_migration_applied_once(path: Path, applied_lists: list[list[str]]) -> None:
+    everything = [*NAMES, "m901_slow_table"]
+    assert sorted(name for applied in applied_lists for name in applied) == sorted(everything)
+    with closing(sqlite3.connect(path)) as raw:
+        names = [row[0] for row in raw.execute("SELECT name FROM kern_migrations")]
+        assert sorted(names) == sorted(everything)
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_two_processes_migrating_a_fresh_file_both_succeed(path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2, timeout=60)
+    results = ctx.Queue()
+    processes = [
+        ctx.Process(target=open_and_migrate, args=(str(path), barrier, results)) for _ in range(2)
+    ]
+    for p in processes:
+        p.start()
+    applied = [results.get(timeout=60) for _ in processes]
+    for p in processes:
+        p.join(timeout=60)
+    results.close()
+    results.join_thread()
+    assert [p.exitcode for p in processes] == [0, 0]
+    _assert_each_migration_applied_once(path, applied)
+
+
+def test_threads_opening_a_fresh_file_at_once_all_succeed(path: Path) -> None:
+    class Results(list[list[str]]):
+        put = list.append
+
+    barrier = threading.Barrier(4)
+    results = Results()
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            open_and_migrate(str(path), barrier, results)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    _assert_each_migration_applied_once(path, list(results))
