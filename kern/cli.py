@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kern.agent import Agent, ContentDelta, RunCompleted, ToolCallCompleted
+from kern.agent import Agent, ContentDelta, RunCompleted, RunOutput, ToolCallCompleted
 from kern.errors import KernError
+from kern.learn import LearningMachine
 from kern.models.base import Model
 from kern.tools import tool
 
@@ -94,11 +95,19 @@ def demo(
         db=db,
         instructions="You are a concise, friendly assistant. Answer in one or two sentences.",
         tools=[current_time],
+        learning=True,
     )
+    lm = agent.get_learning_machine()
+    assert lm is not None
     for session_id, messages in DEMO_SCRIPT:
         console.rule(session_id)
         for text in messages:
-            _chat_turn(agent, text, user_id="alice", session_id=session_id)
+            output = _chat_turn(agent, text, user_id="alice", session_id=session_id)
+            if output.recalled:
+                console.print(f"[dim]recalled for this answer:\n{output.recalled}[/dim]")
+        with console.status("learning from the session (background extraction)…"):
+            lm.wait("alice", timeout=300)
+        _show_learnings(lm, "alice")
     console.rule("stored")
     table = Table("session", "run", "input", "model calls", "tokens in/out", "seconds")
     for session in reversed(db.list_sessions(user_id="alice")):
@@ -113,10 +122,24 @@ def demo(
                 f"{m['duration']:.2f}",
             )
     console.print(table)
+    jobs = db.list_jobs()
+    done = sum(j.status == "done" for j in jobs)
+    console.print(f"extraction jobs: {done}/{len(jobs)} done, one model call each")
+    for job in jobs:
+        if job.error:
+            console.print(f"[yellow]job {job.id[:8]} {job.status}: {job.error}[/yellow]")
+    agent.close()
     db.close()
 
 
-def _chat_turn(agent: Agent, text: str, *, user_id: str, session_id: str) -> None:
+def _show_learnings(lm: LearningMachine, user_id: str) -> None:
+    profile = lm.user_profile.get(user_id=user_id).model_dump(exclude_none=True)
+    console.print(f"[magenta]profile[/magenta] {profile or '(empty)'}")
+    for memory in lm.user_memory.list(user_id=user_id):
+        console.print(f"[magenta]memory[/magenta]  {memory.content}")
+
+
+def _chat_turn(agent: Agent, text: str, *, user_id: str, session_id: str) -> RunOutput:
     console.print(f"[bold green]you ›[/bold green] {text}")
     console.print("[bold blue]agent ›[/bold blue] ", end="")
     for event in agent.run(text, user_id=user_id, session_id=session_id, stream=True):
@@ -127,6 +150,8 @@ def _chat_turn(agent: Agent, text: str, *, user_id: str, session_id: str) -> Non
         elif isinstance(event, RunCompleted):
             m = event.output.metrics
             console.print(f"\n[dim]({m.model_calls} model call(s), {m.duration:.2f}s)[/dim]")
+            return event.output
+    raise AssertionError("a run ends with RunCompleted")
 
 
 @app.command()
@@ -139,7 +164,12 @@ def chat(
     """Chat with a learning agent in the terminal (Ctrl-D or /quit to leave)."""
     from kern.db.sqlite import SqliteDb
 
-    agent = Agent(model=pick_model(model), db=SqliteDb(db_file=str(db_file)), session_id=session_id)
+    agent = Agent(
+        model=pick_model(model),
+        db=SqliteDb(db_file=str(db_file)),
+        session_id=session_id,
+        learning=True,
+    )
     console.print(f"session {agent.session_id} · /quit to leave")
     while True:
         try:

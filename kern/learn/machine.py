@@ -74,6 +74,8 @@ class LearningMachine:
         consistency_timeout: Seconds a run waits for the user's pending extraction jobs
             before recalling, so turn N+1 sees what turn N taught.
         background: Run extraction in the background (default) or before ``run`` returns.
+        job_lease: Seconds a process holds a claimed job; a job whose process died is taken
+            over by another once its lease expires.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class LearningMachine:
         context_budget: int = 2000,
         consistency_timeout: float = 5.0,
         background: bool = True,
+        job_lease: float = 60.0,
         agent_id: str | None = None,
     ) -> None:
         from kern.learn.stores import (
@@ -111,6 +114,7 @@ class LearningMachine:
         self.context_budget = context_budget
         self.consistency_timeout = consistency_timeout
         self.background = background
+        self.job_lease = job_lease
         self.agent_id = agent_id
         self.stores: dict[str, LearningStore] = {}
         builtins: list[tuple[str, StoreArg, type[Store[Any]], type[StoreConfig]]] = [
@@ -319,7 +323,7 @@ class LearningMachine:
         """Run every runnable job in the queue (left by crashed or exited processes)."""
         done = 0
         while limit is None or done < limit:
-            job = await asyncio.to_thread(self.db.claim_job)
+            job = await asyncio.to_thread(self.db.claim_job, lease_seconds=self.job_lease)
             if job is None:
                 break
             await self._execute(job)
@@ -340,7 +344,9 @@ class LearningMachine:
         task.add_done_callback(self._tasks["*"].discard)
 
     async def _run_claimed(self, job_id: str) -> None:
-        job = await asyncio.to_thread(self.db.claim_job, job_id=job_id)
+        job = await asyncio.to_thread(
+            self.db.claim_job, job_id=job_id, lease_seconds=self.job_lease
+        )
         if job is not None:
             await self._execute(job)
 

@@ -8,12 +8,12 @@ so a test decides exactly what the model says. Both record the requests they rec
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
+from kern._sync import call_any
 from kern.models.base import (
     Model,
     ModelRequest,
@@ -114,9 +114,9 @@ class FunctionModel(_RecordingModel):
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         self.requests.append(request)
-        result = self.function(request)
-        if inspect.isawaitable(result):
-            result = await result
+        # Sync functions run in a worker thread, so one that blocks (a test holding an
+        # extraction back) never stalls the event loop.
+        result = await call_any(self.function, request)
         if isinstance(result, ModelResponse):
             return result
         text = result if isinstance(result, str) else json.dumps(result)

@@ -1,0 +1,163 @@
+"""Faults: bad extraction output, model errors, a killed process, a failing write."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kern.agent import Agent
+from kern.db.sqlite import SqliteDb
+from kern.errors import StorageError
+from kern.learn import LearningMachine, LearningMode, Memory, UserMemoryConfig
+from kern.models.base import ModelRequest, ModelResponse, ToolCall, ToolResultMessage
+from kern.models.testing import FunctionModel
+from tests import learning_workers
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["user_memory", "user_profile", "add", "update", "delete",
+                                       "content", "id", "name", "session_context", "x"]),
+                      children, max_size=4),
+    max_leaves=12,
+)
+bad_outputs = st.one_of(
+    st.text(max_size=60),
+    json_values.map(json.dumps),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(output=bad_outputs)
+def test_fuzzed_extraction_output_never_breaks_a_run_or_a_row(tmp_path_factory: Any,
+                                                             output: str) -> None:
+    db = SqliteDb(db_file=str(tmp_path_factory.mktemp("fuzz") / "f.db"))
+    try:
+        def respond(request: ModelRequest) -> ModelResponse:
+            return ModelResponse(output if request.output_schema else "answer")
+
+        lm = LearningMachine(db=db, user_profile=True, user_memory=True, session_context=True,
+                             background=False)
+        out = Agent(model=FunctionModel(respond), db=db, learning=lm).run(
+            "hello", user_id="u", session_id="s"
+        )
+        assert out.content == "answer"
+        (job,) = db.list_jobs()
+        assert job.status in ("done", "pending", "failed")
+        if job.status != "done":
+            assert job.error and "extraction output invalid" in job.error
+            assert db.count_learnings(_all(db)) == 0  # nothing half-applied
+        for item in lm.user_memory.list(user_id="u"):
+            Memory.model_validate(item.data.model_dump())
+    finally:
+        db.close()
+
+
+def _all(db: Any) -> Any:
+    from kern.db.base import LearningFilter
+
+    return LearningFilter()
+
+
+def test_a_model_error_in_extraction_is_kept_on_the_job(tmp_path: Path) -> None:
+    db = SqliteDb(db_file=str(tmp_path / "e.db"))
+
+    def respond(request: ModelRequest) -> ModelResponse:
+        if request.output_schema is not None:
+            raise RuntimeError("provider exploded")
+        return ModelResponse("fine")
+
+    lm = LearningMachine(db=db, user_memory=True, background=False)
+    out = Agent(model=FunctionModel(respond), db=db, learning=lm).run("hi", user_id="u")
+    assert out.content == "fine"
+    (job,) = db.list_jobs()
+    assert job.error == "RuntimeError: provider exploded"
+    assert job.attempts == 1
+    db.close()
+
+
+def test_a_repair_retry_fixes_one_bad_answer(tmp_path: Path) -> None:
+    db = SqliteDb(db_file=str(tmp_path / "r.db"))
+    answers = iter(["{not json", json.dumps({"user_memory": {"add": [{"content": "Likes figs."}]}})])
+
+    def respond(request: ModelRequest) -> ModelResponse:
+        return ModelResponse(next(answers) if request.output_schema else "ok")
+
+    lm = LearningMachine(db=db, user_memory=True, background=False)
+    model = FunctionModel(respond)
+    Agent(model=model, db=db, learning=lm).run("I like figs", user_id="u")
+    assert [m.content for m in lm.user_memory.list(user_id="u")] == ["Likes figs."]
+    assert "invalid" in str(model.requests[-1].messages[-1])
+    db.close()
+
+
+def test_a_job_of_a_killed_process_is_resumed_once(tmp_path: Path) -> None:
+    db_file = str(tmp_path / "k.db")
+    SqliteDb(db_file=db_file).close()
+    spawn = multiprocessing.get_context("spawn")
+    process = spawn.Process(target=learning_workers.hang_in_extraction, args=(db_file,))
+    process.start()
+    db = SqliteDb(db_file=db_file)
+    try:
+        deadline = time.monotonic() + 60
+        while not [j for j in db.list_jobs(status="running")]:
+            assert time.monotonic() < deadline, "the child never claimed its job"
+            time.sleep(0.05)
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)
+        process.join()
+        (job,) = db.list_jobs()
+        assert job.status == "running"  # orphaned, leased
+
+        lm = LearningMachine(
+            db=db,
+            model=FunctionModel(
+                lambda r: ModelResponse(learning_workers.extraction_answer())
+            ),
+            user_memory=True,
+            job_lease=1.0,
+        )
+        assert lm.process_pending() == 0  # the lease still holds
+        time.sleep(1.1)
+        assert lm.process_pending() == 1
+        assert lm.process_pending() == 0
+        memories = lm.user_memory.list(user_id="u")
+        assert [m.content for m in memories] == ["The user's favourite colour is teal."]
+        (job,) = db.list_jobs()
+        assert job.status == "done"
+    finally:
+        if process.is_alive():
+            process.kill()
+        db.close()
+
+
+def test_a_tool_whose_write_fails_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = SqliteDb(db_file=str(tmp_path / "t.db"))
+    lm = LearningMachine(db=db, user_memory=UserMemoryConfig(mode=LearningMode.AGENTIC))
+
+    def respond(request: ModelRequest) -> ModelResponse:
+        if any(isinstance(m, ToolResultMessage) for m in request.messages):
+            return ModelResponse("done")
+        return ModelResponse(tool_calls=(ToolCall("c", "add_memory", '{"content": "x"}'),))
+
+    model = FunctionModel(respond)
+    agent = Agent(model=model, db=db, learning=lm)
+
+    def broken_apply(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("could not write: disk I/O error")
+
+    monkeypatch.setattr(db, "apply", broken_apply)
+    agent.run("remember x", user_id="u")
+    (result,) = [m for m in model.requests[-1].messages if isinstance(m, ToolResultMessage)]
+    assert result.is_error and "disk I/O error" in result.content
+    assert "Saved" not in result.content
+    db.close()
