@@ -95,24 +95,24 @@ def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
         future.cancel()
 
 
-def _drain_at_exit() -> None:
-    """Give background tasks (e.g. extraction jobs) a bounded moment to finish at exit.
+def wait_for_background(timeout: float = 10.0) -> None:
+    """Wait (bounded) for background tasks on the shared loop, e.g. extraction jobs.
 
-    Jobs are durable, so anything still unfinished is resumed by the next process; this just
-    avoids needless resumption in short scripts.
+    Jobs are durable, so anything still unfinished is resumed by the next process; waiting
+    avoids needless resumption in short scripts and lets tests close databases cleanly.
     """
     loop = _loop
-    if loop is None or not loop.is_running():
+    if loop is None or not loop.is_running() or threading.current_thread() is _thread:
         return
 
     async def wait_for_tasks() -> None:
         current = asyncio.current_task()
         pending = [t for t in asyncio.all_tasks() if t is not current]
         if pending:
-            await asyncio.wait(pending, timeout=10.0)
+            await asyncio.wait(pending, timeout=timeout)
 
-    with contextlib.suppress(Exception):  # best effort at interpreter exit
-        asyncio.run_coroutine_threadsafe(wait_for_tasks(), loop).result(timeout=11.0)
+    with contextlib.suppress(Exception):  # best effort (also runs at interpreter exit)
+        asyncio.run_coroutine_threadsafe(wait_for_tasks(), loop).result(timeout=timeout + 1)
 
 
-atexit.register(_drain_at_exit)
+atexit.register(wait_for_background)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from kern._sync import wait_for_background
+
 
 @pytest.fixture(autouse=True)
 def _block_real_model_requests(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,6 +27,7 @@ def sqlite_db(db_file: Path) -> Iterator[object]:
 
     db = SqliteDb(db_file=str(db_file))
     yield db
+    wait_for_background()
     db.close()
 
 

@@ -18,8 +18,9 @@ def write_profile_and_memories(db_file: str, worker: str, count: int) -> None:
     Agent(model=TestModel(), db=db, learning=lm)
     for i in range(count):
         lm.user_profile.update({"location": f"{worker}-{i}"}, user_id="u")
-        lm.user_profile.update({"role": worker} if i == count - 1 else {"timezone": worker},
-                               user_id="u")
+        lm.user_profile.update(
+            {"role": worker} if i == count - 1 else {"timezone": worker}, user_id="u"
+        )
         lm.user_memory.add(f"memory {worker} {i}", user_id="u")
     db.close()
 
@@ -40,4 +41,6 @@ def hang_in_extraction(db_file: str) -> None:
 
 
 def extraction_answer() -> str:
-    return json.dumps({"user_memory": {"add": [{"content": "The user's favourite colour is teal."}]}})
+    return json.dumps(
+        {"user_memory": {"add": [{"content": "The user's favourite colour is teal."}]}}
+    )

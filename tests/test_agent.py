@@ -139,8 +139,9 @@ async def test_parallel_tool_calls_run_concurrently() -> None:
         await asyncio.wait_for(both_here.wait(), timeout=5)
         return name
 
-    model = script(calls(("rendezvous", {"name": "x"}), ("rendezvous", {"name": "y"})),
-                   ModelResponse("done"))
+    model = script(
+        calls(("rendezvous", {"name": "x"}), ("rendezvous", {"name": "y"})), ModelResponse("done")
+    )
     out = await Agent(model=model, tools=[rendezvous]).arun("go")
     assert out.content == "done"
     assert [r.content for r in last_tool_results(model.requests[-1])] == ["x", "y"]
@@ -271,6 +272,8 @@ def test_testmodel_fills_an_output_schema() -> None:
         "required": ["name", "tags"],
     }
     response = asyncio.run(
-        TestModel().request(ModelRequest([UserMessage("x")], output_schema=OutputSchema("p", schema)))
+        TestModel().request(
+            ModelRequest([UserMessage("x")], output_schema=OutputSchema("p", schema))
+        )
     )
     assert json.loads(response.text or "") == {"name": "a", "tags": []}

@@ -110,10 +110,12 @@ def test_shared_namespace_curation_by_user_only_touches_that_users_rows(tmp_path
     db = SqliteDb(db_file=str(tmp_path / "shared.db"))
     machine = LearningMachine(db=db, learned_knowledge=True)  # global namespace
     Agent(model=TestModel(), db=db, learning=machine)
-    mine = machine.learned_knowledge.add("Use retries for flaky APIs", user_id="alice",
-                                         created_at=NOW - timedelta(days=100))
-    theirs = machine.learned_knowledge.add("Use retries for flaky APIs", user_id="bob",
-                                           created_at=NOW - timedelta(days=100))
+    mine = machine.learned_knowledge.add(
+        "Use retries for flaky APIs", user_id="alice", created_at=NOW - timedelta(days=100)
+    )
+    theirs = machine.learned_knowledge.add(
+        "Use retries for flaky APIs", user_id="bob", created_at=NOW - timedelta(days=100)
+    )
     assert machine.curator.prune(user_id="alice", max_age_days=30).ids == [mine.id]
     assert [i.id for i in machine.learned_knowledge.list(user_id="bob")] == [theirs.id]
     db.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kern._sync import wait_for_background
 from kern.agent import Agent
 from kern.context import RunContext
 from kern.db.sqlite import SqliteDb
@@ -25,6 +26,7 @@ from kern.models.testing import FunctionModel, TestModel
 def db(tmp_path: Path) -> Any:
     database = SqliteDb(db_file=str(tmp_path / "iso.db"))
     yield database
+    wait_for_background()
     database.close()
 
 
@@ -44,8 +46,10 @@ def ctx(user: str) -> RunContext:
 
 def visible(machine: LearningMachine, user: str) -> dict[str, Any]:
     """Everything ``user`` can reach: recall, direct API, search tools."""
-    recalled = {name: list(r.items) for name, r in
-                ((n, s.recall(ctx(user))) for n, s in machine.stores.items())}
+    recalled = {
+        name: list(r.items)
+        for name, r in ((n, s.recall(ctx(user))) for n, s in machine.stores.items())
+    }
     tools = {t.name: t for s in machine.stores.values() for t in s.get_tools(ctx(user))}
     import asyncio
 
@@ -83,13 +87,16 @@ def test_agentic_tools_cannot_touch_another_users_items_by_id(db: Any) -> None:
     machine = lm_for(db, "user")
     fact_id, _ = seed(machine, "alice")
     model = FunctionModel(
-        lambda r: ModelResponse(tool_calls=(ToolCall("c", "forget_entity_item",
-                                                     json.dumps({"id": fact_id})),))
-        if not any(isinstance(m, ToolResultMessage) for m in r.messages)
-        else ModelResponse("done")
+        lambda r: (
+            ModelResponse(
+                tool_calls=(ToolCall("c", "forget_entity_item", json.dumps({"id": fact_id})),)
+            )
+            if not any(isinstance(m, ToolResultMessage) for m in r.messages)
+            else ModelResponse("done")
+        )
     )
     Agent(model=model, db=db, learning=machine).run("forget it", user_id="bob", session_id="b")
-    result = [m for m in model.requests[-1].messages if isinstance(m, ToolResultMessage)][0]
+    result = next(m for m in model.requests[-1].messages if isinstance(m, ToolResultMessage))
     assert result.is_error
     assert machine.entity_memory.get(fact_id, user_id="alice") is not None
 

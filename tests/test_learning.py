@@ -9,6 +9,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import Field
 
+from kern._sync import wait_for_background
 from kern.agent import Agent
 from kern.db.sqlite import SqliteDb
 from kern.errors import ConfigError
@@ -31,6 +32,7 @@ from tests.learning_helpers import extraction_model, is_extraction, prompt_text
 def db(tmp_path: Path) -> Any:
     database = SqliteDb(db_file=str(tmp_path / "learn.db"))
     yield database
+    wait_for_background()
     database.close()
 
 
@@ -115,24 +117,33 @@ def test_recall_carries_only_the_relevant_top_k_within_budget(db: Any) -> None:
     agent = Agent(model=model, db=db, learning=lm)
     topics = ["hiking", "chess", "jazz", "gardening", "cycling", "baking", "sailing", "poetry"]
     for i in range(999):
-        lm.user_memory.add(f"Memory {i}: the user once mentioned {topics[i % 8]} on day {i}.",
-                           user_id="u")
+        lm.user_memory.add(
+            f"Memory {i}: the user once mentioned {topics[i % 8]} on day {i}.", user_id="u"
+        )
     lm.user_memory.add("The user's dog is named Biscuit.", user_id="u")
     agent.run("What is my dog's name?", user_id="u", session_id="s")
     instructions = model.requests[0].instructions or ""
     assert "Biscuit" in instructions
-    block = instructions[instructions.index("<user_memory>"):instructions.index("</user_memory>")]
+    block = instructions[instructions.index("<user_memory>") : instructions.index("</user_memory>")]
     assert block.count('"id"') <= 5
     assert len(instructions) <= 400 * 4 + 600  # the budget, plus the fixed header
 
 
 def test_with_no_match_recall_adds_nothing_rather_than_everything(db: Any) -> None:
-    lm = LearningMachine(db=db, user_memory=True)
+    lm = LearningMachine(db=db, learned_knowledge=True, user_memory=UserMemoryConfig(limit=3))
     model = TestModel("ok")
     agent = Agent(model=model, db=db, learning=lm)
-    lm.user_memory.add("The user plays the cello.", user_id="u")
+    lm.learned_knowledge.add("Cello strings need rosin.", user_id="u")
+    for i in range(20):
+        lm.user_memory.add(f"The user mentioned topic number {i}.", user_id="u")
     agent.run("zebra quantum", user_id="u", session_id="s")
-    assert "cello" not in (model.requests[0].instructions or "")
+    instructions = model.requests[0].instructions or ""
+    assert "Cello" not in instructions
+    # User memories top up with the most recent ones, never beyond the limit.
+    block = instructions[instructions.index("<user_memory>") : instructions.index("</user_memory>")]
+    assert block.count('"id"') == 3
+    assert "topic number 19" in block
+    agent.close()
 
 
 def test_recalled_data_is_escaped_and_marked_as_data(db: Any) -> None:
@@ -175,7 +186,11 @@ def test_custom_schema_flows_into_extraction_tools_validation_and_storage(db: An
     )
     Agent(model=TestModel(), db=db, learning=agentic)
     (tool,) = agentic.user_profile.get_tools(_ctx("acme"))
-    assert tool.parameters["properties"]["plan"]["anyOf"][0]["enum"] == ["free", "pro", "enterprise"]
+    assert tool.parameters["properties"]["plan"]["anyOf"][0]["enum"] == [
+        "free",
+        "pro",
+        "enterprise",
+    ]
 
 
 def _ctx(user_id: str, session_id: str = "s", run_id: str = "r") -> Any:
@@ -193,7 +208,7 @@ def test_unsupported_combinations_are_refused_at_construction(db: Any) -> None:
         UserProfileConfig(schema=int)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="at least one store"):
         LearningMachine(db=db)
-    with pytest.raises(ConfigError, match="user_memory="):
+    with pytest.raises(ConfigError, match="takes a UserMemoryConfig"):
         LearningMachine(db=db, user_memory=EntityMemoryConfig())  # type: ignore[arg-type]
 
 
@@ -210,9 +225,19 @@ def test_always_mode_gives_no_tools_agentic_gives_the_stores_tools(db: Any) -> N
     )
     Agent(model=TestModel(), db=db, learning=agentic)
     names = {t.name for s in agentic.stores.values() for t in s.get_tools(_ctx("u"))}
-    assert {"add_memory", "update_memory", "delete_memory", "search_memories",
-            "remember_entity_fact", "link_entities", "search_entities", "forget_entity_item",
-            "save_learning", "search_learnings", "update_session_context"} <= names
+    assert {
+        "add_memory",
+        "update_memory",
+        "delete_memory",
+        "search_memories",
+        "remember_entity_fact",
+        "link_entities",
+        "search_entities",
+        "forget_entity_item",
+        "save_learning",
+        "search_learnings",
+        "update_session_context",
+    } <= names
     for store in agentic.stores.values():
         for tool in store.get_tools(_ctx("u")):
             props = tool.parameters.get("properties", {})

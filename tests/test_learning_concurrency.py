@@ -38,8 +38,9 @@ def test_every_write_is_accounted_for(tmp_path: Path) -> None:
     memories = db.list_learnings(LearningFilter(store="user_memory"), limit=10_000)
     assert len(memories) == writers * EACH
     assert {m.text for m in memories} == {
-        f"memory {w} {i}" for w in [*(f"t{i}" for i in range(THREADS)),
-                                    *(f"p{i}" for i in range(PROCESSES))] for i in range(EACH)
+        f"memory {w} {i}"
+        for w in [*(f"t{i}" for i in range(THREADS)), *(f"p{i}" for i in range(PROCESSES))]
+        for i in range(EACH)
     }
     fields = {r.key: r for r in db.list_learnings(LearningFilter(store="user_profile"))}
     assert set(fields) == {"location", "timezone", "role"}

@@ -24,10 +24,27 @@ from tests import learning_workers
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["user_memory", "user_profile", "add", "update", "delete",
-                                       "content", "id", "name", "session_context", "x"]),
-                      children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "user_memory",
+                    "user_profile",
+                    "add",
+                    "update",
+                    "delete",
+                    "content",
+                    "id",
+                    "name",
+                    "session_context",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=12,
 )
 bad_outputs = st.one_of(
@@ -38,15 +55,18 @@ bad_outputs = st.one_of(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(output=bad_outputs)
-def test_fuzzed_extraction_output_never_breaks_a_run_or_a_row(tmp_path_factory: Any,
-                                                             output: str) -> None:
+def test_fuzzed_extraction_output_never_breaks_a_run_or_a_row(
+    tmp_path_factory: Any, output: str
+) -> None:
     db = SqliteDb(db_file=str(tmp_path_factory.mktemp("fuzz") / "f.db"))
     try:
+
         def respond(request: ModelRequest) -> ModelResponse:
             return ModelResponse(output if request.output_schema else "answer")
 
-        lm = LearningMachine(db=db, user_profile=True, user_memory=True, session_context=True,
-                             background=False)
+        lm = LearningMachine(
+            db=db, user_profile=True, user_memory=True, session_context=True, background=False
+        )
         out = Agent(model=FunctionModel(respond), db=db, learning=lm).run(
             "hello", user_id="u", session_id="s"
         )
@@ -87,7 +107,9 @@ def test_a_model_error_in_extraction_is_kept_on_the_job(tmp_path: Path) -> None:
 
 def test_a_repair_retry_fixes_one_bad_answer(tmp_path: Path) -> None:
     db = SqliteDb(db_file=str(tmp_path / "r.db"))
-    answers = iter(["{not json", json.dumps({"user_memory": {"add": [{"content": "Likes figs."}]}})])
+    answers = iter(
+        ["{not json", json.dumps({"user_memory": {"add": [{"content": "Likes figs."}]}})]
+    )
 
     def respond(request: ModelRequest) -> ModelResponse:
         return ModelResponse(next(answers) if request.output_schema else "ok")
@@ -109,7 +131,7 @@ def test_a_job_of_a_killed_process_is_resumed_once(tmp_path: Path) -> None:
     db = SqliteDb(db_file=db_file)
     try:
         deadline = time.monotonic() + 60
-        while not [j for j in db.list_jobs(status="running")]:
+        while not list(db.list_jobs(status="running")):
             assert time.monotonic() < deadline, "the child never claimed its job"
             time.sleep(0.05)
         assert process.pid is not None
@@ -120,9 +142,7 @@ def test_a_job_of_a_killed_process_is_resumed_once(tmp_path: Path) -> None:
 
         lm = LearningMachine(
             db=db,
-            model=FunctionModel(
-                lambda r: ModelResponse(learning_workers.extraction_answer())
-            ),
+            model=FunctionModel(lambda r: ModelResponse(learning_workers.extraction_answer())),
             user_memory=True,
             job_lease=1.0,
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kern._sync import wait_for_background
 from kern.agent import Agent
 from kern.db.sqlite import SqliteDb
 from kern.errors import ConflictError
@@ -20,6 +21,7 @@ from kern.models.testing import FunctionModel
 def db(tmp_path: Path) -> Any:
     database = SqliteDb(db_file=str(tmp_path / "propose.db"))
     yield database
+    wait_for_background()
     database.close()
 
 
@@ -72,8 +74,11 @@ def test_a_proposal_is_invisible_to_recall_until_approved(db: Any) -> None:
 
 def test_reject_and_double_decisions(db: Any) -> None:
     lm = machine(db)
-    agent = Agent(model=scripted(call("propose_memory", content="Likes jazz."),
-                                 ModelResponse("ok")), db=db, learning=lm)
+    agent = Agent(
+        model=scripted(call("propose_memory", content="Likes jazz."), ModelResponse("ok")),
+        db=db,
+        learning=lm,
+    )
     agent.run("I like jazz", user_id="u", session_id="s")
     (proposal,) = lm.proposals.list(user_id="u")
     lm.proposals.reject(proposal.id)
@@ -111,8 +116,11 @@ def test_confirmation_in_the_same_run_is_refused_and_works_in_a_later_one(db: An
 
 def test_another_user_cannot_confirm_a_proposal(db: Any) -> None:
     lm = machine(db)
-    agent = Agent(model=scripted(call("propose_memory", content="Secret."), ModelResponse("ok")),
-                  db=db, learning=lm)
+    agent = Agent(
+        model=scripted(call("propose_memory", content="Secret."), ModelResponse("ok")),
+        db=db,
+        learning=lm,
+    )
     agent.run("x", user_id="alice", session_id="s")
     (proposal,) = lm.proposals.list(user_id="alice")
     model = scripted(call("confirm_proposal", proposal_id=proposal.id), ModelResponse("ok"))

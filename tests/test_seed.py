@@ -79,3 +79,57 @@ def test_run_against_openai_base_url_with_tool_calls(
     ) == "Bearer sk-test"
     if stream:
         assert [t.content for t in tools] == ["sunny in Paris"]
+
+
+def alice_server(request: Recorded) -> Reply:
+    """Answers chat turns; answers extraction (structured output) with Alice's facts."""
+    fmt = request.body.get("text", {}).get("format", {})
+    if fmt.get("type") == "json_schema":
+        exchange = json.dumps(request.body["input"])
+        if "Netflix" in exchange:
+            return Reply(
+                text=json.dumps(
+                    {
+                        "user_profile": {"name": "Alice", "company": "Netflix"},
+                        "user_memory": {"add": [{"content": "The user wants short answers."}]},
+                        "session_context": {"summary": "Alice introduced herself."},
+                    }
+                )
+            )
+        return Reply(
+            text=json.dumps({"user_profile": None, "user_memory": None, "session_context": None})
+        )
+    return Reply(text="Noted!")
+
+
+def test_seed_scenario_learns_over_the_responses_wire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kern.agent import Agent
+    from kern.db.sqlite import SqliteDb
+    from kern.models.openai import OpenAIResponses
+
+    with FakeServer(ResponsesProtocol(), alice_server) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.chdir(tmp_path)
+        agent = Agent(
+            model=OpenAIResponses(id="gpt-5.2"),
+            db=SqliteDb(db_file="tmp/agents.db"),
+            learning=True,
+        )
+        first = agent.run("I'm Alice, I work at Netflix", user_id="alice", session_id="s1")
+        assert first.content == "Noted!" and first.metrics.model_calls == 1
+        lm = agent.get_learning_machine()
+        assert lm is not None and lm.wait("alice", timeout=10)
+        assert len(server.requests) == 2  # exactly 1 to answer + 1 to learn
+        second = agent.run("What do you know about me?", user_id="alice", session_id="s2")
+        assert second.metrics.model_calls == 1
+        assert lm.wait("alice", timeout=10)
+        assert len(server.requests) == 4  # again 1 + 1
+        agent.close()
+    answer_requests = [r for r in server.requests if "format" not in r.body.get("text", {})]
+    instructions = answer_requests[1].body["instructions"]
+    assert "Alice" in instructions and "Netflix" in instructions
+    extraction = server.requests[1].body
+    assert "Noted!" in json.dumps(extraction["input"])  # the extraction saw the answer

@@ -311,9 +311,7 @@ class LearningDb(Db, Protocol):
         the given one if ``job_id``; ``None`` when there is nothing to claim."""
         ...
 
-    def fail_job(
-        self, job: JobRecord, error: str, *, retry_in: float | None = None
-    ) -> None:
+    def fail_job(self, job: JobRecord, error: str, *, retry_in: float | None = None) -> None:
         """Record a failed attempt: back to pending after ``retry_in`` seconds, or failed."""
         ...
 
@@ -321,4 +319,6 @@ class LearningDb(Db, Protocol):
         """Jobs pending or running (for the consistency wait)."""
         ...
 
-    def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]: ...
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 100
+    ) -> list[JobRecord]: ...

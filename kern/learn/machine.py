@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from kern._sync import call_any, run_sync
 from kern.context import RunContext
 from kern.db.base import Db, JobRecord, LearningDb, LearningFilter, SearchHit, WriteOp
-from kern.errors import ConfigError, JobLostError, ModelOutputError
+from kern.errors import ConfigError, JobLostError, KernError, ModelOutputError
 from kern.learn.config import (
     DecisionLogConfig,
     EntityMemoryConfig,
@@ -344,9 +344,13 @@ class LearningMachine:
         task.add_done_callback(self._tasks["*"].discard)
 
     async def _run_claimed(self, job_id: str) -> None:
-        job = await asyncio.to_thread(
-            self.db.claim_job, job_id=job_id, lease_seconds=self.job_lease
-        )
+        try:
+            job = await asyncio.to_thread(
+                self.db.claim_job, job_id=job_id, lease_seconds=self.job_lease
+            )
+        except KernError as exc:  # the job stays pending; the next process picks it up
+            log.error("could not claim extraction job %s: %s", job_id, exc)
+            return
         if job is not None:
             await self._execute(job)
 
@@ -369,9 +373,13 @@ class LearningMachine:
         except Exception as exc:
             log.warning("extraction job %s failed: %s", job.id, exc)
             retry = 2.0**job.attempts if job.attempts < job.max_attempts else None
-            await asyncio.to_thread(
-                self.db.fail_job, job, f"{type(exc).__name__}: {exc}", retry_in=retry
-            )
+            try:
+                await asyncio.to_thread(
+                    self.db.fail_job, job, f"{type(exc).__name__}: {exc}", retry_in=retry
+                )
+            except KernError as storage_exc:
+                # The job stays claimed; its lease expires and another process retries it.
+                log.error("could not record the failure of job %s: %s", job.id, storage_exc)
 
     # ------------------------------------------------------------------ extraction
 

@@ -87,7 +87,7 @@ class EntityRelation(_Schema):
 class Learning(_Schema):
     """An insight that transfers to other users and conversations."""
 
-    title: str = Field(description="A short title")
+    title: str | None = Field(None, description="A short title")
     learning: str = Field(description="The insight, stated so it helps in a future conversation")
     tags: list[str] = Field(default_factory=list, description="A few topic tags")
 

@@ -128,10 +128,16 @@ class FakeServer:
                 else:
                     self._send(200, server.protocol.render(reply, recorded), reply.headers)
 
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers or {})
+            def _send(
+                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
+                self._send_bytes(
+                    status, json.dumps(payload).encode(), "application/json", headers or {}
+                )
 
-            def _send_bytes(self, status: int, data: bytes, ctype: str, headers: dict[str, str]) -> None:
+            def _send_bytes(
+                self, status: int, data: bytes, ctype: str, headers: dict[str, str]
+            ) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("content-type", ctype)

@@ -6,7 +6,7 @@ from kern.context import RunContext
 from kern.learn.config import UserMemoryConfig
 from kern.learn.schemas import Memory
 from kern.learn.scope import user_scope
-from kern.learn.stores.base import ListStore
+from kern.learn.stores.base import ListStore, Recalled
 
 __all__ = ["UserMemoryStore"]
 
@@ -27,3 +27,20 @@ class UserMemoryStore(ListStore[Memory]):
             "(preferences, circumstances, plans, history) that are not profile fields; "
             "update or delete stored ones by number instead of adding near-duplicates."
         )
+
+    def recall(self, ctx: RunContext) -> Recalled:
+        """The memories most relevant to the message, topped up with the most recent ones.
+
+        Questions like "what do you know about me?" share no words with any memory; the
+        top-up keeps them answerable. It never exceeds ``limit``, so recall stays bounded
+        however many memories a user has.
+        """
+        recalled = super().recall(ctx)
+        missing = self.config.limit - len(recalled.items)
+        if missing <= 0:
+            return recalled
+        seen = {item.id for item in recalled.items}
+        recent = [
+            i for i in self.list(user_id=ctx.user_id, limit=self.config.limit) if i.id not in seen
+        ][:missing]
+        return Recalled([*recalled.items, *recent], recalled.pending)
