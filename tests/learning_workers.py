@@ -12,8 +12,21 @@ from kern.models.base import ModelRequest, ModelResponse
 from kern.models.testing import FunctionModel, TestModel
 
 
-def write_profile_and_memories(db_file: str, worker: str, count: int) -> None:
-    db = SqliteDb(db_file=db_file)
+def write_profile_and_memories(
+    db_file: str, worker: str, count: int, errors: list[BaseException] | None = None
+) -> None:
+    # 12 writers contend for one SQLite write lock on 2 cores: allow a long busy wait, so a
+    # write can only fail loudly (StorageError), never by a short timeout under test load.
+    try:
+        _write(db_file, worker, count)
+    except BaseException as exc:
+        if errors is None:
+            raise
+        errors.append(exc)
+
+
+def _write(db_file: str, worker: str, count: int) -> None:
+    db = SqliteDb(db_file=db_file, busy_timeout_ms=30_000)
     lm = LearningMachine(db=db, user_profile=True, user_memory=True)
     Agent(model=TestModel(), db=db, learning=lm)
     for i in range(count):

@@ -21,8 +21,9 @@ def test_every_write_is_accounted_for(tmp_path: Path) -> None:
         spawn.Process(target=write_profile_and_memories, args=(db_file, f"p{i}", EACH))
         for i in range(PROCESSES)
     ]
+    errors: list[BaseException] = []
     threads = [
-        threading.Thread(target=write_profile_and_memories, args=(db_file, f"t{i}", EACH))
+        threading.Thread(target=write_profile_and_memories, args=(db_file, f"t{i}", EACH, errors))
         for i in range(THREADS)
     ]
     for worker in [*processes, *threads]:
@@ -32,6 +33,7 @@ def test_every_write_is_accounted_for(tmp_path: Path) -> None:
     for process in processes:
         process.join()
         assert process.exitcode == 0
+    assert errors == []
 
     writers = THREADS + PROCESSES
     db = SqliteDb(db_file=db_file)
