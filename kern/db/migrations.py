@@ -72,6 +72,42 @@ def m001_sessions_and_runs(conn: Connection) -> None:
     schema.runs.create(conn)
 
 
+# The full-text index over ``learnings.text`` is engine-specific DDL, keyed by dialect name.
+# SQLite: an FTS5 external-content table (the text is stored once, in ``learnings``) indexed
+# by ``learnings.seq`` and kept in step by triggers (the recipe of the FTS5 documentation,
+# section 4.4.3). A status change does not touch the index: reads filter on status.
+_M002_FULL_TEXT: dict[str, tuple[str, ...]] = {
+    "sqlite": (
+        """CREATE VIRTUAL TABLE learnings_fts USING fts5(
+            text, content='learnings', content_rowid='seq', tokenize='porter unicode61'
+        )""",
+        """CREATE TRIGGER learnings_fts_insert AFTER INSERT ON learnings BEGIN
+            INSERT INTO learnings_fts (rowid, text) VALUES (new.seq, new.text);
+        END""",
+        """CREATE TRIGGER learnings_fts_delete AFTER DELETE ON learnings BEGIN
+            INSERT INTO learnings_fts (learnings_fts, rowid, text)
+            VALUES ('delete', old.seq, old.text);
+        END""",
+        """CREATE TRIGGER learnings_fts_update AFTER UPDATE OF text ON learnings
+        WHEN old.text IS NOT new.text BEGIN
+            INSERT INTO learnings_fts (learnings_fts, rowid, text)
+            VALUES ('delete', old.seq, old.text);
+            INSERT INTO learnings_fts (rowid, text) VALUES (new.seq, new.text);
+        END""",
+    ),
+    # "postgresql": a generated tsvector column and its GIN index (kern.db.postgres).
+}
+
+
+@migration
+def m002_learnings(conn: Connection) -> None:
+    schema.learnings.create(conn)
+    schema.learning_history.create(conn)
+    schema.jobs.create(conn)
+    for statement in _M002_FULL_TEXT.get(conn.dialect.name, ()):
+        conn.exec_driver_sql(statement)
+
+
 def applied_migrations(db: SqlDb) -> list[str]:
     """Names of the migrations recorded in the database, oldest first (read-only)."""
     with db.transaction(write=False, action="read the applied migrations") as conn:

@@ -7,6 +7,13 @@ Tables are only ever created by a named migration (``kern.db.migrations``); noth
   ``timestamptz``; SQLite stores naive UTC text (``YYYY-MM-DD HH:MM:SS.ffffff``), which sorts
   chronologically as text.
 - ``Json``: ``JSON`` on SQLite (text), ``JSONB`` on Postgres; only plain JSON values.
+  ``Json(none_as_null=True)`` stores Python ``None`` as SQL ``NULL`` (nullable columns)
+  instead of the JSON text ``null``.
+
+Tables: ``sessions`` and append-only ``runs`` (migration 1); ``learnings`` (one row per learned
+item), ``learning_history`` (one event per change) and ``jobs`` (the durable extraction queue)
+(migration 2). The full-text index over ``learnings.text`` is engine-specific and created by
+the migration itself (an FTS5 external-content table on SQLite).
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     TypeDecorator,
+    and_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeEngine
@@ -36,7 +45,10 @@ from sqlalchemy.types import TypeEngine
 __all__ = [
     "Json",
     "UtcDateTime",
+    "jobs",
     "kern_migrations",
+    "learning_history",
+    "learnings",
     "metadata",
     "runs",
     "sessions",
@@ -84,10 +96,15 @@ class Json(TypeDecorator[Any]):
     impl = JSON
     cache_ok = True
 
+    def __init__(self, *, none_as_null: bool = False) -> None:
+        super().__init__(none_as_null=none_as_null)
+        # An attribute named like the argument, so it is part of the type's cache key.
+        self.none_as_null = none_as_null
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(JSONB())
-        return dialect.type_descriptor(JSON())
+            return dialect.type_descriptor(JSONB(none_as_null=self.none_as_null))
+        return dialect.type_descriptor(JSON(none_as_null=self.none_as_null))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         json.dumps(value, allow_nan=False)
@@ -157,3 +174,95 @@ runs = Table(
     sqlite_autoincrement=True,
 )
 """Append-only: a run row is inserted once and never updated."""
+
+learnings = Table(
+    "learnings",
+    metadata,
+    # ``seq`` is the rowid on SQLite, so the FTS5 external-content index can point at it;
+    # AUTOINCREMENT so a deleted row's number is never given to another row.
+    Column("seq", _BigIntId, primary_key=True, autoincrement=True),
+    Column("id", String, nullable=False, unique=True),
+    Column("store", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("scope", String, nullable=False),
+    Column("user_id", String, nullable=True),
+    Column("session_id", String, nullable=True),
+    Column("agent_id", String, nullable=True),
+    Column("namespace", String, nullable=True),
+    Column("key", String, nullable=True),
+    Column("content", Json, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("content_hash", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", String, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("metadata", Json, nullable=False),
+    Column("embedding", LargeBinary, nullable=True),
+    # Every learning-layer read filters on store, scope and status and orders by created_at.
+    Index(None, "store", "scope", "status", "created_at"),
+    Index(None, "user_id"),
+    Index(None, "session_id"),
+    Index(None, "content_hash"),
+    sqlite_autoincrement=True,
+)
+"""One row per learned item (a profile field, a memory, a fact, a decision …)."""
+
+Index(
+    "uq_learnings_active_key",
+    learnings.c.store,
+    learnings.c.scope,
+    learnings.c.key,
+    unique=True,
+    # At most one *active* row per key; superseded, deleted and proposed rows keep theirs.
+    sqlite_where=and_(learnings.c.key.is_not(None), learnings.c.status == "active"),
+    postgresql_where=and_(learnings.c.key.is_not(None), learnings.c.status == "active"),
+)
+
+learning_history = Table(
+    "learning_history",
+    metadata,
+    Column("seq", _BigIntId, primary_key=True, autoincrement=True),
+    # No foreign key: history is append-only and outlives status changes; ``delete_user``
+    # removes it explicitly.
+    Column("learning_id", String, nullable=False),
+    Column("store", String, nullable=False),
+    Column("scope", String, nullable=False),
+    Column("user_id", String, nullable=True),
+    Column("action", String, nullable=False),
+    # Snapshots of the row's content, text, status, version and metadata.
+    Column("before", Json(none_as_null=True), nullable=True),
+    Column("after", Json(none_as_null=True), nullable=True),
+    Column("run_id", String, nullable=True),
+    Column("actor", String, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "learning_id"),
+    Index(None, "user_id"),
+    sqlite_autoincrement=True,
+)
+"""Append-only: one event per change of a learning, with the run that caused it."""
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("user_id", String, nullable=True),
+    Column("session_id", String, nullable=True),
+    Column("agent_id", String, nullable=True),
+    Column("run_id", String, nullable=True),
+    Column("status", String, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("lease_token", String, nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("available_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "status", "available_at"),
+    Index(None, "user_id", "status"),
+)
+"""The durable extraction queue: a claim is a lease (``lease_token`` until ``lease_until``)."""

@@ -11,6 +11,9 @@ How SQLite is made safe for several writers:
   SQLAlchemy's SQLite dialect, "Enabling Non-Legacy SQLite Transactional Modes").
 - Foreign keys on, on every connection.
 - A process that forks drops (without closing) the connections it inherited, as SQLite requires.
+
+Full-text search is FTS5 over ``learnings.text`` (the external-content table ``learnings_fts``
+created by migration ``m002_learnings``, Porter stemming over unicode61 tokens), ranked by BM25.
 """
 
 from __future__ import annotations
@@ -27,18 +30,40 @@ from json import dumps
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event
+from sqlalchemy import (
+    URL,
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    column,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+    table,
+)
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql.expression import ColumnClause
 
+from kern.db.base import LearningFilter
 from kern.db.migrations import migrate
-from kern.db.sql import WRITE_OPTION, SqlDb
+from kern.db.schema import learnings
+from kern.db.sql import LEARNING_COLUMNS, WRITE_OPTION, SqlDb, learning_clauses
 from kern.errors import ConfigError, StorageError
+from kern.search.query import fts5_match
 
 __all__ = ["SqliteDb", "create_sqlite_engine"]
 
 logger = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
+
+# The FTS5 table, by name only: it is not part of ``kern.db.schema.metadata`` (SQLite-specific).
+# ``_FTS_NAME`` is the table as FTS5's MATCH and bm25() take it (a constant, never user input).
+_FTS = table("learnings_fts", column("rowid"))
+_FTS_NAME: ColumnClause[Any] = literal_column("learnings_fts")
 
 # File engines alive in this process, so a forked child can drop the connections it inherited.
 _FILE_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -76,6 +101,27 @@ class SqliteDb(SqlDb):
         except BaseException:
             self.close()
             raise
+
+    def _text_search_query(
+        self, query: str, where: LearningFilter, limit: int
+    ) -> Select[Any] | None:
+        """FTS5 ``MATCH`` joined to ``learnings``, filtered there, ranked by BM25.
+
+        Every query term is quoted and OR-ed (``kern.search.query.fts5_match``): BM25 ranks
+        rows that match more, and rarer, terms first, and user input is never read as FTS5
+        syntax. The filter is part of the same query, so ``limit`` counts visible rows only.
+        """
+        match = fts5_match(query)
+        if match is None:
+            return None
+        rank = func.bm25(_FTS_NAME)
+        return (
+            select(*LEARNING_COLUMNS, (-rank).label("score"))
+            .select_from(_FTS.join(learnings, learnings.c.seq == _FTS.c.rowid))
+            .where(_FTS_NAME.op("MATCH")(bindparam("match", match)), *learning_clauses(where))
+            .order_by(rank, learnings.c.seq)
+            .limit(limit)
+        )
 
     def _explain(self, exc: BaseException) -> str:
         detail = super()._explain(exc)
