@@ -468,16 +468,15 @@ async def evaluate(
 
 
 def print_table(results: dict[str, Result]) -> None:
-    splits = list(next(iter(results.values())).recall)
-    headers = ["method"]
-    for split in splits:
-        headers += [f"{split} R@{k}" for k in KS]
-    headers += ["p50 ms", "p95 ms", "busy*"]
+    first = next(iter(results.values()))
+    splits = sorted(first.recall, key=lambda split: not split.startswith("all"))
+    at = "/".join(f"@{k}" for k in KS)
+    headers = ["method"] + [f"{split} R{at}" for split in splits] + ["p50 ms", "p95 ms", "busy*"]
     rows = []
     for name, result in results.items():
         row = [name]
         for split in splits:
-            row += [f"{result.recall[split][k]:.3f}" for k in KS]
+            row.append(" ".join(f"{result.recall[split][k]:.3f}" for k in KS))
         row += [f"{result.latency_ms['p50']:.1f}", f"{result.latency_ms['p95']:.1f}"]
         row += ["?" if result.other_cpu is None else f"{result.other_cpu:.0%}"]
         rows.append(row)
@@ -489,12 +488,13 @@ def print_table(results: dict[str, Result]) -> None:
         for line in [headers, *rows]:
             print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
         return
-    table = Table(title="LoCoMo memory recall (categories 1-4)")
+    questions = ", ".join(f"{split}: {n}" for split, n in first.questions.items())
+    table = Table(title=f"LoCoMo memory recall, categories 1-4 (questions {questions})")
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
     for row in rows:
         table.add_row(*row)
-    Console(width=200).print(table)
+    Console(width=160).print(table)
 
 
 async def run(data: Path, json_out: Path | None) -> dict[str, Result]:
@@ -504,26 +504,21 @@ async def run(data: Path, json_out: Path | None) -> dict[str, Result]:
     await embedder.embed(["warm up"])
     tuned = DEFAULT_CONFIG
 
-    def ablation(**change: Any) -> Search:
-        return kern_search(index, embedder, replace(tuned, **change))
+    def without(**change: Any) -> Search:
+        return kern_search(index, None, replace(tuned, **change))
 
     methods: dict[str, Search] = {
         "reference: BM25 'Speaker: text (date)'": reference_bm25(index),
         "full-text only (FTS5)": full_text(index),
         "vectors only (MiniLM)": vectors_only(index, embedder),
         "equal RRF (FTS5 + MiniLM)": equal_rrf(index, embedder),
-        "kern, no embedder": kern_search(index, None),
-        "kern + MiniLM (default with embedder)": kern_search(index, embedder),
-        "  ablation: no neighbours": kern_search(
-            index, embedder, replace(tuned, neighbour_weights=())
-        ),
-        "  ablation: no subject boost": kern_search(
-            index, embedder, replace(tuned, subject_boost=0)
-        ),
-        "  ablation: no time boost": kern_search(index, embedder, replace(tuned, time_boost=0)),
-        "  ablation: no recency prior": kern_search(
-            index, embedder, replace(tuned, recency_weight=0)
-        ),
+        "kern default (full-text + ranking)": kern_search(index, None),
+        "  - neighbour spread": without(neighbour_weights=()),
+        "  - subject boost": without(subject_boost=0),
+        "  - time boost": without(time_boost=0),
+        "  - recency prior": without(recency_weight=0),
+        "kern default + MiniLM vectors": kern_search(index, embedder),
+        "  with equal RRF, not score fusion": kern_search(index, embedder, rrf=True),
     }
     results: dict[str, Result] = {}
     for name, search in methods.items():
