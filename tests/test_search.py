@@ -45,6 +45,29 @@ from kern.search.ranking import (
 from tests.fakes.openai import openai_error
 from tests.fakes.server import FakeServer, Recorded, Reply
 
+
+def test_public_surface_is_pinned() -> None:
+    import kern.search
+
+    assert sorted(kern.search.__all__) == [
+        "Embedder",
+        "HashEmbedder",
+        "LocalEmbedder",
+        "OpenAIEmbedder",
+        "RankingConfig",
+        "STOPWORDS",
+        "TimeRange",
+        "Vector",
+        "cosine_top_k",
+        "fts5_match",
+        "query_terms",
+        "rank",
+        "time_ranges",
+        "tsquery",
+    ]
+    assert all(hasattr(kern.search, name) for name in kern.search.__all__)
+
+
 # --- query building --------------------------------------------------------------------------
 
 
@@ -148,6 +171,8 @@ def test_or_and_prefix_forms(fts: sqlite3.Connection) -> None:
     assert fts5_match("support dog", operator="AND") == '"support" AND "dog"'
     assert fts5_match("paint", prefix=True) == '"paint"*'
     assert fts5_match(['say "hi"']) == '"say ""hi"""'
+    assert fts5_match(["", "  ", "?!"]) is None
+    assert fts5_match(["?!", "dog"]) == '"dog"'
     with pytest.raises(ValueError, match="operator"):
         fts5_match("x", operator="NEAR")
     expr = fts5_match("support group", operator="AND")
@@ -165,6 +190,7 @@ def test_tsquery_quotes_every_lexeme() -> None:
     assert tsquery("support group", operator="&") == "'support' & 'group'"
     assert tsquery(["it's", "a\\b"]) == "'it''s' | 'a\\\\b'"
     assert tsquery("?!") is None
+    assert tsquery(["", "--"]) is None
 
 
 # --- time expressions ------------------------------------------------------------------------

@@ -66,6 +66,12 @@ def query_terms(text: str, *, stopwords: Iterable[str] = STOPWORDS) -> list[str]
     return kept or words
 
 
+def _searchable(terms: Sequence[str]) -> list[str]:
+    # Ready-made terms with no letter or digit would match nothing; drop them so that "no
+    # searchable word" is always ``None``, never an expression that cannot match.
+    return [t for t in terms if _WORD.search(t)]
+
+
 def _quote(term: str) -> str:
     # An FTS5 string is delimited by double quotes; a quote inside is written twice.
     return '"' + term.replace('"', '""') + '"'
@@ -84,7 +90,7 @@ def fts5_match(
     """
     if operator not in ("OR", "AND"):
         raise ValueError("operator must be 'OR' or 'AND'")
-    terms = query_terms(text) if isinstance(text, str) else [t for t in text if t]
+    terms = query_terms(text) if isinstance(text, str) else _searchable(text)
     if not terms:
         return None
     star = "*" if prefix else ""
@@ -99,7 +105,7 @@ def tsquery(text: str | Sequence[str], *, operator: str = "|") -> str | None:
     """
     if operator not in ("|", "&"):
         raise ValueError("operator must be '|' or '&'")
-    terms = query_terms(text) if isinstance(text, str) else [t for t in text if t]
+    terms = query_terms(text) if isinstance(text, str) else _searchable(text)
     if not terms:
         return None
     # Inside a tsquery a quote is doubled and a backslash escapes; words from tokenize() hold
