@@ -115,4 +115,7 @@ def wait_for_background(timeout: float = 10.0) -> None:
         asyncio.run_coroutine_threadsafe(wait_for_tasks(), loop).result(timeout=timeout + 1)
 
 
-atexit.register(wait_for_background)
+# Registered with threading (not only atexit) so it runs *before* concurrent.futures shuts its
+# worker threads down at interpreter exit: background jobs still need ``asyncio.to_thread``.
+_register = getattr(threading, "_register_atexit", atexit.register)
+_register(wait_for_background)

@@ -29,6 +29,7 @@ from kern.db.migrations import (
 from kern.db.sql import SqlDb
 from kern.db.sqlite import SqliteDb, create_sqlite_engine
 from kern.errors import StorageError
+from tests.test_db_learnings import check_m002, seed_m002
 
 NAMES = [fn.__name__ for fn in MIGRATIONS]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -83,6 +84,7 @@ def _check_m001(db: SqlDb) -> None:
 
 SEEDS: dict[str, tuple[Callable[[SqlDb], None], Callable[[SqlDb], None]]] = {
     "m001_sessions_and_runs": (_seed_m001, _check_m001),
+    "m002_learnings": (seed_m002, check_m002),
 }
 
 
