@@ -41,7 +41,7 @@ def pick_model(model: str | None = None) -> Model:
     if provider == "local":
         from kern.models.llamacpp import LlamaCpp
 
-        return LlamaCpp(model_path=model_id or None, seed=7, temperature=0.2, max_tokens=160)
+        return LlamaCpp(model_path=model_id or None, seed=7, temperature=0.2, max_tokens=512)
     if provider == "openai":
         from kern.models.openai import OpenAIResponses
 
@@ -102,7 +102,11 @@ def demo(
     for session_id, messages in DEMO_SCRIPT:
         console.rule(session_id)
         for text in messages:
-            output = _chat_turn(agent, text, user_id="alice", session_id=session_id)
+            try:
+                output = _chat_turn(agent, text, user_id="alice", session_id=session_id)
+            except KernError as exc:  # a small local model can fail a turn; show it, go on
+                console.print(f"\n[red]this turn failed:[/red] {exc}")
+                continue
             if output.recalled:
                 console.print(f"[dim]recalled for this answer:\n{output.recalled}[/dim]")
         with console.status("learning from the session (background extraction)…"):
