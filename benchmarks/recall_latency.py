@@ -71,7 +71,7 @@ def fill(lm: LearningMachine, db: SqliteDb, n: int, rng: random.Random) -> None:
     ctx = RunContext(run_id="", session_id="", user_id="bench")
     batch = []
     for i in range(n):
-        record = store._record(ctx, store.coerce(sentence(rng, i)))  # noqa: SLF001 - bulk load
+        record = store._record(ctx, store.coerce(sentence(rng, i)))
         batch.append(Create(record))
         if len(batch) == 1000:
             db.apply(batch, actor="benchmark")
@@ -125,9 +125,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = []
-    print(
-        f"machine: {platform.machine()} {platform.processor() or ''} python {sys.version.split()[0]}"
-    )
+    machine = f"{platform.machine()} {platform.processor() or ''}".strip()
+    print(f"machine: {machine}, python {sys.version.split()[0]}")
     print(f"{'memories':>9} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'load/s':>9}")
     for size in args.sizes:
         r = measure(size, args.queries)

@@ -128,7 +128,7 @@ class Curator:
         ``user_id`` narrows the curation to the rows that user's runs created; without it,
         the namespace is curated as a whole.
         """
-        targets = []
+        targets: list[tuple[ListStore[Any], LearningFilter]] = []
         ctx = RunContext(
             run_id="",
             session_id="",

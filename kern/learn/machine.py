@@ -135,7 +135,7 @@ class LearningMachine:
             self._add(custom)
         if not self.stores:
             raise ConfigError("a LearningMachine needs at least one store")
-        self._tasks: dict[str, set[asyncio.Task[None]]] = {}
+        self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
         self._resumed = False
         from kern.learn.curator import Curator
         from kern.learn.proposals import Proposals

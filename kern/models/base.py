@@ -175,7 +175,7 @@ class Model(ABC):
 
     async def aclose(self) -> None:
         """Release connections the model opened (nothing by default)."""
-        return None
+        return
 
     @property
     def name(self) -> str:

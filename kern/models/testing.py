@@ -110,7 +110,7 @@ class FunctionModel(_RecordingModel):
     def __init__(self, function: ModelFunction, *, id: str | None = None) -> None:
         super().__init__()
         self.function = function
-        self.id = id or getattr(function, "__name__", "function")
+        self.id = id or str(getattr(function, "__name__", "function"))
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         self.requests.append(request)

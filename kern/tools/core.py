@@ -170,9 +170,7 @@ def _arguments_model(
             raise ConfigError(f"tool {tool_name!r}: *args/**kwargs cannot be described to a model")
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, Field(default, description=param_docs.get(param.name)))
-    model = create_model(  # type: ignore[call-overload]
-        f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    model = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
     return context_param, cast(type[BaseModel], model)
 
 

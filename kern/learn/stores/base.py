@@ -70,7 +70,8 @@ class LearningStore(Protocol):
     ``recall`` and ``process`` may be sync or async; kern dispatches once.
     """
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def mode(self) -> LearningMode: ...
@@ -524,7 +525,7 @@ class ListStore(Store[S]):
         ops = create_model(
             f"{self.kind}_operations",
             add=(builtins.list[self.schema], Field(default_factory=builtins.list)),  # type: ignore[name-defined]
-            update=(builtins.list[updated], Field(default_factory=builtins.list)),  # type: ignore[valid-type]
+            update=(builtins.list[updated], Field(default_factory=builtins.list)),
             delete=(builtins.list[int], Field(default_factory=builtins.list)),
         )
         guidance = self.extraction_guidance()

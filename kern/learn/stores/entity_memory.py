@@ -43,7 +43,8 @@ class EntityMemoryStore(ListStore[Any]):
         return ["fact", "event", "relation"]
 
     def schema_for(self, kind: str) -> type[BaseModel]:
-        return {"event": EntityEvent, "relation": EntityRelation}.get(kind, self.schema)
+        kinds: dict[str, type[BaseModel]] = {"event": EntityEvent, "relation": EntityRelation}
+        return kinds.get(kind, self.schema)
 
     # -------------------------------------------------------------- direct API
 

@@ -4,7 +4,7 @@ touch the same row and writers of one field serialise without losing a history e
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel, Field, create_model
 
@@ -31,7 +31,7 @@ class ProfileField(BaseModel):
 def partial(schema: type[BaseModel], name: str) -> type[BaseModel]:
     """``schema`` with every field optional (``None`` = leave unchanged), for updates."""
     fields: dict[str, Any] = {
-        key: (info.annotation | None, Field(None, description=info.description))
+        key: (cast(Any, info.annotation) | None, Field(None, description=info.description))
         for key, info in schema.model_fields.items()
     }
     return create_model(name, **fields)
