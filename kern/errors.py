@@ -16,6 +16,7 @@ __all__ = [
     "ModelHTTPError",
     "ModelOutputError",
     "ModelTimeoutError",
+    "NotFoundError",
     "RunLimitError",
     "StorageError",
     "ToolError",
@@ -75,6 +76,11 @@ class ToolError(KernError):
 
 class RunLimitError(KernError):
     """A run exceeded a configured limit (e.g. the number of model steps)."""
+
+
+class NotFoundError(KernError):
+    """No such item in the caller's scope (it may not exist, or belong to someone else: the
+    two cases are deliberately indistinguishable)."""
 
 
 class ConflictError(StorageError):

@@ -12,6 +12,7 @@ from kern._sync import wait_for_background
 from kern.agent import Agent
 from kern.context import RunContext
 from kern.db.sqlite import SqliteDb
+from kern.errors import NotFoundError
 from kern.learn import (
     EntityMemoryConfig,
     LearnedKnowledgeConfig,
@@ -78,7 +79,7 @@ def test_user_namespace_is_private(db: Any) -> None:
     assert visible(machine, "bob") == {"recall": 0, "api": 0, "tools": False}
     assert machine.entity_memory.get(fact_id, user_id="bob") is None
     assert machine.learned_knowledge.get(learning_id, user_id="bob") is None
-    with pytest.raises(Exception, match="No entity_memory item"):
+    with pytest.raises(NotFoundError, match="No entity_memory item"):
         machine.entity_memory.delete(fact_id, user_id="bob")
     assert machine.entity_memory.get(fact_id, user_id="alice") is not None
 

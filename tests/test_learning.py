@@ -242,3 +242,21 @@ def test_always_mode_gives_no_tools_agentic_gives_the_stores_tools(db: Any) -> N
         for tool in store.get_tools(_ctx("u")):
             props = tool.parameters.get("properties", {})
             assert not {"user_id", "namespace", "agent_id"} & set(props), tool.name
+
+
+def test_direct_api_errors_are_clear(db: Any) -> None:
+    from kern.errors import NotFoundError
+    from kern.learn import DecisionLogConfig
+
+    lm = LearningMachine(
+        db=db, user_profile=True, user_memory=True, decision_log=DecisionLogConfig()
+    )
+    Agent(model=TestModel(), db=db, learning=lm)
+    with pytest.raises(ValueError, match="nmae"):
+        lm.user_profile.update({"nmae": "typo"}, user_id="u")
+    with pytest.raises(ConfigError, match="reasoning"):
+        lm.decision_log.add("Use Postgres", user_id="u")
+    with pytest.raises(NotFoundError, match="No user_memory item"):
+        lm.user_memory.delete("missing", user_id="u")
+    with pytest.raises(NotFoundError, match="No decision_log item"):
+        lm.decision_log.record_outcome("missing", "worked", user_id="u")

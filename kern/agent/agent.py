@@ -171,11 +171,15 @@ class Agent:
         *,
         user_id: str | None = None,
         session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
         file: Any = None,
     ) -> None:
         """Stream the answer to ``file`` (stdout by default) as it arrives."""
         out = file or sys.stdout
-        for event in self.run(message, user_id=user_id, session_id=session_id, stream=True):
+        events = self.run(
+            message, user_id=user_id, session_id=session_id, metadata=metadata, stream=True
+        )
+        for event in events:
             if isinstance(event, ContentDelta):
                 out.write(event.text)
                 out.flush()
@@ -187,7 +191,7 @@ class Agent:
         The database is left open: it was given to the agent and may be shared.
         """
         if self.learning_machine is not None:
-            await self.learning_machine.wait_for_jobs()
+            await self.learning_machine.aclose()
         await self.model.aclose()
 
     def close(self) -> None:

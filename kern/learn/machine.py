@@ -315,6 +315,13 @@ class LearningMachine:
             await asyncio.sleep(0.05)
         return True
 
+    async def aclose(self) -> None:
+        """Wait (bounded) for pending jobs, then close the embedder's connections."""
+        await self.wait_for_jobs()
+        close = getattr(self.embedder, "aclose", None)
+        if close is not None:
+            await close()
+
     def wait(self, user_id: str | None = None, *, timeout: float | None = None) -> bool:
         """Synchronous ``wait_for_jobs``: e.g. at the end of a script."""
         return run_sync(self.wait_for_jobs(user_id, timeout=timeout))

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kern.errors import ConfigError, KernError, ModelError
-from kern.models._sdk import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, require, translate_error
+from kern.models._sdk import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    SdkClients,
+    require,
+    translate_error,
+)
 from kern.models.base import (
     AssistantMessage,
     Message,
@@ -75,34 +81,33 @@ class Anthropic(Model):
         self.max_retries = max_retries
         self.timeout = timeout
         self.max_tokens = max_tokens
-        self._client = client
+        self._clients: SdkClients[Any] = SdkClients(self._make_client, client)
 
     def client(self) -> Any:
-        """The ``AsyncAnthropic`` client, made once; ``ConfigError`` when no credential exists."""
-        if self._client is None:
-            sdk = require("anthropic", "anthropic")
-            try:
-                client = sdk.AsyncAnthropic(
-                    api_key=self.api_key,
-                    base_url=self.base_url,
-                    max_retries=self.max_retries,
-                    timeout=self.timeout,
-                )
-            except Exception as exc:  # e.g. a broken credentials profile named in the env
-                raise ConfigError(f"cannot configure the Anthropic client: {exc}") from exc
-            # The SDK also accepts a bearer token or (newer versions) profile credentials;
-            # only when it resolved none of them is the key really missing.
-            resolved = (client.api_key, getattr(client, "auth_token", None))
-            if not any(resolved) and getattr(client, "credentials", None) is None:
-                raise ConfigError(_MISSING_KEY)
-            self._client = client
-        return self._client
+        """The ``AsyncAnthropic`` client of the running loop; ``ConfigError`` without a key."""
+        return self._clients.get()
+
+    def _make_client(self) -> Any:
+        sdk = require("anthropic", "anthropic")
+        try:
+            client = sdk.AsyncAnthropic(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                max_retries=self.max_retries,
+                timeout=self.timeout,
+            )
+        except Exception as exc:  # e.g. a broken credentials profile named in the env
+            raise ConfigError(f"cannot configure the Anthropic client: {exc}") from exc
+        # The SDK also accepts a bearer token or (newer versions) profile credentials;
+        # only when it resolved none of them is the key really missing.
+        resolved = (client.api_key, getattr(client, "auth_token", None))
+        if not any(resolved) and getattr(client, "credentials", None) is None:
+            raise ConfigError(_MISSING_KEY)
+        return client
 
     async def aclose(self) -> None:
-        """Close the HTTP client this model made (an injected client is the caller's)."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        """Close the HTTP clients this model made (an injected client is the caller's)."""
+        await self._clients.aclose()
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         params = request_params(request, model=self.id, max_tokens=self.max_tokens)

@@ -9,7 +9,6 @@ place a ``ModelResponse`` is built.
 
 from __future__ import annotations
 
-import asyncio
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,7 +36,7 @@ from openai.types.responses import (
 from openai.types.shared_params import ResponseFormatJSONSchema
 
 from kern.errors import ConfigError, ModelError
-from kern.models._sdk import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, translate_error
+from kern.models._sdk import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, SdkClients, translate_error
 from kern.models.base import (
     AssistantMessage,
     Message,
@@ -149,40 +148,30 @@ class _OpenAIModel(Model, Generic[_Raw, _Event]):
         self._base_url = base_url
         self._max_retries = max_retries
         self._timeout = timeout
-        self._injected = client
-        self._client: AsyncOpenAI | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._clients: SdkClients[AsyncOpenAI] = SdkClients(self._make_client, client)
+
+    def _make_client(self) -> AsyncOpenAI:
+        try:
+            return AsyncOpenAI(
+                api_key=self._api_key,
+                base_url=self._base_url,
+                max_retries=self._max_retries,
+                timeout=self._timeout,
+            )
+        except openai.OpenAIError as exc:
+            raise ConfigError(
+                f"{self.provider}: no OpenAI API key. Set the OPENAI_API_KEY environment "
+                "variable or pass api_key=... (any non-empty value for a local "
+                "OpenAI-compatible server); for tests without a key use "
+                "kern.models.testing.TestModel."
+            ) from exc
 
     def _sdk(self) -> AsyncOpenAI:
-        """The SDK client, made on first use so constructing a model needs no key or network."""
-        if self._injected is not None:
-            return self._injected
-        loop = asyncio.get_running_loop()
-        # An httpx connection pool belongs to the loop that opened it; a model used from a
-        # second loop (say, sync calls and the user's own asyncio code) gets its own client.
-        if self._client is None or self._client_loop is not loop:
-            try:
-                self._client = AsyncOpenAI(
-                    api_key=self._api_key,
-                    base_url=self._base_url,
-                    max_retries=self._max_retries,
-                    timeout=self._timeout,
-                )
-            except openai.OpenAIError as exc:
-                raise ConfigError(
-                    f"{self.provider}: no OpenAI API key. Set the OPENAI_API_KEY environment "
-                    "variable or pass api_key=... (any non-empty value for a local "
-                    "OpenAI-compatible server); for tests without a key use "
-                    "kern.models.testing.TestModel."
-                ) from exc
-            self._client_loop = loop
-        return self._client
+        return self._clients.get()
 
     async def aclose(self) -> None:
-        """Close the HTTP client this model made; an injected client is the caller's to close."""
-        if self._client is not None:
-            client, self._client, self._client_loop = self._client, None, None
-            await client.close()
+        """Close the HTTP clients this model made; an injected client is the caller's."""
+        await self._clients.aclose()
 
     @contextmanager
     def _boundary(self) -> Iterator[None]:

@@ -19,7 +19,13 @@ import numpy as np
 import numpy.typing as npt
 
 from kern.errors import ConfigError, ModelOutputError
-from kern.models._sdk import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, require, translate_error
+from kern.models._sdk import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    SdkClients,
+    require,
+    translate_error,
+)
 from kern.search.query import tokenize
 
 __all__ = [
@@ -181,36 +187,34 @@ class OpenAIEmbedder:
         self._batch_size = batch_size
         self._timeout = timeout
         self._max_retries = max_retries
-        self._client = client
-        self._owns_client = client is None
+        self._clients: SdkClients[Any] = SdkClients(self._make_client, client)
 
     @property
     def dimensions(self) -> int:
         return self._dimensions or self._KNOWN_DIMENSIONS[self.model]
 
     async def aclose(self) -> None:
-        """Close the HTTP client this embedder created (a client passed in is left open)."""
-        if self._owns_client and self._client is not None:
-            await self._client.close()
-            self._client = None
+        """Close the HTTP clients this embedder created (a client passed in is left open)."""
+        await self._clients.aclose()
 
     def _get_client(self) -> Any:
-        if self._client is None:
-            api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
-            if not api_key:
-                raise ConfigError(
-                    "OPENAI_API_KEY is not set: export it or pass api_key=; for offline use "
-                    "LocalEmbedder() (pip install 'kern[embed]') or HashEmbedder() in tests"
-                )
-            from openai import AsyncOpenAI  # a core dependency, imported when first needed
+        return self._clients.get()
 
-            self._client = AsyncOpenAI(
-                api_key=api_key,
-                base_url=self._base_url,
-                timeout=self._timeout,
-                max_retries=self._max_retries,
+    def _make_client(self) -> Any:
+        api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            raise ConfigError(
+                "OPENAI_API_KEY is not set: export it or pass api_key=; for offline use "
+                "LocalEmbedder() (pip install 'kern[embed]') or HashEmbedder() in tests"
             )
-        return self._client
+        from openai import AsyncOpenAI  # a core dependency, imported when first needed
+
+        return AsyncOpenAI(
+            api_key=api_key,
+            base_url=self._base_url,
+            timeout=self._timeout,
+            max_retries=self._max_retries,
+        )
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         if not texts:

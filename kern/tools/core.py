@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from kern._sync import call_any
 from kern.context import RunContext
-from kern.errors import ConfigError, ToolError
+from kern.errors import ConfigError, NotFoundError, ToolError
 from kern.models.base import ToolDefinition
 
 ToolFunction = Callable[..., Any]
@@ -92,7 +92,7 @@ class Tool:
                 if self._context_param:
                     kwargs[self._context_param] = ctx
                 result = await call_any(self.function, **kwargs)
-        except ToolError as exc:
+        except (ToolError, NotFoundError) as exc:
             return ToolOutcome(str(exc), is_error=True)
         except Exception as exc:
             return ToolOutcome(f"{type(exc).__name__}: {exc}", is_error=True)

@@ -26,7 +26,7 @@ from kern.db.base import (
     Update,
     WriteOp,
 )
-from kern.errors import ConfigError, ToolError
+from kern.errors import ConfigError, NotFoundError
 from kern.learn.config import LearningMode, StoreConfig
 from kern.learn.items import Item, content_hash, new_id, text_of
 from kern.learn.prompts import data_block
@@ -240,7 +240,7 @@ class Store(Generic[S]):
             or record.scope != self.scope(ctx)
             or record.status not in statuses
         ):
-            raise ToolError(f"No {self.name} item with id {item_id!r}.")
+            raise NotFoundError(f"No {self.name} item with id {item_id!r}.")
         return record
 
     def schema_for(self, kind: str) -> type[BaseModel]:
@@ -264,6 +264,11 @@ class Store(Generic[S]):
 
     def get_tools(self, ctx: RunContext) -> list[Tool]:
         return []
+
+    def describe(self, description: str) -> str:
+        """A tool description with the store's configured ``instructions`` appended."""
+        extra = self.config.instructions
+        return f"{description} {extra}" if extra else description
 
     async def process(self, ctx: RunContext, turn: Turn) -> None:
         """Run extraction for this store alone (the machine batches always-mode stores)."""
@@ -363,6 +368,16 @@ class ListStore(Store[S]):
     def coerce(self, content: str | S | dict[str, Any]) -> S:
         """Accept a string (the main text field), a dict or a schema instance."""
         if isinstance(content, str):
+            required = [
+                n
+                for n, f in self.schema.model_fields.items()
+                if f.is_required() and n != self.text_field
+            ]
+            if required:
+                raise ConfigError(
+                    f"{self.name}: a plain string fills only {self.text_field!r}; pass a dict "
+                    f"or a {self.schema.__name__} with {', '.join(required)} too"
+                )
             return self.schema.model_validate({self.text_field: content})
         if isinstance(content, dict):
             return self.schema.model_validate(content)
@@ -444,7 +459,7 @@ class ListStore(Store[S]):
         return Tool.for_model(
             add,
             name=self.tool_name(verb),
-            description=what.format(noun=self.noun),
+            description=self.describe(what.format(noun=self.noun)),
             arguments=self.schema,
         )
 
@@ -465,7 +480,7 @@ class ListStore(Store[S]):
         return Tool.for_model(
             update,
             name=self.tool_name("update"),
-            description=f"Replace the content of a stored {self.noun}, by id.",
+            description=self.describe(f"Replace the content of a stored {self.noun}, by id."),
             arguments=arguments,
         )
 
@@ -483,7 +498,9 @@ class ListStore(Store[S]):
         return Tool.for_model(
             delete,
             name=self.tool_name("delete"),
-            description=f"Delete a stored {self.noun} that is wrong or obsolete, by id.",
+            description=self.describe(
+                f"Delete a stored {self.noun} that is wrong or obsolete, by id."
+            ),
             arguments=arguments,
         )
 

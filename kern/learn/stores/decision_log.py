@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, create_model
 
 from kern.context import RunContext
+from kern.errors import NotFoundError
 from kern.learn.config import DecisionLogConfig, LearningMode
 from kern.learn.items import Item
 from kern.learn.schemas import Decision
@@ -35,7 +36,7 @@ class DecisionLogStore(ListStore[Decision]):
         """Attach what happened to a logged decision."""
         current = self.get(decision_id, user_id=user_id)
         if current is None:
-            raise KeyError(f"no decision {decision_id!r} in this scope")
+            raise NotFoundError(f"No decision_log item with id {decision_id!r}.")
         return self.update(
             decision_id, current.data.model_copy(update={"outcome": outcome}), user_id=user_id
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, cast
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from kern.context import RunContext
 from kern.db.base import LearningStatus, Put, SetStatus, WriteOp
@@ -34,7 +34,7 @@ def partial(schema: type[BaseModel], name: str) -> type[BaseModel]:
         key: (cast(Any, info.annotation) | None, Field(None, description=info.description))
         for key, info in schema.model_fields.items()
     }
-    return create_model(name, **fields)
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
 class UserProfileStore(Store[ProfileField]):
@@ -152,7 +152,7 @@ class UserProfileStore(Store[ProfileField]):
             Tool.for_model(
                 update_profile,
                 name="propose_user_profile_update" if proposing else "update_user_profile",
-                description=(
+                description=self.describe(
                     "Propose changes to the user's profile for them to approve."
                     if proposing
                     else "Save facts about the user in their profile; pass only fields to change."
@@ -248,8 +248,9 @@ class SessionContextStore(Store[SessionContext]):
             Tool.for_model(
                 update_session_context,
                 name="update_session_context",
-                description="Record the session's summary, goal, plan or progress "
-                "(pass only what changed).",
+                description=self.describe(
+                    "Record the session's summary, goal, plan or progress (pass only what changed)."
+                ),
                 arguments=partial(self.schema, "session_context_update"),
             )
         ]
