@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # Extras the full suite exercises. torch is pinned first so sentence-transformers takes the
 # CPU build that lies on this machine's disk instead of a multi-GB CUDA download.
-TEST_EXTRAS := test,anthropic,local,embed,mcp
+TEST_EXTRAS := test,anthropic,local,embed,postgres,mcp
 
 .PHONY: demo test lint typecheck pytest clean
 
