@@ -13,7 +13,7 @@ from rich.table import Table
 
 from kern.agent import Agent, ContentDelta, RunCompleted, RunOutput, ToolCallCompleted
 from kern.errors import KernError
-from kern.learn import LearningMachine
+from kern.learn import CurationReport, LearningMachine
 from kern.models.base import Model
 from kern.tools import tool
 
@@ -188,3 +188,193 @@ def chat(
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# --------------------------------------------------------------------------- learnings
+
+learnings_app = typer.Typer(
+    help="Inspect and maintain what agents learned, in a kern database.",
+    no_args_is_help=True,
+)
+app.add_typer(learnings_app, name="learnings")
+
+DbOption = Annotated[str, typer.Option("--db", help="SQLite file or postgresql:// URL")]
+UserOption = Annotated[str, typer.Option("--user-id", help="Whose learnings")]
+
+
+def _machine(db_target: str) -> LearningMachine:
+    """Every built-in store over the database: the CLI reads what any agent wrote."""
+    from kern.mcp import open_db
+
+    if "://" not in db_target and not Path(db_target).exists():
+        raise typer.BadParameter(f"no database at {db_target}", param_hint="--db")
+    return LearningMachine(
+        db=open_db(db_target),
+        user_profile=True,
+        user_memory=True,
+        session_context=True,
+        entity_memory=True,
+        learned_knowledge=True,
+        decision_log=True,
+    )
+
+
+@learnings_app.command("list")
+def learnings_list(
+    db: DbOption,
+    user_id: UserOption,
+    store: Annotated[str | None, typer.Option(help="Only this store")] = None,
+    status: Annotated[str, typer.Option(help="active, proposed, deleted …")] = "active",
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """A user's learnings, newest first."""
+    import json
+
+    from kern.db.base import LearningFilter
+
+    lm = _machine(db)
+    if store is not None and store not in lm.stores:
+        raise typer.BadParameter(f"unknown store {store!r}; one of {', '.join(lm.stores)}")
+    where = LearningFilter(store=store, user_id=user_id, statuses=(status,))  # type: ignore[arg-type]
+    records = lm.db.list_learnings(where, limit=limit)
+    if as_json:
+        for r in records:
+            row = {
+                "id": r.id,
+                "store": r.store,
+                "kind": r.kind,
+                "content": r.content,
+                "status": r.status,
+                "created_at": r.created_at.isoformat() if r.created_at else None,
+            }
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table("id", "store", "kind", "content", "created")
+    for r in records:
+        created = f"{r.created_at:%Y-%m-%d}" if r.created_at else ""
+        table.add_row(r.id[:12], r.store, r.kind, r.text[:70], created)
+    console.print(table)
+    console.print(f"[dim]{len(records)} item(s)[/dim]")
+
+
+@learnings_app.command("show")
+def learnings_show(
+    item_id: Annotated[str, typer.Argument(help="An item id (or its first characters)")],
+    db: DbOption,
+) -> None:
+    """One item and its full history."""
+    lm = _machine(db)
+    record = lm.db.get_learning(item_id)
+    if record is None:
+        console.print(f"[red]error:[/red] no item {item_id!r}")
+        raise typer.Exit(2)
+    console.print(f"[bold]{record.store}[/bold] {record.kind} {record.id}")
+    console.print(f"status {record.status} · version {record.version} · user {record.user_id}")
+    console.print(record.content)
+    table = Table("when", "action", "by", "run", "after")
+    for event in lm.db.history(learning_id=record.id):
+        after = (event.after or {}).get("text", "") if isinstance(event.after, dict) else ""
+        table.add_row(
+            f"{event.created_at:%Y-%m-%d %H:%M:%S}",
+            event.action,
+            event.actor or "",
+            (event.run_id or "")[:12],
+            str(after)[:50],
+        )
+    console.print(table)
+
+
+@learnings_app.command("export")
+def learnings_export(
+    db: DbOption,
+    user_id: UserOption,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File (default: stdout)")
+    ] = None,
+) -> None:
+    """Everything stored about a user, as one JSON document."""
+    from kern.server.userdata import export_user
+
+    data = export_user(_machine(db).db, user_id).model_dump_json(indent=2)
+    if output is None:
+        typer.echo(data)
+    else:
+        output.write_text(data)
+        console.print(f"exported {user_id} to {output}")
+
+
+@learnings_app.command("import")
+def learnings_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An export file")],
+    db: DbOption,
+) -> None:
+    """Load a user's export back (ids, history and timestamps kept)."""
+    from kern.server.userdata import UserExport, import_user
+
+    data = UserExport.model_validate_json(file.read_text())
+    with console.status(f"importing {data.user_id} …"):
+        result = import_user(_machine(db).db, data.user_id, data)
+    console.print(f"imported {data.user_id}: {result}")
+
+
+@learnings_app.command("forget")
+def learnings_forget(
+    db: DbOption,
+    user_id: UserOption,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+) -> None:
+    """Delete every row of a user: learnings, vectors, history, sessions, runs, jobs."""
+    if not yes and not typer.confirm(f"Forget everything about {user_id}? This cannot be undone"):
+        raise typer.Exit(1)
+    removed = _machine(db).db.delete_user(user_id)
+    console.print(f"forgot {user_id}: {removed} row(s) removed")
+
+
+def _report(report: CurationReport, verb: str) -> None:
+    for removal in report.removed:
+        console.print(
+            f"  {removal.store:<18} {removal.id[:12]}  {removal.content[:60]}"
+            f"  [dim]({removal.reason})[/dim]"
+        )
+    prefix = "would remove" if report.dry_run else verb
+    console.print(f"{prefix} {len(report)} item(s)")
+
+
+@learnings_app.command("prune")
+def learnings_prune(
+    db: DbOption,
+    user_id: UserOption,
+    max_age_days: Annotated[float | None, typer.Option(help="Remove older items")] = None,
+    max_count: Annotated[int | None, typer.Option(help="Keep the newest N per store")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go")] = False,
+) -> None:
+    """Remove old or excess items (recorded in history; undoable)."""
+    report = _machine(db).curator.prune(
+        user_id=user_id, max_age_days=max_age_days, max_count=max_count, dry_run=dry_run
+    )
+    _report(report, "pruned")
+
+
+@learnings_app.command("dedupe")
+def learnings_dedupe(
+    db: DbOption,
+    user_id: UserOption,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would merge")] = False,
+) -> None:
+    """Merge exact and near-duplicate items into the oldest of each group."""
+    with console.status("looking for duplicates …"):
+        report = _machine(db).curator.deduplicate(user_id=user_id, dry_run=dry_run)
+    _report(report, "merged")
+
+
+@app.command()
+def mcp(
+    db: DbOption,
+    user_id: UserOption,
+    namespace: Annotated[str, typer.Option(help="Namespace of shared stores")] = "global",
+) -> None:
+    """Serve the stores' tools to MCP clients over stdio, as one user."""
+    from kern.mcp import main as mcp_main
+
+    mcp_main(["--db", db, "--user-id", user_id, "--namespace", namespace])

@@ -1,0 +1,125 @@
+"""The `kern` command line, through typer's runner."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kern.cli import app
+from kern.db.sqlite import SqliteDb
+from kern.learn import LearningMachine
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db_file(tmp_path: Path) -> str:
+    path = str(tmp_path / "cli.db")
+    db = SqliteDb(db_file=path)
+    lm = LearningMachine(db=db, user_memory=True, user_profile=True)
+    old = datetime.now(UTC) - timedelta(days=200)
+    lm.user_memory.add("Alice keeps bees.", user_id="alice", created_at=old)
+    lm.user_memory.add("Alice keeps bees.", user_id="alice")
+    lm.user_memory.add("Alice rows on Sundays.", user_id="alice")
+    lm.user_profile.update({"name": "Alice"}, user_id="alice")
+    lm.user_memory.add("Bob likes chess.", user_id="bob")
+    db.close()
+    return path
+
+
+def test_every_command_has_help() -> None:
+    for args in (
+        ["--help"],
+        ["demo", "--help"],
+        ["chat", "--help"],
+        ["mcp", "--help"],
+        ["learnings", "--help"],
+        *(
+            ["learnings", c, "--help"]
+            for c in ("list", "show", "export", "import", "forget", "prune", "dedupe")
+        ),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage" in result.output
+
+
+def test_list_and_show(db_file: str) -> None:
+    result = runner.invoke(
+        app, ["learnings", "list", "--db", db_file, "--user-id", "alice", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert sorted(r["store"] for r in rows) == ["user_memory"] * 3 + ["user_profile"]
+    assert all("Bob" not in json.dumps(r) for r in rows)
+    shown = runner.invoke(app, ["learnings", "show", rows[0]["id"], "--db", db_file])
+    assert shown.exit_code == 0, shown.output
+    assert "create" in shown.output
+
+
+def test_prune_dry_run_then_real(db_file: str) -> None:
+    dry = runner.invoke(
+        app,
+        [
+            "learnings",
+            "prune",
+            "--db",
+            db_file,
+            "--user-id",
+            "alice",
+            "--max-age-days",
+            "90",
+            "--dry-run",
+        ],
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "would remove 1 item" in dry.output
+    real = runner.invoke(
+        app, ["learnings", "prune", "--db", db_file, "--user-id", "alice", "--max-age-days", "90"]
+    )
+    assert "pruned 1 item" in real.output
+
+
+def test_dedupe(db_file: str) -> None:
+    result = runner.invoke(app, ["learnings", "dedupe", "--db", db_file, "--user-id", "alice"])
+    assert result.exit_code == 0, result.output
+    assert "merged 1 item" in result.output
+
+
+def test_export_forget_import_round_trip(db_file: str, tmp_path: Path) -> None:
+    first = tmp_path / "alice.json"
+    assert (
+        runner.invoke(
+            app, ["learnings", "export", "--db", db_file, "--user-id", "alice", "-o", str(first)]
+        ).exit_code
+        == 0
+    )
+    forgot = runner.invoke(
+        app, ["learnings", "forget", "--db", db_file, "--user-id", "alice", "--yes"]
+    )
+    assert forgot.exit_code == 0, forgot.output
+    listed = runner.invoke(
+        app, ["learnings", "list", "--db", db_file, "--user-id", "alice", "--json"]
+    )
+    assert listed.output.strip() == ""
+    imported = runner.invoke(app, ["learnings", "import", str(first), "--db", db_file])
+    assert imported.exit_code == 0, imported.output
+    second = tmp_path / "again.json"
+    runner.invoke(
+        app, ["learnings", "export", "--db", db_file, "--user-id", "alice", "-o", str(second)]
+    )
+    strip = lambda d: {k: v for k, v in json.loads(d).items() if k != "exported_at"}  # noqa: E731
+    assert strip(first.read_text()) == strip(second.read_text())
+
+
+def test_errors_have_exit_codes(tmp_path: Path) -> None:
+    missing = runner.invoke(
+        app, ["learnings", "list", "--db", str(tmp_path / "nope.db"), "--user-id", "x"]
+    )
+    assert missing.exit_code == 2
+    assert "no database" in missing.output
+    assert runner.invoke(app, ["learnings", "frobnicate"]).exit_code == 2
