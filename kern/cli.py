@@ -174,7 +174,9 @@ def chat(
         session_id=session_id,
         learning=True,
     )
-    console.print(f"session {agent.session_id} · /quit to leave")
+    lm = agent.get_learning_machine()
+    assert lm is not None
+    console.print(f"session {agent.session_id} · /memory /profile /proposals /forget /quit")
     while True:
         try:
             text = console.input("[bold green]you ›[/bold green] ").strip()
@@ -182,8 +184,43 @@ def chat(
             break
         if text in ("/quit", "/exit"):
             break
-        if text:
-            _chat_turn(agent, text, user_id=user_id, session_id=agent.session_id)
+        if text.startswith("/"):
+            _slash_command(text, lm, user_id)
+        elif text:
+            try:
+                _chat_turn(agent, text, user_id=user_id, session_id=agent.session_id)
+            except KernError as exc:
+                console.print(f"\n[red]error:[/red] {exc}")
+    agent.close()
+
+
+def _slash_command(text: str, lm: LearningMachine, user_id: str) -> None:
+    """The REPL's commands: look at and manage what the agent learned about you."""
+    command = text.split()[0]
+    lm.wait(user_id, timeout=30)  # show what the last turn taught, not what it is still learning
+    if command == "/memory":
+        memories = lm.user_memory.list(user_id=user_id)
+        for memory in memories:
+            console.print(f"  {memory.id[:8]}  {memory.content}", markup=False)
+        console.print(f"[dim]{len(memories)} memor{'y' if len(memories) == 1 else 'ies'}[/dim]")
+    elif command == "/profile":
+        profile = lm.user_profile.get(user_id=user_id).model_dump(exclude_none=True)
+        for field, value in profile.items():
+            console.print(f"  {field}: {value}", markup=False)
+        if not profile:
+            console.print("[dim](empty profile)[/dim]")
+    elif command == "/proposals":
+        proposals = lm.proposals.list(user_id=user_id)
+        for proposal in proposals:
+            console.print(f"  {proposal.id}  {proposal.store}: {proposal.content}", markup=False)
+        console.print(f"[dim]{len(proposals)} pending proposal(s)[/dim]")
+    elif command == "/forget":
+        removed = lm.db.delete_user(user_id)
+        console.print(f"forgot everything about {user_id} ({removed} rows)")
+    else:
+        console.print(
+            f"[yellow]unknown command {command}[/yellow]: /memory /profile /proposals /forget /quit"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover
