@@ -43,6 +43,7 @@ __all__ = [
     "migrate",
     "migration",
     "pending_migrations",
+    "serialize_schema_changes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ _M002_FULL_TEXT: dict[str, tuple[str, ...]] = {
             INSERT INTO learnings_fts (rowid, text) VALUES (new.seq, new.text);
         END""",
     ),
-    # "postgresql": a generated tsvector column and its GIN index (kern.db.postgres).
+    # Postgres got its full-text index later, in m003_postgres_full_text.
 }
 
 
@@ -106,6 +107,30 @@ def m002_learnings(conn: Connection) -> None:
     schema.jobs.create(conn)
     for statement in _M002_FULL_TEXT.get(conn.dialect.name, ()):
         conn.exec_driver_sql(statement)
+
+
+# Postgres: a stored generated ``tsvector`` column over ``learnings.text`` and its GIN index.
+# The text-search configuration ``kern_english`` mirrors SQLite's ``porter unicode61``: English
+# Snowball stemming and no stopword list (``kern.search.query`` drops stopwords from queries,
+# and keeps them when a query has nothing else, so the index must hold them). The column is not
+# part of ``kern.db.schema``: it is engine-specific, like SQLite's ``learnings_fts``.
+_M003_POSTGRES_FULL_TEXT = (
+    "CREATE TEXT SEARCH DICTIONARY kern_english_stem (TEMPLATE = snowball, Language = english)",
+    "CREATE TEXT SEARCH CONFIGURATION kern_english (COPY = english)",
+    """ALTER TEXT SEARCH CONFIGURATION kern_english
+        ALTER MAPPING REPLACE english_stem WITH kern_english_stem""",
+    """ALTER TABLE learnings ADD COLUMN text_search tsvector
+        GENERATED ALWAYS AS (to_tsvector('kern_english'::regconfig, text)) STORED""",
+    "CREATE INDEX ix_learnings_text_search ON learnings USING gin (text_search)",
+)
+
+
+@migration
+def m003_postgres_full_text(conn: Connection) -> None:
+    """Full-text search on Postgres (SQLite's FTS5 index came with m002); nothing on SQLite."""
+    if conn.dialect.name == "postgresql":
+        for statement in _M003_POSTGRES_FULL_TEXT:
+            conn.exec_driver_sql(statement)
 
 
 def applied_migrations(db: SqlDb) -> list[str]:
@@ -139,14 +164,14 @@ def migrate(db: SqlDb, migrations: Sequence[Migration] = MIGRATIONS) -> list[str
         return []
 
     with db.transaction(action="create the migrations table") as conn:
-        _serialize(conn)
+        serialize_schema_changes(conn)
         schema.kern_migrations.create(conn, checkfirst=True)
 
     done_now: list[str] = []
     for fn in pending:
         name = fn.__name__
         with db.transaction(action=f"apply migration {name}") as conn:
-            _serialize(conn)
+            serialize_schema_changes(conn)
             already = conn.execute(
                 select(schema.kern_migrations.c.name).where(schema.kern_migrations.c.name == name)
             ).first()
@@ -172,8 +197,9 @@ def _applied(conn: Connection) -> list[str]:
     return list(rows.scalars())
 
 
-def _serialize(conn: Connection) -> None:
-    """Make this transaction the only one migrating, until it ends.
+def serialize_schema_changes(conn: Connection) -> None:
+    """Make this transaction the only one changing kern's schema, until it ends (migrations,
+    and ``kern.db.postgres``'s optional vector column and indexes).
 
     On SQLite the write transaction already holds the database's write lock (``BEGIN
     IMMEDIATE``), so there is nothing to add.

@@ -8,7 +8,8 @@ Dialect specifics stay out of this module: an engine factory (``kern.db.sqlite``
 ``kern.db.postgres``) configures connections and how ``BEGIN`` is emitted, reading the
 ``WRITE_OPTION`` execution option that ``transaction`` sets. A subclass per engine overrides
 only the few engine-specific hooks: ``_text_search_query`` (full-text search),
-``load_vectors`` (vector candidates) and ``_pick_job`` (which job a claim takes).
+``load_vectors`` and ``search_vectors`` (vector candidates), ``_embedding_value`` (how a vector
+is written) and ``_pick_job`` (which job a claim takes).
 
 Concurrency. Every write transaction is serialised on SQLite (``BEGIN IMMEDIATE`` takes the
 database's write lock before the first read). On Postgres, rows a write reads and then changes
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+import numpy as np
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -407,13 +409,15 @@ class SqlDb:
                 conn,
                 learnings,
                 ("store", "scope", "key"),
-                {**values, "embedding": embedding},
+                {**values, "embedding": self._embedding_value(embedding)},
                 where=_ACTIVE_KEYED,
             )
             if not inserted:
                 raise _KeyTaken
         else:
-            conn.execute(insert(learnings).values(**values, embedding=embedding))
+            conn.execute(
+                insert(learnings).values(**values, embedding=self._embedding_value(embedding))
+            )
         return LearningRecord(**values)
 
     def _put(
@@ -473,7 +477,7 @@ class SqlDb:
         }
         stored = dict(changes)
         if embedding is not None:
-            stored["embedding"] = embedding
+            stored["embedding"] = self._embedding_value(embedding)
         elif text != current.text:
             stored["embedding"] = None  # a vector of the old text would mislead vector search
         return self._write_version(conn, current, now, stored, changes, status="active")
@@ -616,6 +620,36 @@ class SqlDb:
         with self.transaction(write=False, action="load learning vectors") as conn:
             rows = conn.execute(query).all()
         return [row[0] for row in rows], [bytes(row[1]) for row in rows]
+
+    def search_vectors(
+        self, vector: bytes, where: LearningFilter, *, limit: int = 50
+    ) -> list[tuple[str, float]]:
+        """Ids and cosine similarities of the ``limit`` rows matching ``where`` whose embedding
+        is nearest to ``vector`` (float32 bytes), best first. Only embeddings of the same
+        dimension compete. Here: every candidate is loaded and compared in numpy; engines with
+        a vector index override this."""
+        _check_limit(limit)
+        if not limit or not vector or len(vector) % 4:
+            return []
+        ids, blobs = self.load_vectors(where)
+        same = [(i, b) for i, b in zip(ids, blobs, strict=True) if len(b) == len(vector)]
+        if not same:
+            return []
+        matrix = np.frombuffer(b"".join(b for _, b in same), dtype=np.float32)
+        matrix = matrix.reshape(len(same), -1)
+        query = np.frombuffer(vector, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            similarity = np.where(norms > 0, matrix @ query / norms, np.nan)
+        order = [
+            int(i) for i in np.argsort(-similarity, kind="stable") if np.isfinite(similarity[i])
+        ]
+        return [(same[i][0], float(similarity[i])) for i in order[:limit]]
+
+    def _embedding_value(self, embedding: bytes | None) -> Any:
+        """Engine-specific: the value written to ``learnings.embedding`` for float32 bytes
+        (the bytes themselves here; ``PostgresDb`` casts them to pgvector's ``vector``)."""
+        return embedding
 
     # -- users ---------------------------------------------------------------------------------
 

@@ -1,0 +1,461 @@
+"""``PostgresDb``: the scale-out engine, many app servers and workers over one PostgreSQL.
+
+Same tables and migrations as ``SqliteDb`` (``kern.db.schema``, ``kern.db.migrations``); what
+differs is declared here, in the hooks ``SqlDb`` leaves to engines:
+
+- Driver: psycopg 3 (``postgresql+psycopg://``), a pool of connections per process. A process
+  that forks drops (without closing) the connections it inherited.
+- Concurrency: rows a write reads and then changes are read ``FOR UPDATE`` and every update is
+  a compare-and-swap on ``version`` (``kern.db.sql``); a transaction that loses a deadlock is
+  retried. Jobs are claimed ``FOR UPDATE SKIP LOCKED``: claimers never wait on each other.
+- Full text: the stored generated column ``learnings.text_search`` (``tsvector``, text-search
+  configuration ``kern_english``) with a GIN index, created by migration
+  ``m003_postgres_full_text``; queries are ``kern.search.query.tsquery`` OR-queries ranked by
+  ``ts_rank_cd``.
+- Vectors: when the ``vector`` extension (pgvector) can be created, ``learnings.embedding``
+  becomes an untyped ``vector`` column, and each embedding dimension written gets its own
+  partial HNSW index (cosine), created on the first write of that dimension: one embedder per
+  database is the norm, but a switch of embedder leaves old and new vectors each searchable
+  against their own kind. Without pgvector the column stays ``BYTEA`` and vectors are ranked in
+  numpy, as on SQLite, after one log line saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from json import dumps
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Float,
+    RowMapping,
+    Select,
+    bindparam,
+    cast,
+    create_engine,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.types import UserDefinedType
+
+from kern.db.base import JobRecord, LearningFilter, LearningRecord, WriteOp
+from kern.db.migrations import migrate, serialize_schema_changes
+from kern.db.schema import learnings
+from kern.db.sql import LEARNING_COLUMNS, SqlDb, learning_clauses, runnable_jobs
+from kern.errors import ConfigError, MissingDependencyError, StorageError
+from kern.search.query import tsquery
+
+__all__ = ["PostgresDb", "create_postgres_engine"]
+
+logger = logging.getLogger(__name__)
+
+VectorSupport = Literal["pgvector", "bytea"]
+
+# ``ts_rank_cd`` normalisation 1: divide by 1 + log(length), so a long row does not win by size.
+_RANK_NORMALISATION = 1
+# HNSW indexes (pgvector) take at most 2,000 dimensions of ``vector``; wider ones are scanned.
+_HNSW_MAX_DIMENSIONS = 2000
+# SQLSTATEs of transactions Postgres aborted to break a cycle: safe to run again from scratch.
+_RETRYABLE = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+_APPLY_ATTEMPTS = 5
+
+# The engine-specific column and configuration of migration m003, by name (constants).
+_TEXT_SEARCH: ColumnElement[Any] = literal_column("learnings.text_search")
+_CONFIG: ColumnElement[Any] = literal_column("'kern_english'::regconfig")
+
+# Engines alive in this process, so a forked child can drop the connections it inherited.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _drop_inherited_connections() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_connections)
+
+
+class _Vector(UserDefinedType[bytes]):
+    """pgvector's ``vector`` seen from Python as kern's float32 bytes (text on the wire, which
+    round-trips float32 exactly)."""
+
+    cache_ok = True
+
+    def __init__(self, dimensions: int | None = None) -> None:
+        self.dimensions = dimensions
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "vector" if self.dimensions is None else f"vector({self.dimensions})"
+
+    def bind_processor(self, dialect: Any) -> Callable[[bytes | None], str | None]:
+        return _vector_text
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Callable[[Any], bytes | None]:
+        return _vector_bytes
+
+
+def _vector_text(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) % 4:
+        raise ValueError(
+            f"an embedding is float32 bytes; {len(value)} bytes is not a multiple of 4"
+        )
+    # repr of a float32 widened to float64 is exact, and Postgres parses it back to that float32.
+    return "[" + ",".join(map(repr, np.frombuffer(value, dtype=np.float32).tolist())) + "]"
+
+
+def _vector_bytes(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    body = value.strip()[1:-1]
+    floats = [float(v) for v in body.split(",")] if body else []
+    return np.asarray(floats, dtype=np.float32).tobytes()
+
+
+class PostgresDb(SqlDb):
+    """kern's data in a PostgreSQL database, migrated on open.
+
+    Args:
+        db_url: ``postgresql://user:password@host:5432/dbname`` (``postgresql+psycopg://``
+            and ``postgres://`` are accepted too); the database must exist.
+        pool_size, max_overflow, pool_timeout, pool_recycle: this process's connection pool
+            (SQLAlchemy ``QueuePool``): connections kept open, extra ones allowed under load,
+            seconds to wait for one, and seconds after which one is replaced. Every app server
+            and worker process has its own pool, so the server's ``max_connections`` must cover
+            processes x (pool_size + max_overflow), or put PgBouncer in front (docs/scaling.md).
+        pgvector: ``None`` (default) uses pgvector when the extension can be created, else
+            falls back to ``BYTEA`` + numpy with one log line; ``True`` requires it (a
+            ``ConfigError`` if unavailable); ``False`` never enables it (a column converted
+            earlier stays ``vector``).
+        connect_args: extra psycopg connection parameters (``sslmode``, ``options`` …).
+        clock: injectable clock (tests).
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_timeout: float = 30.0,
+        pool_recycle: float = 1800.0,
+        pgvector: bool | None = None,
+        connect_args: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        engine = create_postgres_engine(
+            db_url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            connect_args=connect_args,
+        )
+        super().__init__(engine, clock=clock)
+        self.db_url = self._name
+        self.vectors: VectorSupport = "bytea"
+        self._indexed_dimensions: set[int] = set()
+        try:
+            migrate(self)
+            self.vectors = self._enable_vectors(pgvector)
+            if self.vectors == "pgvector":
+                self._indexed_dimensions = self._vector_indexes()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- vectors -------------------------------------------------------------------------------
+
+    def _enable_vectors(self, wanted: bool | None) -> VectorSupport:
+        """Make ``learnings.embedding`` a pgvector column if it is not yet and ``wanted`` allows;
+        return what the column is now."""
+        with self.transaction(action="set up vector storage") as conn:
+            if _embedding_type(conn) == "vector":
+                return "pgvector"
+            if wanted is False:
+                logger.info("%r: pgvector=False, embeddings are stored as BYTEA", self)
+                return "bytea"
+            serialize_schema_changes(conn)
+            if _embedding_type(conn) == "vector":  # another process converted it meanwhile
+                return "pgvector"
+            reason = _create_vector_extension(conn)
+            if reason is None:
+                converted = _convert_embedding_column(conn)
+                logger.info(
+                    "%r: pgvector enabled, learnings.embedding is a vector column (%d stored "
+                    "embeddings converted)",
+                    self,
+                    converted,
+                )
+                return "pgvector"
+        if wanted:
+            raise ConfigError(f"pgvector=True, but {self!r} cannot use pgvector: {reason}")
+        logger.warning(
+            "pgvector is not available in %r (%s): embeddings are stored as BYTEA and ranked in "
+            "Python with numpy, which reads every candidate vector per search. Install the "
+            "pgvector extension (https://github.com/pgvector/pgvector) and reopen to switch.",
+            self,
+            reason,
+        )
+        return "bytea"
+
+    def _vector_indexes(self) -> set[int]:
+        query = text(
+            "SELECT indexname FROM pg_indexes "
+            "WHERE tablename = 'learnings' AND indexname LIKE 'ix_learnings_embedding_hnsw_%'"
+        )
+        with self.transaction(write=False, action="list vector indexes") as conn:
+            names = conn.execute(query).scalars().all()
+        return {int(name.rsplit("_", 1)[1]) for name in names}
+
+    def _index_dimensions(self, dimensions: set[int]) -> None:
+        """Create the HNSW index of each dimension in ``dimensions`` that has none yet.
+
+        In its own short transaction before the write that needs it, not inside that write:
+        ``CREATE INDEX`` blocks other writers until it commits, which must not be held while a
+        write transaction also waits for row locks. Once per dimension per database.
+        """
+        for size in sorted(dimensions - self._indexed_dimensions):
+            if 0 < size <= _HNSW_MAX_DIMENSIONS:
+                with self.transaction(action=f"create the vector index for {size} dimensions") as c:
+                    serialize_schema_changes(c)
+                    c.exec_driver_sql(
+                        f"CREATE INDEX IF NOT EXISTS ix_learnings_embedding_hnsw_{size} "
+                        f"ON learnings USING hnsw ((embedding::vector({size})) vector_cosine_ops) "
+                        f"WHERE vector_dims(embedding) = {size}"
+                    )
+                logger.info("%r: created the HNSW index for %d-dimension embeddings", self, size)
+            self._indexed_dimensions.add(size)
+
+    def _embedding_value(self, embedding: bytes | None) -> Any:
+        if embedding is None or self.vectors == "bytea":
+            return embedding
+        return cast(bindparam(None, embedding, type_=_Vector()), _Vector())
+
+    def load_vectors(self, where: LearningFilter) -> tuple[list[str], list[bytes]]:
+        if self.vectors == "bytea":
+            return super().load_vectors(where)
+        query = (
+            select(learnings.c.id, cast(learnings.c.embedding, _Vector()))
+            .where(learnings.c.embedding.is_not(None), *learning_clauses(where))
+            .order_by(learnings.c.seq)
+        )
+        with self.transaction(write=False, action="load learning vectors") as conn:
+            rows = conn.execute(query).all()
+        return [row[0] for row in rows], [row[1] for row in rows]
+
+    def search_vectors(
+        self, vector: bytes, where: LearningFilter, *, limit: int = 50
+    ) -> list[tuple[str, float]]:
+        """Nearest neighbours by cosine, found by the database: through the HNSW index of the
+        vector's dimension when the planner finds that cheaper than scanning the rows the
+        filter leaves (pgvector's iterative scan keeps filtered index scans from coming back
+        short), else exactly."""
+        if self.vectors == "bytea" or not vector or len(vector) % 4 or limit <= 0:
+            return super().search_vectors(vector, where, limit=limit)
+        size = len(vector) // 4
+        # Literal dimensions (never parameters) so the planner can match the partial index.
+        column: ColumnElement[Any] = literal_column(f"(learnings.embedding::vector({size}))")
+        distance = column.op("<=>", return_type=Float())(
+            cast(bindparam("query_vector", vector, type_=_Vector()), _Vector(size))
+        )
+        query = (
+            select(learnings.c.id, distance.label("distance"))
+            .where(
+                literal_column(f"vector_dims(learnings.embedding) = {size}"),
+                *learning_clauses(where),
+            )
+            .order_by(literal_column("distance"))
+            .limit(limit)
+        )
+        with self.transaction(write=False, action="search learning vectors") as conn:
+            conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {min(1000, max(40, limit))}")
+            conn.exec_driver_sql("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = conn.execute(query).all()
+        # relaxed_order may return neighbours slightly out of order; zero vectors have no angle.
+        hits = [(row[0], 1.0 - float(row[1])) for row in rows if row[1] is not None]
+        hits = [(key, score) for key, score in hits if np.isfinite(score)]
+        return sorted(hits, key=lambda hit: -hit[1])
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        ops: Sequence[WriteOp],
+        *,
+        run_id: str | None = None,
+        actor: str | None = None,
+        job: JobRecord | None = None,
+    ) -> list[LearningRecord]:
+        """``SqlDb.apply``, run again (from scratch, up to 5 attempts) when Postgres aborts it
+        to break a deadlock: two writes locking the same rows in different orders."""
+        ops = list(ops)
+        if self.vectors == "pgvector":
+            self._index_dimensions(
+                {len(e) // 4 for op in ops if (e := getattr(op, "embedding", None)) is not None}
+            )
+        for attempt in range(1, _APPLY_ATTEMPTS + 1):
+            try:
+                return super().apply(ops, run_id=run_id, actor=actor, job=job)
+            except StorageError as exc:
+                if attempt == _APPLY_ATTEMPTS or _sqlstate(exc) not in _RETRYABLE:
+                    raise
+                logger.info("%r: write aborted (%s), retrying", self, _sqlstate(exc))
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- full text and jobs ----------------------------------------------------------------------
+
+    def _text_search_query(
+        self,
+        query: str,
+        where: LearningFilter,
+        limit: int,
+        columns: Sequence[ColumnElement[Any]] = LEARNING_COLUMNS,
+    ) -> Select[Any] | None:
+        """``text_search @@ to_tsquery(…)`` filtered by ``where`` in the same query, ranked by
+        ``ts_rank_cd`` (cover density; unlike BM25 it has no inverse document frequency)."""
+        expression = tsquery(query)
+        if expression is None:
+            return None
+        matcher = func.to_tsquery(_CONFIG, bindparam("tsquery", expression))
+        rank = func.ts_rank_cd(_TEXT_SEARCH, matcher, _RANK_NORMALISATION)
+        return (
+            select(*columns, rank.label("score"))
+            .where(_TEXT_SEARCH.op("@@")(matcher), *learning_clauses(where))
+            .order_by(rank.desc(), learnings.c.seq)
+            .limit(limit)
+        )
+
+    def _pick_job(
+        self, conn: Connection, now: datetime, *, job_id: str | None, user_id: str | None
+    ) -> RowMapping | None:
+        query = runnable_jobs(now, job_id=job_id, user_id=user_id).with_for_update(skip_locked=True)
+        return conn.execute(query).mappings().first()
+
+    def __repr__(self) -> str:
+        return f"PostgresDb({self._name!r})"
+
+
+def create_postgres_engine(
+    db_url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
+    pool_recycle: float = 1800.0,
+    connect_args: dict[str, Any] | None = None,
+) -> Engine:
+    """A psycopg 3 engine for ``db_url`` with kern's pool settings (no migration)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("psycopg", "postgres") from None
+    if not isinstance(db_url, str) or not db_url:
+        raise ConfigError(f"db_url must be a postgresql:// URL, got {db_url!r}")
+    try:
+        url = make_url(db_url)
+    except ArgumentError as exc:
+        raise ConfigError(f"db_url is not a database URL: {exc}") from None
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        url = url.set(drivername="postgresql+psycopg")
+    else:
+        raise ConfigError(
+            f"PostgresDb needs a postgresql:// URL (driver psycopg 3), got {url.drivername}://"
+        )
+    for name, value in (("pool_size", pool_size), ("max_overflow", max_overflow)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_recycle=pool_recycle,
+        # A connection the server closed (restart, failover, idle timeout) is replaced, not
+        # handed to a transaction that would then fail.
+        pool_pre_ping=True,
+        json_serializer=_json_dumps,
+        connect_args={"application_name": "kern", "connect_timeout": 10, **(connect_args or {})},
+    )
+    _ENGINES.add(engine)
+    return engine
+
+
+def _embedding_type(conn: Connection) -> str:
+    return str(
+        conn.execute(
+            text(
+                "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = 'learnings'::regclass AND a.attname = 'embedding'"
+            )
+        ).scalar_one()
+    )
+
+
+def _create_vector_extension(conn: Connection) -> str | None:
+    """``CREATE EXTENSION IF NOT EXISTS vector`` in a savepoint; why it failed, or None."""
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+    except DBAPIError as exc:
+        return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return None
+
+
+def _convert_embedding_column(conn: Connection) -> int:
+    """``learnings.embedding`` from BYTEA (float32 bytes) to ``vector``, keeping its values;
+    returns how many were converted. A value that is not a float32 vector pgvector accepts
+    (odd length, NaN, infinity) is dropped with a warning: it could not be searched anyway."""
+    conn.exec_driver_sql("ALTER TABLE learnings ADD COLUMN embedding_vector vector")
+    converted = dropped = 0
+    last = -1
+    batch = text(
+        "SELECT seq, embedding FROM learnings WHERE embedding IS NOT NULL AND seq > :last "
+        "ORDER BY seq LIMIT 1000"
+    )
+    store = text("UPDATE learnings SET embedding_vector = CAST(:vector AS vector) WHERE seq = :seq")
+    while rows := conn.execute(batch, {"last": last}).all():
+        last = rows[-1][0]
+        values = []
+        for seq, blob in rows:
+            vector = np.frombuffer(bytes(blob), dtype=np.float32) if len(blob) % 4 == 0 else None
+            if vector is None or not len(vector) or not np.isfinite(vector).all():
+                dropped += 1
+                continue
+            values.append({"seq": seq, "vector": _vector_text(vector.tobytes())})
+        if values:
+            conn.execute(store, values)
+            converted += len(values)
+    conn.exec_driver_sql("ALTER TABLE learnings DROP COLUMN embedding")
+    conn.exec_driver_sql("ALTER TABLE learnings RENAME COLUMN embedding_vector TO embedding")
+    if dropped:
+        logger.warning("%d stored embeddings were not float32 vectors and were dropped", dropped)
+    return converted
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    cause = exc.__cause__
+    orig = getattr(cause, "orig", None)
+    return getattr(orig, "sqlstate", None)
+
+
+def _json_dumps(value: Any) -> str:
+    # Same JSON as SqliteDb writes: readable non-ASCII text.
+    return dumps(value, ensure_ascii=False)
