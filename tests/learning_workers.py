@@ -6,27 +6,27 @@ import json
 import time
 
 from kern.agent import Agent
-from kern.db.sqlite import SqliteDb
 from kern.learn import LearningMachine
 from kern.models.base import ModelRequest, ModelResponse
 from kern.models.testing import FunctionModel, TestModel
+from tests.backends import open_db
 
 
 def write_profile_and_memories(
-    db_file: str, worker: str, count: int, errors: list[BaseException] | None = None
+    target: str, worker: str, count: int, errors: list[BaseException] | None = None
 ) -> None:
-    # 12 writers contend for one SQLite write lock on 2 cores: allow a long busy wait, so a
-    # write can only fail loudly (StorageError), never by a short timeout under test load.
+    # 16 writers contend for one SQLite write lock on 2 cores: open_db allows a long busy wait,
+    # so a write can only fail loudly (StorageError), never by a short timeout under test load.
     try:
-        _write(db_file, worker, count)
+        _write(target, worker, count)
     except BaseException as exc:
         if errors is None:
             raise
         errors.append(exc)
 
 
-def _write(db_file: str, worker: str, count: int) -> None:
-    db = SqliteDb(db_file=db_file, busy_timeout_ms=30_000)
+def _write(target: str, worker: str, count: int) -> None:
+    db = open_db(target)
     lm = LearningMachine(db=db, user_profile=True, user_memory=True)
     Agent(model=TestModel(), db=db, learning=lm)
     for i in range(count):
@@ -38,7 +38,7 @@ def _write(db_file: str, worker: str, count: int) -> None:
     db.close()
 
 
-def hang_in_extraction(db_file: str) -> None:
+def hang_in_extraction(target: str) -> None:
     """Run one turn whose extraction never finishes (the parent kills this process)."""
 
     def respond(request: ModelRequest) -> ModelResponse:
@@ -46,7 +46,7 @@ def hang_in_extraction(db_file: str) -> None:
             time.sleep(3600)
         return ModelResponse("ok")
 
-    db = SqliteDb(db_file=db_file)
+    db = open_db(target)
     lm = LearningMachine(db=db, user_memory=True, job_lease=1.0)
     agent = Agent(model=FunctionModel(respond), db=db, learning=lm)
     agent.run("My favourite colour is teal", user_id="u", session_id="s")

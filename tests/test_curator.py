@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kern.agent import Agent
-from kern.db.sqlite import SqliteDb
 from kern.errors import ConfigError
 from kern.learn import (
     DecisionLogConfig,
@@ -23,8 +21,7 @@ NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-def lm(tmp_path: Path) -> Any:
-    db = SqliteDb(db_file=str(tmp_path / "curate.db"))
+def lm(db: Any) -> Any:
     machine = LearningMachine(
         db=db,
         user_memory=True,
@@ -33,8 +30,7 @@ def lm(tmp_path: Path) -> Any:
         decision_log=DecisionLogConfig(namespace="user"),
     )
     Agent(model=TestModel(), db=db, learning=machine)
-    yield machine
-    db.close()
+    return machine
 
 
 def add(lm: Any, store: str, text: str, *, user: str = "alice", days_ago: float = 0) -> str:
@@ -106,8 +102,7 @@ def test_prune_needs_a_criterion(lm: Any) -> None:
         lm.curator.prune(user_id="alice")
 
 
-def test_shared_namespace_curation_by_user_only_touches_that_users_rows(tmp_path: Path) -> None:
-    db = SqliteDb(db_file=str(tmp_path / "shared.db"))
+def test_shared_namespace_curation_by_user_only_touches_that_users_rows(db: Any) -> None:
     machine = LearningMachine(db=db, learned_knowledge=True)  # global namespace
     Agent(model=TestModel(), db=db, learning=machine)
     mine = machine.learned_knowledge.add(
@@ -118,4 +113,3 @@ def test_shared_namespace_curation_by_user_only_touches_that_users_rows(tmp_path
     )
     assert machine.curator.prune(user_id="alice", max_age_days=30).ids == [mine.id]
     assert [i.id for i in machine.learned_knowledge.list(user_id="bob")] == [theirs.id]
-    db.close()

@@ -1,4 +1,4 @@
-"""Sessions and runs: the Db contract (SQLite, optionally PostgreSQL), concurrency, failures."""
+"""Sessions and runs: the Db contract on SQLite and PostgreSQL, concurrency, failures."""
 
 from __future__ import annotations
 
@@ -6,23 +6,21 @@ import multiprocessing
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.pool import QueuePool
 
-from kern.db import schema
 from kern.db.base import Db, RunRecord
-from kern.db.migrations import migrate
 from kern.db.schema import runs, sessions
 from kern.db.sql import SqlDb
 from kern.db.sqlite import SqliteDb
 from kern.errors import ConfigError, StorageError
+from tests.backends import Backend, open_db
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -60,28 +58,12 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "deep" / "er" / "kern.db"
 
 
-# The Db contract tests run on SQLite, and also on PostgreSQL when KERN_TEST_POSTGRES_URL
-# names a scratch database (e.g. postgresql+psycopg://user@localhost/kern_test): its tables
-# are dropped and re-migrated for every test.
-POSTGRES_URL = os.environ.get("KERN_TEST_POSTGRES_URL")
+@pytest.fixture
+def db_clock() -> StepClock:
+    return StepClock()
 
 
-@pytest.fixture(params=["sqlite", *(["postgres"] if POSTGRES_URL else [])])
-def db(request: pytest.FixtureRequest, path: Path) -> Iterator[SqlDb]:
-    if request.param == "sqlite":
-        with SqliteDb(db_file=path, clock=StepClock()) as database:
-            yield database
-        return
-    assert POSTGRES_URL is not None
-    engine = create_engine(POSTGRES_URL)
-    with engine.begin() as conn:
-        schema.metadata.drop_all(conn)
-    with SqlDb(engine, clock=StepClock()) as database:
-        migrate(database)
-        yield database
-
-
-# -- opening ---------------------------------------------------------------------------------
+# -- opening (SQLite; PostgresDb's own are in tests/test_postgres.py) -------------------------
 
 
 def test_sqlite_db_satisfies_the_db_protocol(path: Path) -> None:
@@ -322,8 +304,8 @@ def test_readers_are_not_blocked_by_a_writer_and_writers_time_out_clearly(path: 
         assert [r.run_id for r in db.get_runs("s1")] == ["r1", "r2"]
 
 
-def test_a_closed_db_raises_storage_error(path: Path) -> None:
-    db = SqliteDb(db_file=path)
+def test_a_closed_db_raises_storage_error(backend: Backend) -> None:
+    db = backend.open()
     db.close()
     db.close()  # idempotent
     assert db.closed
@@ -352,19 +334,19 @@ def test_an_unwritable_folder_raises_storage_error(tmp_path: Path) -> None:
 RUNS_PER_WRITER = 10
 
 
-def append_runs(db_file: str, writer: str, barrier: Any) -> None:
+def append_runs(target: str, writer: str, barrier: Any) -> None:
     """One writer: upsert the shared session and append its runs, like an agent would.
 
     Module-level so spawned processes can import it.
     """
-    with SqliteDb(db_file=db_file) as db:
+    with open_db(target) as db:
         barrier.wait()
         for i in range(RUNS_PER_WRITER):
             db.upsert_session("shared", user_id="alice", agent_id=None)
             db.add_run(make_run("shared", f"{writer}-{i:03d}"))
 
 
-def _assert_all_runs_present(db: SqliteDb, writers: list[str]) -> None:
+def _assert_all_runs_present(db: SqlDb, writers: list[str]) -> None:
     stored = [r.run_id for r in db.get_runs("shared")]
     assert len(stored) == len(writers) * RUNS_PER_WRITER
     for writer in writers:
@@ -373,14 +355,16 @@ def _assert_all_runs_present(db: SqliteDb, writers: list[str]) -> None:
         assert own == [f"{writer}-{i:03d}" for i in range(RUNS_PER_WRITER)]
 
 
-def test_threads_and_processes_append_to_one_session_without_losing_a_run(path: Path) -> None:
+def test_threads_and_processes_append_to_one_session_without_losing_a_run(
+    backend: Backend,
+) -> None:
     ctx = multiprocessing.get_context("spawn")
     thread_writers = [f"thread{i}" for i in range(8)]
     process_writers = [f"process{i}" for i in range(4)]
     barrier = ctx.Barrier(len(thread_writers) + len(process_writers), timeout=60)
-    with SqliteDb(db_file=path) as db:
+    with backend.open() as db:
         processes = [
-            ctx.Process(target=append_runs, args=(str(path), name, barrier))
+            ctx.Process(target=append_runs, args=(backend.target, name, barrier))
             for name in process_writers
         ]
         for p in processes:
@@ -389,7 +373,7 @@ def test_threads_and_processes_append_to_one_session_without_losing_a_run(path: 
 
         def run_thread(name: str) -> None:
             try:
-                append_runs(str(path), name, barrier)
+                append_runs(backend.target, name, barrier)
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 

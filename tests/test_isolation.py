@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kern._sync import wait_for_background
 from kern.agent import Agent
 from kern.context import RunContext
-from kern.db.sqlite import SqliteDb
 from kern.errors import NotFoundError
 from kern.learn import (
     EntityMemoryConfig,
@@ -21,14 +18,6 @@ from kern.learn import (
 )
 from kern.models.base import ModelResponse, ToolCall, ToolResultMessage
 from kern.models.testing import FunctionModel, TestModel
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Any:
-    database = SqliteDb(db_file=str(tmp_path / "iso.db"))
-    yield database
-    wait_for_background()
-    database.close()
 
 
 def lm_for(db: Any, namespace: str) -> LearningMachine:

@@ -1,17 +1,15 @@
-"""The learning machine end to end on SQLite, driven by FunctionModel / TestModel."""
+"""The learning machine end to end on SQLite and PostgreSQL (the ``db`` fixture), driven by
+FunctionModel / TestModel."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from pydantic import Field
 
-from kern._sync import wait_for_background
 from kern.agent import Agent
-from kern.db.sqlite import SqliteDb
 from kern.errors import ConfigError
 from kern.learn import (
     EntityMemoryConfig,
@@ -26,15 +24,6 @@ from kern.learn import (
 from kern.models.base import ModelRequest
 from kern.models.testing import FunctionModel, TestModel
 from tests.learning_helpers import extraction_model, is_extraction, prompt_text
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Any:
-    database = SqliteDb(db_file=str(tmp_path / "learn.db"))
-    yield database
-    wait_for_background()
-    database.close()
-
 
 ALICE = {
     "user_profile": {"name": "Alice", "company": "Netflix"},

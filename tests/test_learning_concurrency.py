@@ -1,29 +1,28 @@
-"""No lost update: threads and processes writing one user's profile and memories at once."""
+"""No lost update: 16 threads and processes writing one user's profile and memories at once, on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
-from pathlib import Path
 
 from kern.db.base import LearningFilter
-from kern.db.sqlite import SqliteDb
+from tests.backends import Backend
 from tests.learning_workers import write_profile_and_memories
 
-THREADS, PROCESSES, EACH = 8, 4, 10
+THREADS, PROCESSES, EACH = 8, 8, 10
 
 
-def test_every_write_is_accounted_for(tmp_path: Path) -> None:
-    db_file = str(tmp_path / "c.db")
-    SqliteDb(db_file=db_file).close()
+def test_every_write_is_accounted_for(backend: Backend) -> None:
+    target = backend.target
     spawn = multiprocessing.get_context("spawn")
     processes = [
-        spawn.Process(target=write_profile_and_memories, args=(db_file, f"p{i}", EACH))
+        spawn.Process(target=write_profile_and_memories, args=(target, f"p{i}", EACH))
         for i in range(PROCESSES)
     ]
     errors: list[BaseException] = []
     threads = [
-        threading.Thread(target=write_profile_and_memories, args=(db_file, f"t{i}", EACH, errors))
+        threading.Thread(target=write_profile_and_memories, args=(target, f"t{i}", EACH, errors))
         for i in range(THREADS)
     ]
     for worker in [*processes, *threads]:
@@ -36,7 +35,7 @@ def test_every_write_is_accounted_for(tmp_path: Path) -> None:
     assert errors == []
 
     writers = THREADS + PROCESSES
-    db = SqliteDb(db_file=db_file)
+    db = backend.open()
     memories = db.list_learnings(LearningFilter(store="user_memory"), limit=10_000)
     assert len(memories) == writers * EACH
     assert {m.text for m in memories} == {

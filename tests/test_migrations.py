@@ -1,4 +1,5 @@
-"""Migrations: from empty, from every earlier version with data, re-open, races, failures."""
+"""Migrations on SQLite and PostgreSQL: from empty, from every earlier version with data, re-open,
+races, failures."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, insert, inspect, select
 
 from kern.db import schema
-from kern.db.base import RunRecord
+from kern.db.base import Create, LearningFilter, RunRecord
 from kern.db.migrations import (
+    _PG_MIGRATION_LOCK,
     MIGRATIONS,
     Migration,
     applied_migrations,
@@ -27,23 +28,26 @@ from kern.db.migrations import (
     pending_migrations,
 )
 from kern.db.sql import SqlDb
-from kern.db.sqlite import SqliteDb, create_sqlite_engine
 from kern.errors import StorageError
-from tests.test_db_learnings import check_m002, seed_m002
+from tests.backends import Backend, bare_engine, is_postgres, open_db
+from tests.test_db_learnings import check_m002, ids, rec, seed_m002
+
+CAROL = "user:carol"
 
 NAMES = [fn.__name__ for fn in MIGRATIONS]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "kern.db"
+def path(backend: Backend) -> str:
+    """An empty database of the test's engine (a file path or a URL): nothing migrated it."""
+    return backend.fresh()
 
 
 @pytest.fixture
-def bare(path: Path) -> Iterator[SqlDb]:
+def bare(path: str) -> Iterator[SqlDb]:
     """A database that nothing has migrated yet."""
-    with SqlDb(create_sqlite_engine(path)) as db:
+    with SqlDb(bare_engine(path)) as db:
         yield db
 
 
@@ -82,9 +86,20 @@ def _check_m001(db: SqlDb) -> None:
     )
 
 
+def _seed_m003(db: SqlDb) -> None:
+    # Carol's, so the events check_m002 counts for Alice stay the same.
+    db.apply([Create(rec("seed-3", "Carol rows kayaks on lakes", scope=CAROL, user_id="carol"))])
+
+
+def _check_m003(db: SqlDb) -> None:
+    # Written before or after the full-text index existed, the row is found (by stem).
+    assert ids(db.search_text("kayaking", LearningFilter(scopes=[CAROL]))) == ["seed-3"]
+
+
 SEEDS: dict[str, tuple[Callable[[SqlDb], None], Callable[[SqlDb], None]]] = {
     "m001_sessions_and_runs": (_seed_m001, _check_m001),
     "m002_learnings": (seed_m002, check_m002),
+    "m003_postgres_full_text": (_seed_m003, _check_m003),
 }
 
 
@@ -100,12 +115,21 @@ def test_from_empty_applies_every_migration_in_order(bare: SqlDb) -> None:
     assert pending_migrations(bare) == []
 
 
+# Columns only one engine has, outside kern.db.schema (like SQLite's learnings_fts table).
+ENGINE_COLUMNS = {"postgresql": {"learnings": {"text_search"}}}
+
+
 def test_migrated_schema_matches_the_declared_tables(bare: SqlDb) -> None:
     migrate(bare)
+    extra = ENGINE_COLUMNS.get(bare.engine.dialect.name, {})
     with bare.transaction(write=False) as conn:
         inspector = inspect(conn)
         for table in schema.metadata.sorted_tables:
-            columns = {c["name"]: c for c in inspector.get_columns(table.name)}
+            columns = {
+                c["name"]: c
+                for c in inspector.get_columns(table.name)
+                if c["name"] not in extra.get(table.name, ())
+            }
             assert list(columns) == [c.name for c in table.columns], table.name
             for column in table.columns:
                 assert columns[column.name]["nullable"] == column.nullable, column
@@ -115,7 +139,7 @@ def test_migrated_schema_matches_the_declared_tables(bare: SqlDb) -> None:
 
 @pytest.mark.parametrize("applied", range(len(MIGRATIONS) + 1), ids=lambda k: f"after-{k}")
 def test_upgrade_from_every_earlier_version_keeps_data(
-    bare: SqlDb, path: Path, applied: int
+    bare: SqlDb, path: str, applied: int
 ) -> None:
     migrate(bare, MIGRATIONS[:applied])
     for name in NAMES[:applied]:
@@ -123,25 +147,41 @@ def test_upgrade_from_every_earlier_version_keeps_data(
         seed(bare)
     bare.close()
 
-    with SqliteDb(db_file=path) as db:  # opening upgrades
+    with open_db(path) as db:  # opening upgrades
         assert applied_migrations(db) == NAMES
         for name in NAMES[:applied]:
             _, check = SEEDS[name]
             check(db)
 
 
-def test_reopen_is_a_no_op_that_takes_no_write_lock(path: Path) -> None:
-    with SqliteDb(db_file=path) as db, db.transaction(write=False) as conn:
+def test_reopen_is_a_no_op_that_takes_no_write_lock(path: str) -> None:
+    with open_db(path) as db, db.transaction(write=False) as conn:
         first = conn.execute(select(schema.kern_migrations)).all()
-    with closing(sqlite3.connect(path, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")  # a writer elsewhere holds the lock
-        try:
-            with SqliteDb(db_file=path, busy_timeout_ms=50) as db:
-                assert migrate(db) == []
-                with db.transaction(write=False) as conn:
-                    assert conn.execute(select(schema.kern_migrations)).all() == first
-        finally:
-            other.execute("ROLLBACK")
+    with _schema_lock_held_elsewhere(path) as options, open_db(path, **options) as db:
+        assert migrate(db) == []
+        with db.transaction(write=False) as conn:
+            assert conn.execute(select(schema.kern_migrations)).all() == first
+
+
+@contextmanager
+def _schema_lock_held_elsewhere(path: str) -> Iterator[dict[str, Any]]:
+    """Another connection holds the lock migrations take (SQLite's write lock, kern's Postgres
+    advisory lock); yields open_db arguments under which waiting for it fails fast."""
+    if not is_postgres(path):
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            try:
+                yield {"busy_timeout_ms": 50}
+            finally:
+                other.execute("ROLLBACK")
+        return
+    engine = bare_engine(path)
+    try:
+        with engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_MIGRATION_LOCK})")
+            yield {"connect_args": {"options": "-c lock_timeout=200"}}
+    finally:
+        engine.dispose()
 
 
 # Stand-ins for future migrations, module-level so spawned processes can import them.
@@ -157,8 +197,8 @@ def m901_slow_table(conn: Connection) -> None:
     time.sleep(0.3)  # keep the write lock long enough for the other openers to queue
 
 
-def test_an_appended_migration_upgrades_a_database_with_data(path: Path) -> None:
-    with SqliteDb(db_file=path) as db:
+def test_an_appended_migration_upgrades_a_database_with_data(path: str) -> None:
+    with open_db(path) as db:
         _seed_m001(db)
         assert pending_migrations(db, [*MIGRATIONS, m900_add_title]) == ["m900_add_title"]
         assert migrate(db, [*MIGRATIONS, m900_add_title]) == ["m900_add_title"]
@@ -170,7 +210,7 @@ def test_an_appended_migration_upgrades_a_database_with_data(path: Path) -> None
         assert migrate(db, [*MIGRATIONS, m900_add_title]) == []
 
 
-def test_a_failed_migration_is_rolled_back_and_stays_pending(path: Path) -> None:
+def test_a_failed_migration_is_rolled_back_and_stays_pending(path: str) -> None:
     def m902_broken(conn: Connection) -> None:
         conn.exec_driver_sql("CREATE TABLE half_done (id INTEGER PRIMARY KEY)")
         raise RuntimeError("bug in the migration")
@@ -180,7 +220,7 @@ def test_a_failed_migration_is_rolled_back_and_stays_pending(path: Path) -> None
 
     m902_fixed.__name__ = "m902_broken"
 
-    with SqliteDb(db_file=path) as db:
+    with open_db(path) as db:
         with pytest.raises(StorageError, match=r"m902_broken failed.*bug in the migration"):
             migrate(db, [*MIGRATIONS, m902_broken])
         assert applied_migrations(db) == NAMES
@@ -211,40 +251,41 @@ def test_migration_names_must_be_unique(bare: SqlDb) -> None:
 
 
 def test_migrations_from_a_newer_kern_are_reported_not_fatal(
-    path: Path, caplog: pytest.LogCaptureFixture
+    path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with SqliteDb(db_file=path) as db, db.transaction() as conn:
+    with open_db(path) as db, db.transaction() as conn:
         conn.execute(insert(schema.kern_migrations).values(name="m999_future", applied_at=T0))
     with caplog.at_level(logging.WARNING, logger="kern.db.migrations"):
-        SqliteDb(db_file=path).close()
+        open_db(path).close()
     assert "m999_future" in caplog.text
 
 
 # -- concurrent openers ------------------------------------------------------------------------
 
 
-def open_and_migrate(db_file: str, barrier: Any, results: Any) -> None:
-    """Open a fresh file and migrate it, racing other openers. Module-level for spawn."""
+def open_and_migrate(target: str, barrier: Any, results: Any) -> None:
+    """Open a fresh database and migrate it, racing other openers. Module-level for spawn."""
     barrier.wait()
-    with SqlDb(create_sqlite_engine(db_file)) as db:
+    with SqlDb(bare_engine(target)) as db:
         results.put(migrate(db, [*MIGRATIONS, m901_slow_table]))
 
 
-def _assert_each_migration_applied_once(path: Path, applied_lists: list[list[str]]) -> None:
+def _assert_each_migration_applied_once(path: str, applied_lists: list[list[str]]) -> None:
     everything = [*NAMES, "m901_slow_table"]
     assert sorted(name for applied in applied_lists for name in applied) == sorted(everything)
-    with closing(sqlite3.connect(path)) as raw:
-        names = [row[0] for row in raw.execute("SELECT name FROM kern_migrations")]
+    with SqlDb(bare_engine(path)) as db, db.transaction(write=False) as conn:
+        names = conn.execute(select(schema.kern_migrations.c.name)).scalars().all()
         assert sorted(names) == sorted(everything)
-        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        if not is_postgres(path):
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
-def test_two_processes_migrating_a_fresh_file_both_succeed(path: Path) -> None:
+def test_two_processes_migrating_a_fresh_database_both_succeed(path: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2, timeout=60)
     results = ctx.Queue()
     processes = [
-        ctx.Process(target=open_and_migrate, args=(str(path), barrier, results)) for _ in range(2)
+        ctx.Process(target=open_and_migrate, args=(path, barrier, results)) for _ in range(2)
     ]
     for p in processes:
         p.start()
@@ -257,7 +298,7 @@ def test_two_processes_migrating_a_fresh_file_both_succeed(path: Path) -> None:
     _assert_each_migration_applied_once(path, applied)
 
 
-def test_threads_opening_a_fresh_file_at_once_all_succeed(path: Path) -> None:
+def test_threads_opening_a_fresh_database_at_once_all_succeed(path: str) -> None:
     class Results(list[list[str]]):
         put = list.append
 
@@ -267,7 +308,7 @@ def test_threads_opening_a_fresh_file_at_once_all_succeed(path: Path) -> None:
 
     def opener() -> None:
         try:
-            open_and_migrate(str(path), barrier, results)
+            open_and_migrate(path, barrier, results)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kern._sync import wait_for_background
 from kern.agent import Agent
-from kern.db.sqlite import SqliteDb
 from kern.errors import ConflictError
 from kern.learn import LearningMachine, LearningMode, UserMemoryConfig, UserProfileConfig
 from kern.models.base import ModelRequest, ModelResponse, ToolCall, ToolResultMessage
 from kern.models.testing import FunctionModel
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Any:
-    database = SqliteDb(db_file=str(tmp_path / "propose.db"))
-    yield database
-    wait_for_background()
-    database.close()
 
 
 def scripted(*steps: ModelResponse) -> FunctionModel:
