@@ -9,6 +9,7 @@ validated and applied in one transaction with the job's completion.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -419,9 +420,7 @@ class LearningMachine:
 
     async def _ask(self, turn: Turn, views: list[ExtractionView]) -> BaseModel:
         """The model call, with one repair retry for output that does not validate."""
-        fields: dict[str, Any] = {v.key: (v.output, None) for v in views}
-        output_model: type[BaseModel] = create_model("Extraction", **fields)
-        schema = OutputSchema("extraction", output_model.model_json_schema())
+        output_model, schema = _extraction_schema(tuple((v.key, v.output) for v in views))
         guidance = "\n".join(f"- {v.key}: {v.guidance}" for v in views)
         prompt = extraction_prompt(
             turn.user, turn.assistant, [(f"Stored {v.key}", v.data) for v in views]
@@ -450,6 +449,30 @@ class LearningMachine:
                     ),
                 ]
         raise AssertionError("unreachable")
+
+
+@functools.lru_cache(maxsize=64)
+def _extraction_schema(fields: tuple[tuple[str, Any], ...]) -> tuple[type[BaseModel], OutputSchema]:
+    """The combined output model and its JSON schema, built once per set of store outputs.
+
+    Titles are dropped from the schema: they repeat the field names and were most of the
+    schema's tokens; descriptions stay, they guide the model.
+    """
+    definitions: dict[str, Any] = {key: (output, None) for key, output in fields}
+    model: type[BaseModel] = create_model("Extraction", **definitions)
+    return model, OutputSchema("extraction", _without_titles(model.model_json_schema()))
+
+
+def _without_titles(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {
+            k: _without_titles(v)
+            for k, v in schema.items()
+            if not (k == "title" and isinstance(v, str))
+        }
+    if isinstance(schema, list):
+        return [_without_titles(v) for v in schema]
+    return schema
 
 
 def _short(exc: Exception) -> str:

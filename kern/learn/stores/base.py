@@ -8,6 +8,7 @@ Reading, writing, history, search and proposals live here and below, once.
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -403,9 +404,10 @@ class ListStore(Store[S]):
             ]
         return Recalled(items, pending)
 
-    def render_row(self, item: Item[S]) -> dict[str, Any]:
-        """One item as the model sees it (id, content, date)."""
-        row: dict[str, Any] = {"id": item.id}
+    def render_row(self, item: Item[S], *, with_id: bool = True) -> dict[str, Any]:
+        """One item as the model sees it: content and date, and its id where the model has a
+        tool that takes ids (an id costs ~24 tokens a row, so always mode leaves it out)."""
+        row: dict[str, Any] = {"id": item.id} if with_id else {}
         row.update(item.data.model_dump(exclude_none=True, exclude_defaults=True))
         row["date"] = item.created_at.date().isoformat()
         return row
@@ -415,7 +417,10 @@ class ListStore(Store[S]):
             data_block(
                 self.name,
                 f"{self.plural.capitalize()} most relevant to this message:",
-                (self.render_row(i) for i in recalled.items),
+                (
+                    self.render_row(i, with_id=self.mode is not LearningMode.ALWAYS)
+                    for i in recalled.items
+                ),
             ),
             data_block(
                 f"{self.name}_pending_proposals",
@@ -530,12 +535,10 @@ class ListStore(Store[S]):
     def extraction_guidance(self) -> str:
         return f"{self.plural}: add new ones, update or delete existing ones by number."
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
-        if self.mode is not LearningMode.ALWAYS:
-            return None
-        similar = self._search(ctx, f"{turn.user}\n{turn.assistant}", self.extraction_neighbours)
-        local_ids = {n: item.id for n, item in enumerate(similar, 1)}
-        rows = [f"[{n}] " + item.content for n, item in zip(local_ids, similar, strict=True)]
+    @functools.cached_property
+    def extraction_output(self) -> Any:
+        """The type of this store's part of the extraction answer (built once: the combined
+        schema is cached by these types)."""
         updated = create_model(
             f"{self.kind}_update", __base__=self.schema, id=(int, Field(description="Item number"))
         )
@@ -545,12 +548,20 @@ class ListStore(Store[S]):
             update=(builtins.list[updated], Field(default_factory=builtins.list)),
             delete=(builtins.list[int], Field(default_factory=builtins.list)),
         )
+        return ops | None
+
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+        if self.mode is not LearningMode.ALWAYS:
+            return None
+        similar = self._search(ctx, f"{turn.user}\n{turn.assistant}", self.extraction_neighbours)
+        local_ids = {n: item.id for n, item in enumerate(similar, 1)}
+        rows = [f"[{n}] " + item.content for n, item in zip(local_ids, similar, strict=True)]
         guidance = self.extraction_guidance()
         if self.config.instructions:
             guidance += " " + self.config.instructions
         return ExtractionView(
             key=self.name,
-            output=ops | None,
+            output=self.extraction_output,
             guidance=guidance,
             data="\n".join(rows) or "(none stored yet)",
             local_ids=local_ids,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, create_model
@@ -77,8 +78,8 @@ class EntityMemoryStore(ListStore[Any]):
         (saved,) = self._apply([self._create(self._record(ctx, data, kind=kind))], ctx, "api")
         return self._item(saved)
 
-    def render_row(self, item: Item[Any]) -> dict[str, Any]:
-        row = super().render_row(item)
+    def render_row(self, item: Item[Any], *, with_id: bool = True) -> dict[str, Any]:
+        row = super().render_row(item, with_id=with_id)
         row["kind"] = item.kind
         return row
 
@@ -132,10 +133,8 @@ class EntityMemoryStore(ListStore[Any]):
 
     # -------------------------------------------------------------- extraction
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
-        view = super().extraction_view(ctx, turn)
-        if view is None:
-            return None
+    @functools.cached_property
+    def extraction_output(self) -> Any:
         ops = create_model(
             "entity_operations",
             facts=(list[self.schema], Field(default_factory=list)),  # type: ignore[name-defined]
@@ -146,6 +145,12 @@ class EntityMemoryStore(ListStore[Any]):
                 Field(default_factory=list, description="Numbers of stored items now wrong"),
             ),
         )
+        return ops | None
+
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+        view = super().extraction_view(ctx, turn)
+        if view is None:
+            return None
         guidance = (
             "facts, dated events and relations about named external entities (companies, "
             "projects, products, people other than the user) mentioned in the exchange; "
@@ -153,7 +158,9 @@ class EntityMemoryStore(ListStore[Any]):
         )
         if self.config.instructions:
             guidance += " " + self.config.instructions
-        return ExtractionView(self.name, ops | None, guidance, view.data, view.local_ids)
+        return ExtractionView(
+            self.name, self.extraction_output, guidance, view.data, view.local_ids
+        )
 
     def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
         if value is None:

@@ -4,6 +4,7 @@ touch the same row and writers of one field serialise without losing a history e
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -50,8 +51,9 @@ class UserProfileStore(Store[ProfileField]):
     def schema_for(self, kind: str) -> type[BaseModel]:
         return ProfileField
 
-    @property
+    @functools.cached_property
     def updates(self) -> type[BaseModel]:
+        """The schema with every field optional: the shape of an update (built once)."""
         return partial(self.schema, "profile_update")
 
     # -------------------------------------------------------------- direct API
