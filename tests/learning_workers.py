@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
+from typing import Any
 
 from kern.agent import Agent
 from kern.learn import LearningMachine
-from kern.models.base import ModelRequest, ModelResponse
+from kern.learn.worker import serve
+from kern.models.base import ModelRequest, ModelResponse, UserMessage
 from kern.models.testing import FunctionModel, TestModel
 from tests.backends import open_db
 
@@ -57,3 +61,54 @@ def extraction_answer() -> str:
     return json.dumps(
         {"user_memory": {"add": [{"content": "The user's favourite colour is teal."}]}}
     )
+
+
+# -- apps for `kern worker` tests (tests/test_worker.py): factories taking the worker's db ------
+
+
+def said(request: ModelRequest) -> str:
+    """The user's message of the exchange an extraction request is about."""
+    exchange = next(m.content for m in request.messages if isinstance(m, UserMessage))
+    return str(json.loads(exchange.splitlines()[1])["user"])
+
+
+def remember_what_was_said(request: ModelRequest) -> ModelResponse:
+    if request.output_schema is None:
+        return ModelResponse("ok")
+    memory = {"content": f"The user said {said(request)}."}
+    return ModelResponse(json.dumps({"user_memory": {"add": [memory]}}))
+
+
+def job_machine(db: Any) -> LearningMachine:
+    """The app a worker loads: one memory per job, naming the job's message."""
+    return LearningMachine(db=db, model=FunctionModel(remember_what_was_said), user_memory=True)
+
+
+def hanging_job_machine(db: Any) -> LearningMachine:
+    """Like ``job_machine``, but the apply transaction hangs after its first write (holding its
+    locks, uncommitted) and touches the file KERN_TEST_FLAG: the parent kills the process
+    there, mid-job."""
+    flag = Path(os.environ["KERN_TEST_FLAG"])
+    original = db._apply_op
+
+    def apply_op_then_hang(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        flag.write_text("inside the apply transaction")
+        time.sleep(3600)
+        return result
+
+    db._apply_op = apply_op_then_hang
+    machine = job_machine(db)
+    machine.job_lease = 2.0
+    return machine
+
+
+def run_worker_process(target: str, app: str, concurrency: int = 2) -> None:
+    """A worker process, as `kern worker --db target --app app` runs it, until the queue is
+    empty (or SIGTERM)."""
+    serve(db_url=target, app=app, concurrency=concurrency, poll_interval=0.05, until_idle=True)
+
+
+def run_idle_worker_process(target: str) -> None:
+    """A worker that never runs out of patience: only a signal stops it."""
+    serve(db_url=target, app="tests.learning_workers:job_machine", poll_interval=0.05)

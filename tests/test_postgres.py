@@ -1,0 +1,296 @@
+"""What only PostgresDb does: URLs and pools, pgvector or its fallback, SKIP LOCKED claims,
+deadlock retries, Postgres-only refusals. The shared contract runs on both engines elsewhere
+(the ``db`` fixture)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+
+from kern.db.base import Create, JobRecord, LearningDb, LearningFilter, LearningRecord, Put
+from kern.db.postgres import PostgresDb, create_postgres_engine
+from kern.db.schema import jobs
+from kern.errors import ConfigError, StorageError
+from tests.backends import PostgresCluster
+
+pytestmark = pytest.mark.postgres
+
+ALICE = LearningFilter(scopes=["user:alice"])
+
+
+@pytest.fixture
+def url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """An empty database: the test decides how PostgresDb opens it."""
+    created = postgres_cluster.create(migrated=False)
+    yield created
+    postgres_cluster.drop(created)
+
+
+def vec(*values: float) -> bytes:
+    return np.asarray(values, dtype=np.float32).tobytes()
+
+
+def memory(learning_id: str, text_: str, *, embedding: bytes | None = None, **fields: Any) -> Any:
+    record = LearningRecord(
+        id=learning_id,
+        store=fields.pop("store", "user_memory"),
+        kind="memory",
+        scope="user:alice",
+        content={"content": text_},
+        text=text_,
+        user_id="alice",
+        **fields,
+    )
+    return Create(record, embedding=embedding)
+
+
+def test_opening_migrates_and_enables_pgvector(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="kern.db.postgres"), PostgresDb(url) as db:
+        assert isinstance(db, LearningDb)
+        assert db.vectors == "pgvector"
+        assert repr(db).startswith("PostgresDb('postgresql+psycopg://")
+    assert "pgvector enabled" in caplog.text
+    with PostgresDb(url) as again:  # a second open changes nothing
+        assert again.vectors == "pgvector"
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+def test_urls_take_the_psycopg_driver_and_hide_the_password(scheme: str) -> None:
+    engine = create_postgres_engine(f"{scheme}://kern:s3cret@db.example:5432/kern")
+    try:
+        assert engine.url.drivername == "postgresql+psycopg"
+        assert engine.pool.size() == 5  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("db_url", "options", "message"),
+    [
+        ("mysql://localhost/kern", {}, "postgresql://"),
+        ("postgresql+psycopg2://localhost/kern", {}, "psycopg 3"),
+        ("", {}, "db_url"),
+        ("not a url", {}, "not a database URL"),
+        ("postgresql://localhost/kern", {"pool_size": -1}, "pool_size"),
+    ],
+)
+def test_bad_urls_and_pool_settings_are_config_errors(
+    db_url: str, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PostgresDb(db_url, **options)
+
+
+def test_an_unreachable_server_is_a_storage_error_naming_it_without_password() -> None:
+    with pytest.raises(StorageError, match=r"could not .*\*\*\*@127\.0\.0\.1:1/") as raised:
+        PostgresDb("postgresql://kern:s3cret@127.0.0.1:1/kern", connect_args={"connect_timeout": 2})
+    assert "s3cret" not in str(raised.value)
+
+
+# -- vectors -------------------------------------------------------------------------------------
+
+
+def test_vectors_round_trip_and_are_searched_by_the_database_per_dimension(url: str) -> None:
+    with PostgresDb(url) as db:
+        exact = vec(0.1, 1e-38, 3.4e38)  # floats that text must carry exactly
+        db.apply(
+            [
+                memory("a", "east", embedding=vec(1, 0, 0)),
+                memory("b", "north", embedding=vec(0, 1, 0)),
+                memory("c", "north-east", embedding=vec(1, 1, 0)),
+                memory("x", "exact", embedding=exact),
+                memory("z", "zero", embedding=vec(0, 0, 0)),
+                memory("w", "another embedder", embedding=vec(1, 0)),
+                memory("n", "no vector"),
+            ]
+        )
+        ids, blobs = db.load_vectors(ALICE)
+        assert dict(zip(ids, blobs, strict=True))["x"] == exact
+        hits = db.search_vectors(vec(1, 0.1, 0), ALICE, limit=3)
+        assert [key for key, _ in hits] == ["a", "c", "b"]
+        assert hits[0][1] == pytest.approx(0.995, abs=1e-3)
+        assert [key for key, _ in db.search_vectors(vec(0, 1), ALICE)] == ["w"]  # 2 dims only
+        assert db.search_vectors(vec(1, 0, 0), LearningFilter(scopes=["user:bob"])) == []
+        with db.transaction(write=False) as conn:
+            names = set(conn.execute(text("SELECT indexname FROM pg_indexes")).scalars())
+        assert {"ix_learnings_embedding_hnsw_2", "ix_learnings_embedding_hnsw_3"} <= names
+        # The index serves the query shape search_vectors sends.
+        with db.transaction(write=False) as conn:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = conn.exec_driver_sql(
+                "EXPLAIN SELECT id FROM learnings WHERE vector_dims(learnings.embedding) = 3 "
+                "ORDER BY (learnings.embedding::vector(3)) <=> '[1,0,0]'::vector(3) LIMIT 5"
+            ).scalars()
+            assert "ix_learnings_embedding_hnsw_3" in "\n".join(plan)
+        with pytest.raises(StorageError, match="multiple of 4"):
+            db.apply([memory("bad", "odd bytes", embedding=b"\x00" * 5)])
+
+
+def test_pgvector_false_keeps_bytea_and_a_later_open_converts_the_stored_vectors(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="kern.db.postgres"):
+        with PostgresDb(url, pgvector=False) as db:
+            assert db.vectors == "bytea"
+            db.apply(
+                [
+                    memory("a", "east", embedding=vec(1, 0, 0)),
+                    memory("b", "north", embedding=vec(0, 1, 0)),
+                    memory("nan", "broken", embedding=vec(float("nan"), 0, 0)),
+                ]
+            )
+            before = db.load_vectors(ALICE)
+            assert [key for key, _ in db.search_vectors(vec(1, 0.1, 0), ALICE)] == ["a", "b"]
+        with PostgresDb(url) as db:
+            assert db.vectors == "pgvector"
+            ids, blobs = db.load_vectors(ALICE)
+            assert (ids, blobs) == (before[0][:2], before[1][:2])  # NaN could not be kept
+            assert [key for key, _ in db.search_vectors(vec(1, 0.1, 0), ALICE)] == ["a", "b"]
+    assert "2 stored embeddings converted" in caplog.text
+    assert "1 stored embeddings were not float32 vectors" in caplog.text
+
+
+def test_without_pgvector_vectors_fall_back_to_bytea_with_one_warning(
+    postgres_cluster: PostgresCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A role that owns its database but may not create the (untrusted) extension: the usual
+    # managed-Postgres situation when nobody installed pgvector.
+    admin = create_postgres_engine(postgres_cluster.admin_url)
+    name = "kern_no_vector_test"
+    with admin.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN")
+        conn.exec_driver_sql(f"CREATE DATABASE {name} OWNER {name} TEMPLATE template0")
+    url = make_url(postgres_cluster.admin_url).set(username=name, database=name)
+    target = url.render_as_string(hide_password=False)
+    try:
+        with caplog.at_level(logging.WARNING, logger="kern.db.postgres"), PostgresDb(target) as db:
+            assert db.vectors == "bytea"
+            db.apply(
+                [memory("a", "east", embedding=vec(1, 0)), memory("b", "x", embedding=vec(0, 1))]
+            )
+            assert [key for key, _ in db.search_vectors(vec(1, 0.2), ALICE)] == ["a", "b"]
+            assert ids_of(db.search_text("east", ALICE)) == ["a"]
+        warnings = [r for r in caplog.records if "pgvector is not available" in r.getMessage()]
+        assert len(warnings) == 1 and "permission denied" in warnings[0].getMessage()
+        with pytest.raises(ConfigError, match="pgvector=True"):
+            PostgresDb(target, pgvector=True)
+    finally:
+        with admin.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
+        admin.dispose()
+
+
+def ids_of(hits: Any) -> list[str]:
+    return [h.record.id for h in hits]
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+
+
+def test_a_claim_skips_a_job_another_transaction_has_locked(url: str) -> None:
+    with PostgresDb(url) as db:
+        for job_id in ("first", "second"):
+            db.enqueue_job(JobRecord(id=job_id, kind="extract", payload={}))
+            time.sleep(0.01)  # distinct created_at: "first" is the oldest
+        locked = threading.Event()
+        release = threading.Event()
+
+        def hold_first() -> None:
+            with db.transaction() as conn:
+                conn.execute(select(jobs).where(jobs.c.id == "first").with_for_update())
+                locked.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold_first)
+        holder.start()
+        try:
+            assert locked.wait(10)
+            started = time.monotonic()
+            claim = db.claim_job()
+            assert claim is not None and claim.id == "second"  # not blocked behind "first"
+            assert time.monotonic() - started < 2
+        finally:
+            release.set()
+            holder.join()
+        assert db.claim_job().id == "first"  # type: ignore[union-attr]
+
+
+def test_a_write_that_loses_a_deadlock_is_retried(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def key(name: str, value: str) -> Put:
+        record = LearningRecord(
+            id=f"{name}-{value}",
+            store="user_profile",
+            kind="field",
+            scope="user:alice",
+            content={name: value},
+            text=f"{name}: {value}",
+            user_id="alice",
+            key=name,
+        )
+        return Put(record)
+
+    with PostgresDb(url) as db:
+        db.apply([key("a", "0"), key("b", "0")])
+        original = db._apply_op
+        barrier = threading.Barrier(2, timeout=10)
+        first_attempts: set[int] = set()
+
+        def interleaved(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            me = threading.get_ident()
+            if me not in first_attempts:  # both lock their first row, then want the other's
+                first_attempts.add(me)
+                barrier.wait()
+            return result
+
+        db._apply_op = interleaved  # type: ignore[method-assign]
+        errors: list[BaseException] = []
+
+        def write(ops: list[Put]) -> None:
+            try:
+                db.apply(ops)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=write, args=([key("a", "1"), key("b", "1")],)),
+            threading.Thread(target=write, args=([key("b", "2"), key("a", "2")],)),
+        ]
+        with caplog.at_level(logging.INFO, logger="kern.db.postgres"):
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+        assert errors == []
+        assert "retrying" in caplog.text and "40P01" in caplog.text
+        where = LearningFilter(store="user_profile")
+        assert {r.key: r.version for r in db.list_learnings(where)} == {"a": 3, "b": 3}
+
+
+def test_nul_characters_are_refused_clearly(url: str) -> None:
+    with PostgresDb(url) as db:
+        with pytest.raises(StorageError, match="cannot contain NUL"):
+            db.apply([memory("m", "a\x00b")])
+        assert db.count_learnings(ALICE) == 0
+
+
+def test_full_text_keeps_stopwords_like_sqlite(url: str) -> None:
+    with PostgresDb(url) as db:
+        db.apply([memory("m", "Who am I? I am the one who paints")])
+        assert ids_of(db.search_text("who am I", ALICE)) == ["m"]  # only stopwords: kept
+        assert ids_of(db.search_text("painting", ALICE)) == ["m"]  # stemmed

@@ -1,0 +1,256 @@
+"""`kern worker` (kern.learn.worker): draining the queue, exactly once, across processes and
+crashes, with retries; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kern._sync import run_sync
+from kern.agent import Agent
+from kern.db.base import JobRecord, LearningFilter
+from kern.errors import ConfigError
+from kern.learn import LearningMachine
+from kern.learn.worker import load_machine, open_database, run_worker
+from kern.models.base import ModelRequest, ModelResponse
+from kern.models.testing import FunctionModel, TestModel
+from tests import learning_workers
+from tests.backends import Backend
+from tests.learning_workers import (
+    job_machine,
+    remember_what_was_said,
+    run_idle_worker_process,
+    run_worker_process,
+)
+
+MEMORIES = LearningFilter(store="user_memory")
+
+
+def enqueue(db: Any, count: int, *, users: int = 50) -> list[str]:
+    """``count`` extraction jobs, as runs would leave them; returns what each run's user said."""
+    said = [f"job-{i:04d}" for i in range(count)]
+    for i, text in enumerate(said):
+        db.enqueue_job(
+            JobRecord(
+                id=f"j{i:04d}",
+                kind="extract",
+                payload={"user": text, "assistant": "ok", "input": text},
+                user_id=f"u{i % users}",
+                session_id=f"s{i}",
+                run_id=f"r{i}",
+            )
+        )
+    return said
+
+
+def assert_applied_exactly_once(db: Any, said: list[str]) -> None:
+    memories = db.list_learnings(MEMORIES, limit=100_000)
+    assert Counter(m.text for m in memories) == {f"The user said {s}.": 1 for s in said}
+    creates = [h for h in db.history(store="user_memory", limit=100_000) if h.action == "create"]
+    assert len(creates) == len(said)
+    jobs = db.list_jobs(limit=100_000)
+    assert {j.status for j in jobs} == {"done"} and len(jobs) == len(said)
+    assert db.count_unfinished_jobs() == 0
+
+
+def test_a_worker_runs_every_job_then_stops_when_idle(db: Any) -> None:
+    said = enqueue(db, 30)
+    ran = run_sync(run_worker(job_machine(db), concurrency=3, poll_interval=0.05, until_idle=True))
+    assert ran == 30
+    assert_applied_exactly_once(db, said)
+
+
+def test_four_worker_processes_drain_the_queue_each_job_applied_exactly_once(
+    db: Any, backend: Backend
+) -> None:
+    # 1,000 on PostgreSQL, the scale-out engine; SQLite's single writer gets a shorter queue.
+    said = enqueue(db, 1000 if backend.postgres else 200)
+    spawn = multiprocessing.get_context("spawn")
+    workers = [
+        spawn.Process(
+            target=run_worker_process, args=(backend.target, "tests.learning_workers:job_machine")
+        )
+        for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=240)
+    assert [w.exitcode for w in workers] == [0] * 4
+    assert_applied_exactly_once(db, said)
+    # Every job was claimed once: no lease expired, nobody did a job twice.
+    assert {j.attempts for j in db.list_jobs(limit=2000)} == {1}
+
+
+def test_a_worker_killed_mid_job_is_replaced_after_the_lease_without_duplicates(
+    db: Any, backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said = enqueue(db, 1)
+    flag = tmp_path / "inside-apply"
+    monkeypatch.setenv("KERN_TEST_FLAG", str(flag))
+    spawn = multiprocessing.get_context("spawn")
+    doomed = spawn.Process(
+        target=run_worker_process,
+        args=(backend.target, "tests.learning_workers:hanging_job_machine", 1),
+    )
+    doomed.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists():  # its transaction has written, and not committed
+            assert time.monotonic() < deadline and doomed.is_alive(), "the worker never applied"
+            time.sleep(0.02)
+        assert doomed.pid is not None
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.join(timeout=30)
+    finally:
+        if doomed.is_alive():
+            doomed.kill()
+    (job,) = db.list_jobs()
+    assert (job.status, job.attempts) == ("running", 1)  # orphaned: its lease (2 s) still holds
+    assert db.count_learnings(MEMORIES) == 0  # the killed transaction left nothing
+
+    started = time.monotonic()
+    survivor = job_machine(db)
+    assert run_sync(run_worker(survivor, poll_interval=0.05, until_idle=True)) == 1
+    assert time.monotonic() - started > 0.5  # it had to wait for the lease to expire
+    assert_applied_exactly_once(db, said)
+    (job,) = db.list_jobs()
+    assert job.attempts == 2
+
+
+def test_a_failed_attempt_is_retried_after_a_backoff(db: Any) -> None:
+    said = enqueue(db, 1)
+    calls: list[float] = []
+
+    def flaky(request: ModelRequest) -> ModelResponse:
+        if request.output_schema is not None:
+            calls.append(time.monotonic())
+            if len(calls) == 1:
+                raise RuntimeError("provider overloaded")
+        return remember_what_was_said(request)
+
+    machine = LearningMachine(db=db, model=FunctionModel(flaky), user_memory=True)
+    assert run_sync(run_worker(machine, poll_interval=0.05, until_idle=True)) == 2
+    assert calls[1] - calls[0] >= 1.9  # 2 ** attempts seconds after the first failure
+    assert_applied_exactly_once(db, said)
+    (job,) = db.list_jobs()
+    assert (job.attempts, job.error) == (2, "RuntimeError: provider overloaded")
+
+
+def test_sigterm_stops_an_idle_worker_cleanly(backend: Backend) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    worker = spawn.Process(target=run_idle_worker_process, args=(backend.target,))
+    worker.start()
+    try:
+        time.sleep(3)  # imported, opened, polling
+        assert worker.is_alive() and worker.pid is not None
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.join(timeout=20)
+        assert worker.exitcode == 0
+    finally:
+        if worker.is_alive():
+            worker.kill()
+
+
+def test_a_stop_event_ends_the_loops_after_their_current_job(db: Any) -> None:
+    stop = threading.Event()
+    said = enqueue(db, 3)
+
+    def stop_after_one(request: ModelRequest) -> ModelResponse:
+        stop.set()  # while the first job is in progress
+        return remember_what_was_said(request)
+
+    machine = LearningMachine(db=db, model=FunctionModel(stop_after_one), user_memory=True)
+    assert run_sync(run_worker(machine, concurrency=1, poll_interval=0.05, stop=stop)) == 1
+    assert [m.text for m in db.list_learnings(MEMORIES)] == [f"The user said {said[0]}."]
+
+
+# -- loading the app -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_module(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``tests.learning_workers`` (what ``--app tests.learning_workers:NAME`` imports), with
+    attributes a test sets through ``app_module.NAME = …`` undone afterwards."""
+
+    class Setter:
+        def __setattr__(self, name: str, value: Any) -> None:
+            monkeypatch.setattr(learning_workers, name, value, raising=False)
+
+    return Setter()
+
+
+def test_load_machine_accepts_a_factory_a_machine_or_an_agent(db: Any, app_module: Any) -> None:
+    assert load_machine("tests.learning_workers:job_machine", db).db is db
+    app_module.machine_without_db = lone = LearningMachine(model=TestModel(), user_memory=True)
+    assert load_machine("tests.learning_workers:machine_without_db", db) is lone
+    assert lone.db is db
+    app_module.agent = agent = Agent(model=TestModel(), db=db, learning=True)
+    assert load_machine("tests.learning_workers:agent") is agent.get_learning_machine()
+    app_module.agent_factory = lambda database: Agent(model=TestModel(), db=database, learning=True)
+    assert load_machine("tests.learning_workers:agent_factory", db).db is db
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_colon", "module:name"),
+        ("tests.nowhere:x", "cannot import"),
+        ("tests.learning_workers:missing", "no attribute"),
+        ("tests.learning_workers:plain_agent", "no learning"),
+        ("tests.learning_workers:a_number", "not a LearningMachine"),
+        ("tests.learning_workers:machine_without_model", "no model"),
+    ],
+)
+def test_load_machine_explains_what_is_wrong(
+    db: Any, app_module: Any, spec: str, message: str
+) -> None:
+    app_module.plain_agent = Agent(model=TestModel())
+    app_module.a_number = 42
+    app_module.machine_without_model = LearningMachine(user_memory=True)
+    with pytest.raises(ConfigError, match=message):
+        load_machine(spec, db)
+
+
+def test_load_machine_needs_exactly_one_database(
+    db: Any, backend: Backend, app_module: Any
+) -> None:
+    with pytest.raises(ConfigError, match="give the worker a database"):
+        load_machine("tests.learning_workers:job_machine")
+    app_module.machine_without_db = LearningMachine(model=TestModel(), user_memory=True)
+    with pytest.raises(ConfigError, match="pass --db"):
+        load_machine("tests.learning_workers:machine_without_db")
+    app_module.agent = Agent(model=TestModel(), db=db, learning=True)
+    other = backend.open(backend.fresh(migrated=True))
+    try:
+        with pytest.raises(ConfigError, match="already has a database"):
+            load_machine("tests.learning_workers:agent", other)
+    finally:
+        other.close()
+
+
+def test_open_database_takes_a_path_a_sqlite_url_or_a_postgres_url(tmp_path: Path) -> None:
+    for url in (str(tmp_path / "a.db"), f"sqlite:///{tmp_path / 'b.db'}"):
+        db = open_database(url)
+        try:
+            assert type(db).__name__ == "SqliteDb"
+        finally:
+            db.close()
+    with pytest.raises(ConfigError, match="postgresql://"):
+        open_database("mysql://localhost/kern")
+
+
+def test_bad_settings_are_config_errors(db: Any) -> None:
+    machine = job_machine(db)
+    with pytest.raises(ConfigError, match="concurrency"):
+        run_sync(run_worker(machine, concurrency=0))
+    with pytest.raises(ConfigError, match="poll_interval"):
+        run_sync(run_worker(machine, poll_interval=0))
