@@ -114,7 +114,7 @@ def test_recall_carries_only_the_relevant_top_k_within_budget(db: Any) -> None:
     instructions = model.requests[0].instructions or ""
     assert "Biscuit" in instructions
     block = instructions[instructions.index("<user_memory>") : instructions.index("</user_memory>")]
-    assert block.count('"id"') <= 5
+    assert block.count('"date"') <= 5
     assert len(instructions) <= 400 * 4 + 600  # the budget, plus the fixed header
 
 
@@ -130,7 +130,7 @@ def test_with_no_match_recall_adds_nothing_rather_than_everything(db: Any) -> No
     assert "Cello" not in instructions
     # User memories top up with the most recent ones, never beyond the limit.
     block = instructions[instructions.index("<user_memory>") : instructions.index("</user_memory>")]
-    assert block.count('"id"') == 3
+    assert block.count('"date"') == 3
     assert "topic number 19" in block
     agent.close()
 
