@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from kern.context import RunContext
+from kern.db import open_db
 from kern.learn import LearningMachine
 from kern.models._sdk import require
 from kern.tools import Tool
@@ -108,17 +109,6 @@ def main(argv: list[str] | None = None) -> None:
         anyio.run(lambda: serve_stdio(machine, user_id=args.user_id, session_id=args.session_id))
     finally:
         db.close()
-
-
-def open_db(target: str) -> Any:
-    """A database from a file path or a URL (postgresql://… needs the postgres extra)."""
-    if target.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        import importlib
-
-        return importlib.import_module("kern.db.postgres").PostgresDb(db_url=target)
-    from kern.db.sqlite import SqliteDb
-
-    return SqliteDb(db_file=target)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ import pytest
 
 from kern._sync import run_sync
 from kern.agent import Agent
+from kern.db import open_db
 from kern.db.base import JobRecord, LearningFilter
 from kern.errors import ConfigError
 from kern.learn import LearningMachine
-from kern.learn.worker import load_machine, open_database, run_worker
+from kern.learn.worker import load_machine, run_worker
 from kern.models.base import ModelRequest, ModelResponse
 from kern.models.testing import FunctionModel, TestModel
 from tests import learning_workers
@@ -237,15 +238,15 @@ def test_load_machine_needs_exactly_one_database(
         other.close()
 
 
-def test_open_database_takes_a_path_a_sqlite_url_or_a_postgres_url(tmp_path: Path) -> None:
+def test_open_db_takes_a_path_a_sqlite_url_or_a_postgres_url(tmp_path: Path) -> None:
     for url in (str(tmp_path / "a.db"), f"sqlite:///{tmp_path / 'b.db'}"):
-        db = open_database(url)
+        db = open_db(url)
         try:
             assert type(db).__name__ == "SqliteDb"
         finally:
             db.close()
     with pytest.raises(ConfigError, match="postgresql://"):
-        open_database("mysql://localhost/kern")
+        open_db("mysql://localhost/kern")
 
 
 def test_bad_settings_are_config_errors(db: Any) -> None:

@@ -30,11 +30,12 @@ from types import FrameType
 from typing import Any
 
 from kern._sync import run_sync
+from kern.db import open_db
 from kern.db.base import LearningDb
 from kern.errors import ConfigError, KernError
 from kern.learn.machine import LearningMachine
 
-__all__ = ["load_machine", "open_database", "run_worker", "serve"]
+__all__ = ["load_machine", "run_worker", "serve"]
 
 log = logging.getLogger("kern.worker")
 
@@ -107,7 +108,7 @@ def serve(
     SIGTERM and SIGINT stop claiming; jobs in progress finish before the process exits. A
     worker killed outright loses nothing: its jobs are retried once their lease expires.
     """
-    db = open_database(db_url) if db_url else None
+    db = open_db(db_url) if db_url else None
     try:
         machine = load_machine(app, db)
         stop = threading.Event()
@@ -153,22 +154,6 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
             signal.signal(sig, handler)
 
     return restore
-
-
-def open_database(url: str) -> LearningDb:
-    """A database from ``--db``: ``postgresql://…`` (the ``postgres`` extra), ``sqlite:///path``
-    or a plain SQLite file path."""
-    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        from kern.db.postgres import PostgresDb
-
-        return PostgresDb(db_url=url)
-    from kern.db.sqlite import SqliteDb
-
-    if url.startswith("sqlite:///"):
-        url = url.removeprefix("sqlite:///")
-    elif "://" in url:
-        raise ConfigError(f"--db takes a postgresql:// URL or a SQLite file path, got {url!r}")
-    return SqliteDb(db_file=url)
 
 
 def load_machine(spec: str, db: LearningDb | None = None) -> LearningMachine:
