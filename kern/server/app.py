@@ -1,0 +1,149 @@
+"""``create_app``: the REST API (under ``/v1``), its OpenAPI document and the web UI (``/ui``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kern.agent import Agent
+from kern.errors import ConfigError, KernError
+from kern.server.auth import BearerAuth, TokenConfig
+from kern.server.errors import install_error_handlers
+from kern.server.items import items_router
+from kern.server.proposals import proposals_router
+from kern.server.runs import runs_router
+from kern.server.schemas import ErrorBody
+from kern.server.state import ServerState
+from kern.server.users import users_router
+
+__all__ = ["UI_DIR", "create_app"]
+
+log = logging.getLogger("kern.server")
+
+UI_DIR = Path(__file__).with_name("ui")
+
+_DESCRIPTION = """\
+Run a learning agent and manage what it learned. The web UI is at `/ui/`.
+
+**Tokens.** Every `/v1` endpoint needs `Authorization: Bearer <token>` (401 otherwise). An
+*admin token* acts on any user. A *user token* is bound to one `user_id`: a path naming
+another user is refused (403), and ids of another user's items are unknown (404).
+
+**Shared namespaces.** Entity memory, learned knowledge and the decision log may be shared
+(namespace `global` or a group). A user token reads the shared items its user's scope
+includes (without who produced them); only admin tokens create, change or delete shared
+items. Another user's proposals are never shown to a user token.
+
+**Proposals** are approved or rejected by an admin or by the user whose run proposed them.
+**Import** is admin-only; **export** and **forget** are for the user or an admin.
+"""
+
+# The UI loads only its own files and talks only to this server.
+_UI_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def create_app(agent: Agent, *, tokens: TokenConfig, ui: bool = True) -> FastAPI:
+    """A FastAPI app serving ``agent``: runs, learnings, proposals, users, and the UI.
+
+    Tokens: ``TokenConfig.load()`` reads ``KERN_ADMIN_TOKENS`` / ``KERN_USER_TOKENS`` (or a
+    file). The app does not own the agent or its database: closing them is the caller's job.
+    """
+    if not isinstance(agent, Agent):
+        raise ConfigError(f"create_app needs a kern Agent, got {type(agent).__name__}")
+    if not isinstance(tokens, TokenConfig) or not len(tokens):
+        raise ConfigError(
+            "no API tokens configured: set KERN_ADMIN_TOKENS (and/or KERN_USER_TOKENS="
+            "'token:user_id,…') or pass a tokens file; every endpoint needs a token"
+        )
+    state = ServerState.build(agent)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if state.machine is not None:  # let background extraction finish (bounded)
+            try:
+                await state.machine.wait_for_jobs()
+            except KernError as exc:  # jobs are durable: the next process resumes them
+                log.warning("could not wait for extraction jobs at shutdown: %s", exc)
+
+    app = FastAPI(
+        title="kern",
+        version=_version(),
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    errors: dict[int | str, dict[str, object]] = {
+        401: {"model": ErrorBody, "description": "No token, or an unknown one"},
+        403: {"model": ErrorBody, "description": "The token may not do this"},
+    }
+    v1 = APIRouter(prefix="/v1", responses=errors)
+    for router in (
+        users_router(state),
+        runs_router(state),
+        items_router(state),
+        proposals_router(state),
+    ):
+        v1.include_router(router)
+    app.include_router(v1)
+    install_error_handlers(app)
+    app.state.kern = state
+
+    if ui:
+        if not (UI_DIR / "index.html").is_file():
+            raise ConfigError(f"the web UI files are missing from {UI_DIR}; pass ui=False")
+        app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+
+        @app.get("/", include_in_schema=False)
+        def root() -> RedirectResponse:
+            return RedirectResponse("/ui/")
+
+    app.add_middleware(BearerAuth, tokens=tokens)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+class SecurityHeaders:
+    """``nosniff`` everywhere, ``no-store`` on API answers (personal data), a strict content
+    security policy on the UI."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                headers.append((b"referrer-policy", b"no-referrer"))
+                if path.startswith("/v1") and not any(k == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                if path.startswith("/ui"):
+                    headers.append((b"content-security-policy", _UI_POLICY.encode()))
+                    headers.append((b"x-frame-options", b"DENY"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("kern")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
