@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip
 # CPU build that lies on this machine's disk instead of a multi-GB CUDA download.
 TEST_EXTRAS := test,anthropic,local,embed,postgres,mcp
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,15 @@ lint: $(VENV)/.test-installed
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
-pytest: $(VENV)/.test-installed
+# The UI tests drive Debian's chromium through Playwright; install it where apt is available
+# (as root, or with passwordless sudo). Without it those tests skip with a loud reason.
+chromium:
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	} || echo "warning: could not install chromium; browser tests will be skipped"
+
+pytest: $(VENV)/.test-installed chromium
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
