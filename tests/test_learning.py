@@ -249,3 +249,15 @@ def test_direct_api_errors_are_clear(db: Any) -> None:
         lm.user_memory.delete("missing", user_id="u")
     with pytest.raises(NotFoundError, match="No decision_log item"):
         lm.decision_log.record_outcome("missing", "worked", user_id="u")
+
+
+def test_entity_events_and_relations_update_with_their_own_schema(db: Any) -> None:
+    lm = LearningMachine(db=db, entity_memory=True)
+    Agent(model=TestModel(), db=db, learning=lm)
+    event = lm.entity_memory.add_event("Atlas", "launched", date="2026-05-01", user_id="u")
+    changed = lm.entity_memory.update(
+        event.id, {"entity": "Atlas", "event": "launched v2", "date": "2026-06-01"}, user_id="u"
+    )
+    assert (changed.kind, changed.data.event) == ("event", "launched v2")
+    with pytest.raises(ValueError, match="fact"):
+        lm.entity_memory.update(event.id, {"entity": "Atlas", "fact": "x"}, user_id="u")

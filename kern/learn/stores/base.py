@@ -352,7 +352,8 @@ class ListStore(Store[S]):
     ) -> Item[S]:
         ctx = self._context(user_id)
         current = self._owned(ctx, item_id)
-        (saved,) = self._apply([self._update(current, self.coerce(content), metadata)], ctx, "api")
+        data = self.coerce(content, kind=current.kind)
+        (saved,) = self._apply([self._update(current, data, metadata)], ctx, "api")
         return self._item(saved)
 
     def delete(self, item_id: str, *, user_id: str | None = None) -> None:
@@ -366,25 +367,27 @@ class ListStore(Store[S]):
         """Hybrid search (full-text, plus vectors when an embedder is set) in the scope."""
         return self._search(self._context(user_id), query, limit)
 
-    def coerce(self, content: str | S | dict[str, Any]) -> S:
-        """Accept a string (the main text field), a dict or a schema instance."""
+    def coerce(self, content: str | S | dict[str, Any], *, kind: str | None = None) -> S:
+        """Accept a string (the main text field), a dict or a schema instance, validated
+        against the schema of ``kind`` (default: the store's main kind)."""
+        schema = self.schema_for(kind or self.kind)
         if isinstance(content, str):
             required = [
                 n
-                for n, f in self.schema.model_fields.items()
+                for n, f in schema.model_fields.items()
                 if f.is_required() and n != self.text_field
             ]
-            if required:
+            if required or self.text_field not in schema.model_fields:
                 raise ConfigError(
                     f"{self.name}: a plain string fills only {self.text_field!r}; pass a dict "
-                    f"or a {self.schema.__name__} with {', '.join(required)} too"
+                    f"or a {schema.__name__} with {', '.join(required)} too"
                 )
-            return self.schema.model_validate({self.text_field: content})
+            return schema.model_validate({self.text_field: content})  # type: ignore[return-value]
         if isinstance(content, dict):
-            return self.schema.model_validate(content)
-        if isinstance(content, self.schema):
+            return schema.model_validate(content)  # type: ignore[return-value]
+        if isinstance(content, schema):
             return content
-        raise ConfigError(f"{self.name}: expected str, dict or {self.schema.__name__}")
+        raise ConfigError(f"{self.name}: expected str, dict or {schema.__name__}")
 
     # -------------------------------------------------------------- recall
 
