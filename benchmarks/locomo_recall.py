@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/locomo_recall.py [--data PATH] [--json OUT]
 
-Every dialog turn becomes one memory of its conversation's user, in a SQLite database of the
-product's shape (``learnings`` + FTS5 external-content index + float32 vector BLOBs). Each
-question of categories 1–4 with evidence is then searched; recall@k is the fraction of its
-evidence turns found in the top k, averaged over questions. Parameters were tuned on
+Every dialog turn becomes one memory of its conversation's user. kern's rows run through the
+product: memories are added with ``LearningMachine(...).user_memory.add`` to a ``SqliteDb``
+file and searched with ``kern.search.hybrid.hybrid_search`` (what ``user_memory.search`` calls)
+under the store's own filter. The comparison rows (reference BM25, full-text only, vectors
+only, RRF) and the benchmark's original pipeline run on a plain ``sqlite3`` table of the same
+shape. Each question of categories 1–4 with evidence is searched; recall@k is the fraction of
+its evidence turns found in the top k, averaged over questions. Parameters were tuned on
 conversations 1–2 only; 3–4 are reported separately as held-out. See benchmarks/README.md.
 """
 
@@ -19,10 +22,11 @@ import re
 import sqlite3
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +38,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kern.db.sqlite import SqliteDb
+from kern.learn.machine import LearningMachine
 from kern.search import (
     Embedder,
     LocalEmbedder,
     RankingConfig,
+    Vector,
     cosine_top_k,
     fts5_match,
     rank,
 )
+from kern.search.hybrid import hybrid_search
 from kern.search.query import tokenize
 from kern.search.ranking import reciprocal_rank_fusion, top_k
+
+#: One search method: (conversation, question, k) -> dia_ids of the top k, best first.
+Search = Callable[["Conversation", str, int], Awaitable[list[str]]]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench-data" / "locomo_dev.json"
 KS = (5, 10, 20)
@@ -145,6 +156,9 @@ class Conversation:
         """Questions are asked after the last session: "now" for time words and recency."""
         return max(turn.date for turn in self.turns) + timedelta(days=1)
 
+    def session_id(self, turn: Turn) -> str:
+        return f"{self.sample_id}/session_{turn.session:03d}"
+
 
 def load(path: Path) -> list[Conversation]:
     conversations = []
@@ -187,7 +201,100 @@ def load(path: Path) -> list[Conversation]:
     return conversations
 
 
-# --- the store, as the product will build it -------------------------------------------------
+# --- embeddings, computed once for both databases -------------------------------------------
+
+
+async def embed_memories(
+    conversations: Sequence[Conversation], embedder: Embedder
+) -> dict[str, Vector]:
+    """Every memory's vector by its text, embedded in batches (the slow part of a run)."""
+    texts = list(dict.fromkeys(turn.content for conv in conversations for turn in conv.turns))
+    started = time.perf_counter()
+    vectors: list[Vector] = []
+    batch = 256
+    for start in range(0, len(texts), batch):
+        vectors.extend(await embedder.embed(texts[start : start + batch]))
+        done = min(start + batch, len(texts))
+        print(f"\rembedding memories: {done}/{len(texts)}", end="", file=sys.stderr, flush=True)
+    print(f" ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return dict(zip(texts, vectors, strict=True))
+
+
+# --- the product: memories added and searched through kern's API ---------------------------
+
+
+class Precomputed:
+    """An ``Embedder`` serving the vectors ``embed_memories`` computed, so that ``add`` stores
+    the model's own vectors without embedding 2,080 memories one call at a time."""
+
+    def __init__(self, vectors: dict[str, Vector]) -> None:
+        self._vectors = {text.strip(): vector for text, vector in vectors.items()}
+
+    @property
+    def dimensions(self) -> int:
+        return len(next(iter(self._vectors.values())))
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        return [self._vectors[text] for text in texts]  # a KeyError, never a silent vector
+
+
+def build_product(
+    conversations: Sequence[Conversation], vectors: dict[str, Vector], db_file: Path
+) -> SqliteDb:
+    """A kern database holding every turn, added one by one with ``user_memory.add``."""
+    db = SqliteDb(db_file)
+    memories = LearningMachine(db=db, user_memory=True, embedder=Precomputed(vectors)).user_memory
+    started = time.perf_counter()
+    for conv in conversations:
+        for turn in conv.turns:
+            memories.add(
+                turn.content,
+                user_id=conv.user_id,
+                session_id=conv.session_id(turn),
+                created_at=turn.date.replace(tzinfo=UTC),
+                metadata={"speaker": turn.speaker, "dia_id": turn.dia_id, "session": turn.session},
+            )
+    count = sum(len(conv.turns) for conv in conversations)
+    print(
+        f"user_memory.add: {count} memories ({time.perf_counter() - started:.1f} s)",
+        file=sys.stderr,
+    )
+    return db
+
+
+def product_search(lm: LearningMachine, config: RankingConfig | None = None) -> Search:
+    """``lm.user_memory.search`` with the protocol's "now" (the day after the last session):
+    the same filter and ``hybrid_search`` call, plus ``now=`` and ``config=``."""
+    store = lm.user_memory
+
+    async def search(conv: Conversation, query: str, k: int) -> list[str]:
+        # The filter UserMemoryStore.search builds: the user's scope, the store, its kinds.
+        where = store._where(store._context(conv.user_id), kinds=store.kinds)
+        hits = hybrid_search(
+            lm.db,
+            lm.embedder,
+            query,
+            where,
+            limit=k,
+            config=config or RankingConfig(),
+            now=conv.asked_at.replace(tzinfo=UTC),
+        )
+        return [hit.record.metadata["dia_id"] for hit in hits]
+
+    return search
+
+
+def product_api(lm: LearningMachine) -> Search:
+    """Exactly ``lm.user_memory.search``: "now" is today, years after the conversations."""
+
+    async def search(conv: Conversation, query: str, k: int) -> list[str]:
+        items = lm.user_memory.search(query, user_id=conv.user_id, limit=k)
+        return [item.metadata["dia_id"] for item in items]
+
+    return search
+
+
+# --- the comparison store: plain sqlite3, the product's table reduced to what search reads --
 
 
 @dataclass
@@ -205,22 +312,15 @@ class MemoryIndex:
     vectors: dict[str, UserVectors] = field(default_factory=dict)
 
     @classmethod
-    async def build(cls, conversations: Sequence[Conversation], embedder: Embedder) -> MemoryIndex:
+    def build(
+        cls, conversations: Sequence[Conversation], vectors: dict[str, Vector]
+    ) -> MemoryIndex:
         db = sqlite3.connect(":memory:", check_same_thread=False)
         db.executescript(SCHEMA)
         index = cls(db)
-        turns = [(conv, turn) for conv in conversations for turn in conv.turns]
-        started = time.perf_counter()
-        embeddings = []
-        batch = 256
-        for start in range(0, len(turns), batch):
-            chunk = turns[start : start + batch]
-            embeddings.extend(await embedder.embed([turn.content for _, turn in chunk]))
-            done = min(start + batch, len(turns))
-            print(f"\rembedding memories: {done}/{len(turns)}", end="", file=sys.stderr, flush=True)
-        print(f" ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
         with db:
-            for (conv, turn), vector in zip(turns, embeddings, strict=True):
+            for conv, turn in [(c, turn) for c in conversations for turn in c.turns]:
+                vector = vectors[turn.content]
                 metadata = {"dia_id": turn.dia_id, "speaker": turn.speaker, "session": turn.session}
                 cursor = db.execute(
                     "INSERT INTO learnings (store, user_id, session_id, content, created_at,"
@@ -228,7 +328,7 @@ class MemoryIndex:
                     (
                         STORE,
                         conv.user_id,
-                        f"{conv.sample_id}/session_{turn.session:03d}",
+                        conv.session_id(turn),
                         turn.content,
                         turn.date.isoformat(),
                         json.dumps(metadata),
@@ -244,6 +344,9 @@ class MemoryIndex:
         for conv in conversations:
             index.load_vectors(conv.user_id)
         return index
+
+    def turns(self, row_ids: Iterable[int]) -> list[str]:
+        return [self.dia_ids[row_id] for row_id in row_ids]
 
     def load_vectors(self, user_id: str) -> None:
         rows = self.db.execute(
@@ -296,18 +399,16 @@ class MemoryIndex:
 
 # --- the methods compared --------------------------------------------------------------------
 
-Search = Callable[[Conversation, str, int], Awaitable[list[int]]]
-
 
 def full_text(index: MemoryIndex) -> Search:
-    async def search(conv: Conversation, query: str, k: int) -> list[int]:
-        return list(index.text_scores(conv.user_id, fts5_match(query), k))
+    async def search(conv: Conversation, query: str, k: int) -> list[str]:
+        return index.turns(index.text_scores(conv.user_id, fts5_match(query), k))
 
     return search
 
 
 def reference_bm25(index: MemoryIndex) -> Search:
-    async def search(conv: Conversation, query: str, k: int) -> list[int]:
+    async def search(conv: Conversation, query: str, k: int) -> list[str]:
         words = list(dict.fromkeys(tokenize(query)))  # every word, no stopword list
         match = fts5_match(words)
         if match is None:
@@ -318,26 +419,26 @@ def reference_bm25(index: MemoryIndex) -> Search:
             " LIMIT ?",
             (match, conv.user_id, k),
         )
-        return [row[0] for row in rows]
+        return index.turns(row[0] for row in rows)
 
     return search
 
 
 def vectors_only(index: MemoryIndex, embedder: Embedder) -> Search:
-    async def search(conv: Conversation, query: str, k: int) -> list[int]:
+    async def search(conv: Conversation, query: str, k: int) -> list[str]:
         (vector,) = await embedder.embed([query])
-        return list(index.vector_scores(conv.user_id, vector, k))
+        return index.turns(index.vector_scores(conv.user_id, vector, k))
 
     return search
 
 
 def equal_rrf(index: MemoryIndex, embedder: Embedder) -> Search:
-    async def search(conv: Conversation, query: str, k: int) -> list[int]:
+    async def search(conv: Conversation, query: str, k: int) -> list[str]:
         (vector,) = await embedder.embed([query])
         text = index.text_scores(conv.user_id, fts5_match(query), 100)
         vec = index.vector_scores(conv.user_id, vector, 100)
         fused = reciprocal_rank_fusion([list(text), list(vec)])
-        return [key for key, _ in top_k(fused, k)]
+        return index.turns(key for key, _ in top_k(fused, k))
 
     return search
 
@@ -345,19 +446,20 @@ def equal_rrf(index: MemoryIndex, embedder: Embedder) -> Search:
 DEFAULT_CONFIG = RankingConfig()
 
 
-def kern_search(
+def raw_pipeline(
     index: MemoryIndex,
     embedder: Embedder | None,
     config: RankingConfig = DEFAULT_CONFIG,
     *,
     rrf: bool = False,
 ) -> Search:
-    """The recommended pipeline (benchmarks/README.md): what a store's ``search`` does.
+    """The recommended pipeline (benchmarks/README.md) written against plain ``sqlite3``: the
+    original measurement, kept to check that the product reproduces it.
 
     ``rrf`` swaps score fusion for equal-weight reciprocal-rank fusion (an ablation).
     """
 
-    async def search(conv: Conversation, query: str, k: int) -> list[int]:
+    async def search(conv: Conversation, query: str, k: int) -> list[str]:
         fetch = asyncio.to_thread(
             index.text_scores, conv.user_id, fts5_match(query), config.candidates
         )
@@ -382,7 +484,7 @@ def kern_search(
             config=config,
             k=k,
         )
-        return [key for key, _ in ranked]
+        return index.turns(key for key, _ in ranked)
 
     return search
 
@@ -394,7 +496,7 @@ def kern_search(
 class Result:
     recall: dict[str, dict[int, float]]  # split -> k -> mean recall
     by_category: dict[int, dict[int, float]]  # all conversations, category -> k -> recall
-    latency_ms: dict[str, float]
+    latency_ms: dict[str, float]  # p50, p95 (wall), cpu_p50 (this process's CPU)
     questions: dict[str, int]
     other_cpu: float | None  # share of all cores busy with other processes while timing
 
@@ -429,19 +531,18 @@ class CpuMeter:
         return max(others, 0.0) / (wall * (os.cpu_count() or 1)) if wall > 0 else None
 
 
-async def evaluate(
-    index: MemoryIndex, conversations: Sequence[Conversation], search: Search
-) -> Result:
+async def evaluate(conversations: Sequence[Conversation], search: Search) -> Result:
     per_question: list[tuple[str, int, dict[int, float]]] = []
     timings: list[float] = []
+    cpu: list[float] = []
     depth = max(KS)
     meter = CpuMeter()
     for conv in conversations:
         for question in conv.questions:
-            started = time.perf_counter()
-            ids = await search(conv, question.text, depth)
+            started, cpu_started = time.perf_counter(), time.process_time()
+            found = await search(conv, question.text, depth)
             timings.append((time.perf_counter() - started) * 1000)
-            found = [index.dia_ids[row_id] for row_id in ids]
+            cpu.append((time.process_time() - cpu_started) * 1000)
             evidence = set(question.evidence)
             recalls = {k: len(evidence.intersection(found[:k])) / len(evidence) for k in KS}
             per_question.append((conv.sample_id, question.category, recalls))
@@ -461,6 +562,7 @@ async def evaluate(
         latency_ms={
             "p50": timings[len(timings) // 2],
             "p95": timings[min(len(timings) - 1, int(len(timings) * 0.95))],
+            "cpu_p50": statistics.median(cpu),
         },
         questions={name: len(rows) for name, rows in splits.items()},
         other_cpu=meter.other_share(),
@@ -471,13 +573,17 @@ def print_table(results: dict[str, Result]) -> None:
     first = next(iter(results.values()))
     splits = sorted(first.recall, key=lambda split: not split.startswith("all"))
     at = "/".join(f"@{k}" for k in KS)
-    headers = ["method"] + [f"{split} R{at}" for split in splits] + ["p50 ms", "p95 ms", "busy*"]
+    headers = (
+        ["method"]
+        + [f"{split} R{at}" for split in splits]
+        + ["p50 ms", "p95 ms", "CPU ms*", "busy*"]
+    )
     rows = []
     for name, result in results.items():
         row = [name]
         for split in splits:
             row.append(" ".join(f"{result.recall[split][k]:.3f}" for k in KS))
-        row += [f"{result.latency_ms['p50']:.1f}", f"{result.latency_ms['p95']:.1f}"]
+        row += [f"{result.latency_ms[key]:.1f}" for key in ("p50", "p95", "cpu_p50")]
         row += ["?" if result.other_cpu is None else f"{result.other_cpu:.0%}"]
         rows.append(row)
     try:
@@ -494,40 +600,66 @@ def print_table(results: dict[str, Result]) -> None:
         table.add_column(header, justify="left" if header == "method" else "right")
     for row in rows:
         table.add_row(*row)
-    Console(width=160).print(table)
+    Console(width=170).print(table)
 
 
 async def run(data: Path, json_out: Path | None) -> dict[str, Result]:
     conversations = load(data)
     embedder = LocalEmbedder()
-    index = await MemoryIndex.build(conversations, embedder)
+    vectors = await embed_memories(conversations, embedder)
     await embedder.embed(["warm up"])
+    index = MemoryIndex.build(conversations, vectors)
+    with tempfile.TemporaryDirectory() as folder:
+        db = build_product(conversations, vectors, Path(folder) / "kern.db")
+        try:
+            return await compare(conversations, index, db, embedder, data, json_out)
+        finally:
+            db.close()
+
+
+async def compare(
+    conversations: Sequence[Conversation],
+    index: MemoryIndex,
+    db: SqliteDb,
+    embedder: Embedder,
+    data: Path,
+    json_out: Path | None,
+) -> dict[str, Result]:
     tuned = DEFAULT_CONFIG
+    text_only = LearningMachine(db=db, user_memory=True)
+    with_vectors = LearningMachine(db=db, user_memory=True, embedder=embedder)
 
     def without(**change: Any) -> Search:
-        return kern_search(index, None, replace(tuned, **change))
+        return product_search(text_only, replace(tuned, **change))
 
     methods: dict[str, Search] = {
         "reference: BM25 'Speaker: text (date)'": reference_bm25(index),
         "full-text only (FTS5)": full_text(index),
         "vectors only (MiniLM)": vectors_only(index, embedder),
         "equal RRF (FTS5 + MiniLM)": equal_rrf(index, embedder),
-        "kern default (full-text + ranking)": kern_search(index, None),
+        "kern default (full-text + ranking)": product_search(text_only),
         "  - neighbour spread": without(neighbour_weights=()),
         "  - subject boost": without(subject_boost=0),
         "  - time boost": without(time_boost=0),
         "  - recency prior": without(recency_weight=0),
-        "kern default + MiniLM vectors": kern_search(index, embedder),
-        "  with equal RRF, not score fusion": kern_search(index, embedder, rrf=True),
+        "kern default + MiniLM vectors": product_search(with_vectors),
+        "  with equal RRF, not score fusion †": raw_pipeline(index, embedder, rrf=True),
+        "† check: the same pipeline on sqlite3": raw_pipeline(index, None),
+        "† check: the same + MiniLM on sqlite3": raw_pipeline(index, embedder),
+        "check: user_memory.search, now=today": product_api(text_only),
     }
     results: dict[str, Result] = {}
     for name, search in methods.items():
         print(f"searching: {name.strip()}", file=sys.stderr, flush=True)
-        results[name] = await evaluate(index, conversations, search)
+        results[name] = await evaluate(conversations, search)
     print_table(results)
     print(
         "recall@k: evidence turns in the top k / evidence turns, averaged over questions.\n"
+        "kern rows: memories added with user_memory.add, searched with hybrid_search (what\n"
+        "user_memory.search runs) in a SqliteDb file; the first four rows and † on sqlite3.\n"
         "Latency: one query end to end (SQL, query embedding where vectors are used, ranking)."
+        "\n* CPU ms: median CPU time of this process per query (all its threads: SQLite, Python,"
+        "\n  torch), which other processes slow down far less than wall time."
         "\n* busy: share of this machine's CPU taken by other processes while timing."
     )
     if json_out is not None:

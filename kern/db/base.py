@@ -24,6 +24,7 @@ __all__ = [
     "LearningRecord",
     "LearningStatus",
     "Put",
+    "RankingRow",
     "RunRecord",
     "SearchHit",
     "SessionRecord",
@@ -185,7 +186,8 @@ WriteOp: TypeAlias = Create | Put | Update | SetStatus
 @dataclass(frozen=True, slots=True)
 class LearningFilter:
     """Which rows a read may see. ``scopes`` is required by every learning-layer read: a
-    filter without it is only for administration (export, forget, curator over a user)."""
+    filter without it is only for administration (export, forget, curator over a user).
+    ``ids`` narrows a read to those rows (still within every other condition)."""
 
     store: str | None = None
     scopes: Sequence[str] | None = None
@@ -197,6 +199,7 @@ class LearningFilter:
     run_id: str | None = None
     created_before: datetime | None = None
     created_after: datetime | None = None
+    ids: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +222,20 @@ class SearchHit:
     record: LearningRecord
     #: Higher is better; engine-specific scale (BM25 sign flipped on SQLite).
     score: float
+
+
+@dataclass(frozen=True, slots=True)
+class RankingRow:
+    """What search ranking needs of a row besides its scores (``LearningDb.load_neighbours``).
+
+    ``subject`` is who or what the row is by or about: ``metadata["speaker"]``, else
+    ``content["entity"]`` (entity memory), else ``None``.
+    """
+
+    id: str
+    session_id: str | None
+    created_at: datetime
+    subject: str | None
 
 
 JobStatus = Literal["pending", "running", "done", "failed"]
@@ -282,8 +299,29 @@ class LearningDb(Db, Protocol):
         searchable words returns ``[]``, never everything."""
         ...
 
+    def search_text_scores(
+        self, query: str, where: LearningFilter, *, limit: int = 50
+    ) -> list[tuple[str, float]]:
+        """``search_text``'s ids and scores, best first, without loading the rows (the
+        candidates of hybrid search)."""
+        ...
+
     def load_vectors(self, where: LearningFilter) -> tuple[list[str], list[bytes]]:
         """Ids and float32 embeddings of rows matching ``where`` that have one."""
+        ...
+
+    def search_vectors(
+        self, vector: bytes, where: LearningFilter, *, limit: int = 50
+    ) -> list[tuple[str, float]]:
+        """Ids and cosine similarities of the ``limit`` rows matching ``where`` whose embedding
+        is nearest to ``vector`` (float32 bytes), best first; embeddings of another dimension
+        never compete (the vector candidates of hybrid search)."""
+        ...
+
+    def load_neighbours(self, where: LearningFilter, ids: Sequence[str]) -> list[RankingRow]:
+        """Rows matching ``where`` that are among ``ids`` or share a session with one of them,
+        by ``created_at`` then insertion order: the session order neighbour spread follows.
+        Whole sessions are read, so the cost grows with the candidates' session sizes."""
         ...
 
     def history(

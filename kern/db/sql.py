@@ -39,6 +39,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     delete,
     false,
     func,
@@ -60,6 +61,7 @@ from kern.db.base import (
     LearningFilter,
     LearningRecord,
     Put,
+    RankingRow,
     RunRecord,
     SearchHit,
     SessionRecord,
@@ -592,19 +594,38 @@ class SqlDb:
         """Full-text search among rows matching ``where`` (applied inside the query), best
         first; ``[]`` when ``query`` has no searchable word."""
         _check_limit(limit)
-        statement = self._text_search_query(query, where, limit) if limit else None
+        columns = LEARNING_COLUMNS
+        statement = self._text_search_query(query, where, limit, columns) if limit else None
         if statement is None:
             return []
         with self.transaction(write=False, action="search learnings") as conn:
             rows = conn.execute(statement).mappings().all()
         return [SearchHit(_learning_record(row), float(row["score"])) for row in rows]
 
+    def search_text_scores(
+        self, query: str, where: LearningFilter, *, limit: int = 50
+    ) -> list[tuple[str, float]]:
+        """``search_text`` reading only ids and scores: decoding whole rows would cost more
+        than the search itself for hybrid search's hundreds of candidates."""
+        _check_limit(limit)
+        columns = (learnings.c.id,)
+        statement = self._text_search_query(query, where, limit, columns) if limit else None
+        if statement is None:
+            return []
+        with self.transaction(write=False, action="search learnings") as conn:
+            rows = conn.execute(statement).all()
+        return [(row[0], float(row[1])) for row in rows]
+
     def _text_search_query(
-        self, query: str, where: LearningFilter, limit: int
+        self,
+        query: str,
+        where: LearningFilter,
+        limit: int,
+        columns: Sequence[ColumnElement[Any]],
     ) -> Select[Any] | None:
-        """Engine-specific: a statement selecting ``LEARNING_COLUMNS`` and ``score`` (higher is
-        better) of at most ``limit`` rows matching ``query`` and ``where``, best first; ``None``
-        when ``query`` has no searchable word."""
+        """Engine-specific: a statement selecting ``columns`` then ``score`` (higher is better)
+        of at most ``limit`` rows matching ``query`` and ``where``, best first; ``None`` when
+        ``query`` has no searchable word."""
         raise NotImplementedError(
             f"{type(self).__name__} has no full-text search; use SqliteDb (or PostgresDb)"
         )
@@ -650,6 +671,27 @@ class SqlDb:
         """Engine-specific: the value written to ``learnings.embedding`` for float32 bytes
         (the bytes themselves here; ``PostgresDb`` casts them to pgvector's ``vector``)."""
         return embedding
+
+    def load_neighbours(self, where: LearningFilter, ids: Sequence[str]) -> list[RankingRow]:
+        """Rows matching ``where`` that are among ``ids`` or share a session with one of them,
+        by ``created_at`` then insertion order; see ``RankingRow`` for ``subject``."""
+        if not ids:
+            return []
+        c = learnings.c
+        # One list parameter, bound at execution: hundreds of ids, used twice. The sessions
+        # are looked up by id (unique index) without the filter: only rows matching ``where``
+        # are returned, and filtering here would make SQLite scan the scope instead.
+        among = c.id.in_(bindparam("ids", expanding=True))
+        sessions = select(c.session_id).where(among)
+        subject = func.coalesce(c.metadata["speaker"].as_string(), c.content["entity"].as_string())
+        query = (
+            select(c.id, c.session_id, c.created_at, subject)
+            .where(*learning_clauses(where), or_(c.session_id.in_(sessions), among))
+            .order_by(c.created_at, c.seq)
+        )
+        with self.transaction(write=False, action="load neighbouring learnings") as conn:
+            rows = conn.execute(query, {"ids": list(ids)}).all()
+        return [RankingRow(*row) for row in rows]
 
     # -- users ---------------------------------------------------------------------------------
 
@@ -925,8 +967,8 @@ class _KeyTaken(Exception):
 
 
 def learning_clauses(where: LearningFilter) -> list[ColumnElement[bool]]:
-    """``where`` as SQL conditions: each field that is not None must match (``scopes`` and
-    ``kinds`` are IN lists; an empty list matches nothing); ``statuses`` always applies;
+    """``where`` as SQL conditions: each field that is not None must match (``scopes``,
+    ``kinds`` and ``ids`` are IN lists; an empty list matches nothing); ``statuses`` always applies;
     ``created_after`` is inclusive and ``created_before`` exclusive."""
     c = learnings.c
     clauses: list[ColumnElement[bool]] = [c.status.in_(list(where.statuses))]
@@ -948,6 +990,8 @@ def learning_clauses(where: LearningFilter) -> list[ColumnElement[bool]]:
         clauses.append(c.created_at >= where.created_after)
     if where.created_before is not None:
         clauses.append(c.created_at < where.created_before)
+    if where.ids is not None:
+        clauses.append(c.id.in_(list(where.ids)))
     return clauses
 
 

@@ -24,7 +24,7 @@ import random
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from json import dumps
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import (
     URL,
+    ColumnElement,
     Connection,
     Engine,
     Select,
@@ -50,7 +51,7 @@ from sqlalchemy.sql.expression import ColumnClause
 from kern.db.base import LearningFilter
 from kern.db.migrations import migrate
 from kern.db.schema import learnings
-from kern.db.sql import LEARNING_COLUMNS, WRITE_OPTION, SqlDb, learning_clauses
+from kern.db.sql import WRITE_OPTION, SqlDb, learning_clauses
 from kern.errors import ConfigError, StorageError
 from kern.search.query import fts5_match
 
@@ -103,7 +104,11 @@ class SqliteDb(SqlDb):
             raise
 
     def _text_search_query(
-        self, query: str, where: LearningFilter, limit: int
+        self,
+        query: str,
+        where: LearningFilter,
+        limit: int,
+        columns: Sequence[ColumnElement[Any]],
     ) -> Select[Any] | None:
         """FTS5 ``MATCH`` joined to ``learnings``, filtered there, ranked by BM25.
 
@@ -116,7 +121,7 @@ class SqliteDb(SqlDb):
             return None
         rank = func.bm25(_FTS_NAME)
         return (
-            select(*LEARNING_COLUMNS, (-rank).label("score"))
+            select(*columns, (-rank).label("score"))
             .select_from(_FTS.join(learnings, learnings.c.seq == _FTS.c.rowid))
             .where(_FTS_NAME.op("MATCH")(bindparam("match", match)), *learning_clauses(where))
             .order_by(rank, learnings.c.seq)

@@ -1,22 +1,30 @@
-"""Hybrid recall over a ``LearningDb``: full-text and vector candidates, ranked by
-``kern.search.ranking.rank`` (fusion, time and subject boosts, neighbours, recency).
+"""Hybrid recall over a ``LearningDb``: the search pipeline measured in benchmarks/README.md.
 
-The scope filter is applied by the database inside both candidate queries, so a search can
-only ever see rows the caller may read. Without an embedder it is full-text only; a query
-with no searchable word returns nothing, never "everything".
+1. full-text candidates, ids and scores only (BM25 on SQLite, ts_rank_cd on PostgreSQL);
+2. with an embedder, vector candidates: the database's nearest stored vectors by cosine
+   (numpy over the scope's float32 vectors on SQLite, pgvector's HNSW index on PostgreSQL);
+3. one read of the candidates' sessions, for neighbour spread, dates and subjects;
+4. ``kern.search.ranking.rank`` (score fusion, time and subject boosts, neighbours, recency);
+5. the rows of the top ``limit``, read with the same filter.
+
+The filter is applied by the database inside every read, so a search only ever sees rows the
+caller may read. Without an embedder it is full-text only; a query with no searchable word
+returns nothing, never "everything".
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 
 from kern._sync import run_sync
-from kern.db.base import LearningDb, LearningFilter, LearningRecord, SearchHit
+from kern.db.base import LearningDb, LearningFilter, RankingRow, SearchHit
 from kern.errors import ConfigError
 from kern.search.embedders import Embedder, HashEmbedder, LocalEmbedder
-from kern.search.ranking import RankingConfig, cosine_top_k, rank
+from kern.search.query import query_terms
+from kern.search.ranking import RankingConfig, rank
 
 __all__ = ["embed_sync", "hybrid_search", "resolve_embedder"]
 
@@ -45,38 +53,55 @@ def hybrid_search(
     *,
     limit: int,
     config: RankingConfig = RankingConfig(),
+    now: datetime | None = None,
 ) -> list[SearchHit]:
-    if limit <= 0 or not query.strip():
+    """The ``limit`` best rows matching ``where`` for ``query``, best first.
+
+    ``now`` (default: the current time) anchors "last week" in the query and the recency
+    prior; pass it to search as of another moment.
+    """
+    if limit <= 0 or not query_terms(query):
         return []
-    text_hits = db.search_text(query, where, limit=config.candidates)
-    records: dict[str, LearningRecord] = {h.record.id: h.record for h in text_hits}
-    text_scores = {h.record.id: h.score for h in text_hits}
-    vector_scores: dict[str, float] = {}
-    if embedder is not None:
-        ids, blobs = db.load_vectors(where)
-        if ids:
-            matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1)
-            (query_vector,) = embed_sync(embedder, [query])
-            for index, similarity in cosine_top_k(matrix, query_vector, config.candidates):
-                vector_scores[ids[index]] = similarity
-            for missing in set(vector_scores) - set(records):
-                record = db.get_learning(missing)
-                if record is not None:
-                    records[missing] = record
+    text = dict(db.search_text_scores(query, where, limit=config.candidates))
+    vectors = _vector_scores(db, embedder, query, where, config.candidates) if embedder else {}
+    if not text and not vectors:
+        return []
+    candidates = list(dict.fromkeys([*text, *vectors]))
+    sequences, created_at, subjects = _context(db.load_neighbours(where, candidates))
     ranked = rank(
         query,
-        text_scores=text_scores,
-        vector_scores=vector_scores or None,
-        created_at={i: r.created_at for i, r in records.items()},
-        subjects={i: _subject(r) for i, r in records.items()},
-        now=datetime.now(UTC),
+        text_scores=text,
+        vector_scores=vectors,
+        sequences=sequences,
+        created_at=created_at,
+        subjects=subjects,
+        now=now or datetime.now(UTC),
         config=config,
         k=limit,
     )
-    return [SearchHit(records[i], score) for i, score in ranked if i in records]
+    if not ranked:
+        return []
+    top = [key for key, _ in ranked]
+    records = {r.id: r for r in db.list_learnings(replace(where, ids=top), limit=len(top))}
+    return [SearchHit(records[key], score) for key, score in ranked if key in records]
 
 
-def _subject(record: LearningRecord) -> str | None:
-    """Who or what an item is about, for the subject boost (speaker, entity)."""
-    value = record.metadata.get("speaker") or record.content.get("entity")
-    return str(value) if value else None
+def _vector_scores(
+    db: LearningDb, embedder: Embedder, query: str, where: LearningFilter, candidates: int
+) -> dict[str, float]:
+    (query_vector,) = embed_sync(embedder, [query])
+    vector = np.asarray(query_vector, dtype=np.float32).tobytes()
+    return dict(db.search_vectors(vector, where, limit=candidates))
+
+
+def _context(
+    rows: list[RankingRow],
+) -> tuple[list[list[str]], dict[str, datetime], dict[str, str | None]]:
+    """Session sequences (rows arrive in session order), dates and subjects by id."""
+    sessions: dict[str, list[str]] = {}
+    for row in rows:
+        if row.session_id is not None:
+            sessions.setdefault(row.session_id, []).append(row.id)
+    created_at = {row.id: row.created_at for row in rows}
+    subjects = {row.id: row.subject for row in rows}
+    return list(sessions.values()), created_at, subjects

@@ -1,0 +1,259 @@
+"""Hybrid recall through the product API, on real databases: the pipeline of
+benchmarks/README.md (full-text + vectors, neighbour spread, subject and time boosts) and the
+scope and status rules that must hold whatever the ranking does."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kern.db.base import Create, LearningFilter, LearningRecord, RankingRow
+from kern.db.sql import SqlDb
+from kern.learn.machine import LearningMachine
+from kern.learn.scope import namespace_scope, user_scope
+from kern.search import HashEmbedder, RankingConfig
+from kern.search.hybrid import hybrid_search
+
+DAY = datetime(2023, 5, 7, 14, 0, tzinfo=UTC)
+NOW = datetime(2023, 9, 1, tzinfo=UTC)
+ALICE_MEMORIES = LearningFilter(store="user_memory", scopes=[user_scope("alice")], kinds=["memory"])
+
+
+# ``db`` (tests/conftest.py) is a fresh database on each engine: SQLite, then PostgreSQL.
+
+
+@pytest.fixture
+def lm(db: SqlDb) -> LearningMachine:
+    return LearningMachine(db=db, user_memory=True, entity_memory=True)
+
+
+def say(
+    lm: LearningMachine,
+    text: str,
+    *,
+    user: str = "alice",
+    session: str = "s1",
+    speaker: str | None = None,
+    at: datetime = DAY,
+) -> str:
+    """Add one conversation turn as a memory; return its id."""
+    metadata = {"speaker": speaker} if speaker else None
+    item = lm.user_memory.add(
+        text, user_id=user, session_id=session, created_at=at, metadata=metadata
+    )
+    return str(item.id)
+
+
+def found(lm: LearningMachine, query: str, *, user: str = "alice", limit: int = 10) -> list[str]:
+    return [item.id for item in lm.user_memory.search(query, user_id=user, limit=limit)]
+
+
+def other_sessions(lm: LearningMachine, user: str = "alice") -> None:
+    """Unrelated turns, so BM25 statistics and sessions look like a real history."""
+    for n, text in enumerate(["The weather was lovely at the beach.", "Work has been busy."]):
+        say(lm, text, user=user, session=f"other-{n}", at=DAY - timedelta(days=30 + n))
+
+
+# --- the ranking features, end to end ----------------------------------------------------------
+
+
+def test_neighbour_spread_finds_the_answer_next_to_the_question(lm: LearningMachine) -> None:
+    other_sessions(lm)
+    minute = timedelta(minutes=1)
+    say(lm, "I adopted a dog last month!", speaker="Caroline")
+    question = say(lm, "Lovely! What breed is he?", speaker="Melanie", at=DAY + minute)
+    answer = say(lm, "A golden retriever, very playful.", speaker="Caroline", at=DAY + 2 * minute)
+
+    results = found(lm, "Which breed is Caroline's dog?")
+    assert answer in results[:3]  # it shares no word with the query: found through its neighbour
+    assert results.index(question) < results.index(answer)
+
+    no_spread = RankingConfig(neighbour_weights=())
+    query = "Which breed is Caroline's dog?"
+    hits = hybrid_search(lm.db, None, query, ALICE_MEMORIES, limit=10, config=no_spread)
+    assert answer not in [hit.record.id for hit in hits]
+
+
+def test_neighbours_follow_session_order_not_insertion_order(lm: LearningMachine) -> None:
+    # Imported out of order: the answer is inserted first but said last.
+    later = DAY + timedelta(minutes=5)
+    answer = say(lm, "A golden retriever.", at=later)
+    filler = say(lm, "Anyway.", at=DAY - timedelta(hours=1))
+    question = say(lm, "What breed is your dog?", at=DAY)
+
+    rows = lm.db.load_neighbours(ALICE_MEMORIES, [question])
+    assert [row.id for row in rows] == [filler, question, answer]
+    assert answer in found(lm, "dog breed")
+
+
+def test_the_speaker_named_in_the_query_is_boosted(lm: LearningMachine) -> None:
+    caroline = say(lm, "I paint sunsets on weekends.", session="a", speaker="Caroline")
+    melanie = say(lm, "I paint sunsets on weekends.", session="b", speaker="Melanie")
+    assert found(lm, "What does Melanie paint?")[:2] == [melanie, caroline]
+    assert found(lm, "What does Caroline paint?")[:2] == [caroline, melanie]
+
+
+def test_the_entity_of_an_entity_fact_is_its_subject(lm: LearningMachine) -> None:
+    acme = lm.entity_memory.add_fact("Acme", "moved its office to Berlin", user_id="alice")
+    globex = lm.entity_memory.add_fact("Globex", "moved its office to Berlin", user_id="alice")
+    where = LearningFilter(
+        store="entity_memory",
+        scopes=[namespace_scope("global", "alice")],
+        kinds=["fact", "event", "relation"],
+    )
+    query = "Where did Acme move its office?"
+
+    def scores(config: RankingConfig) -> dict[str, float]:
+        hits = hybrid_search(lm.db, None, query, where, limit=5, config=config, now=NOW)
+        return {hit.record.id: hit.score for hit in hits}
+
+    boosted, plain = scores(RankingConfig()), scores(RankingConfig(subject_boost=0))
+    assert boosted[acme.id] / plain[acme.id] == pytest.approx(1.4)
+    assert boosted[globex.id] == pytest.approx(plain[globex.id])
+
+
+def test_a_date_in_the_query_boosts_memories_created_then(lm: LearningMachine) -> None:
+    august = say(lm, "We cooked a big paella.", session="aug", at=datetime(2023, 8, 20, tzinfo=UTC))
+    may = say(lm, "We cooked a big paella.", session="may", at=DAY)
+    assert found(lm, "What did we cook on 7 May 2023?")[:2] == [may, august]
+    assert found(lm, "What did we cook in August 2023?")[:2] == [august, may]
+
+
+def test_now_anchors_relative_time_words(lm: LearningMachine) -> None:
+    old = say(lm, "We cooked a big paella.", session="old", at=DAY - timedelta(days=60))
+    recent = say(lm, "We cooked a big paella.", session="new", at=DAY - timedelta(days=3))
+    for now, first in ((DAY, recent), (DAY - timedelta(days=55), old)):
+        hits = hybrid_search(lm.db, None, "paella last week", ALICE_MEMORIES, limit=2, now=now)
+        assert hits[0].record.id == first
+
+
+# --- what a search may see -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("embedder", [None, "hash"])
+def test_other_users_rows_never_appear(db: SqlDb, embedder: str | None) -> None:
+    lm = LearningMachine(db=db, user_memory=True, embedder=embedder)
+    query = "Which hotel did we book in Lisbon for the conference?"
+    mine = say(lm, "The conference is in Lisbon.", session="shared")
+    # Bob's rows match every word, sit in the same session id right next to Alice's, and have
+    # her query's exact vector: the best candidates and neighbours, if the scope leaked.
+    theirs = [
+        say(lm, query, user="bob", session="shared", at=DAY + timedelta(seconds=s)) for s in (1, 2)
+    ]
+    say(lm, "We booked the Hotel Lisboa for the Lisbon conference.", user="bob", session="b2")
+
+    assert found(lm, query) == [mine]
+    assert set(found(lm, query, user="bob")[:2]) == set(theirs)  # what would have leaked
+
+
+def test_deleted_and_proposed_rows_never_appear(db: SqlDb, lm: LearningMachine) -> None:
+    kept = say(lm, "The conference is in Lisbon.")
+    gone = say(lm, "We booked the Hotel Lisboa for the Lisbon conference.", at=DAY + timedelta(1))
+    lm.user_memory.delete(gone, user_id="alice")
+    proposal = LearningRecord(
+        id="proposed-1",
+        store="user_memory",
+        kind="memory",
+        scope=user_scope("alice"),
+        content={"content": "Which hotel in Lisbon? We booked the Hotel Lisboa."},
+        text="Which hotel in Lisbon? We booked the Hotel Lisboa.",
+        user_id="alice",
+        session_id="s1",
+        status="proposed",
+        created_at=DAY + timedelta(seconds=1),
+    )
+    db.apply([Create(proposal)])
+
+    assert found(lm, "Which hotel did we book in Lisbon?") == [kept]
+    assert lm.db.load_neighbours(ALICE_MEMORIES, [kept, gone, "proposed-1"]) == [
+        RankingRow(kept, "s1", DAY, None)
+    ]
+
+
+def test_vectors_fuse_in_with_an_embedder(db: SqlDb) -> None:
+    with_vectors = LearningMachine(db=db, user_memory=True, embedder=HashEmbedder())
+    text_only = LearningMachine(db=db, user_memory=True)
+    # Its only words in common with the query are stopwords, which full-text drops: only the
+    # vectors (which hash every word and word pair) can find it.
+    promise = say(with_vectors, "I will be there for you.", session="a")
+    say(with_vectors, "Tomorrow the shop opens late.", session="b")
+    query = "will you be there for me tomorrow"
+    assert promise not in found(text_only, query)
+    assert promise in found(with_vectors, query)
+
+
+def test_vectors_of_another_embedder_are_skipped(db: SqlDb) -> None:
+    small = LearningMachine(db=db, user_memory=True, embedder=HashEmbedder(64))
+    large = LearningMachine(db=db, user_memory=True, embedder=HashEmbedder(256))
+    say(small, "I will be there for you.", session="a")
+    kept = say(large, "I will be there for you.", session="b")
+    assert found(large, "will you be there for me tomorrow") == [kept]
+
+
+@pytest.mark.parametrize("query", ["", "   ", "?!", "— … —"])
+@pytest.mark.parametrize("embedder", [None, "hash"])
+def test_a_query_without_a_searchable_word_finds_nothing(
+    db: SqlDb, query: str, embedder: str | None
+) -> None:
+    lm = LearningMachine(db=db, user_memory=True, embedder=embedder)
+    say(lm, "Anything at all?! — …")
+    assert found(lm, query) == []
+
+
+# --- the read methods the pipeline uses --------------------------------------------------------
+
+
+def test_text_scores_are_search_texts_ids_and_scores(lm: LearningMachine) -> None:
+    other_sessions(lm)
+    say(lm, "We went to the beach in July.")
+    say(lm, "Swimming at the beach, then work.", user="bob")
+    hits = lm.db.search_text("beach work", ALICE_MEMORIES)
+    assert lm.db.search_text_scores("beach work", ALICE_MEMORIES) == [
+        (hit.record.id, hit.score) for hit in hits
+    ]
+    assert len(hits) == 3
+    assert lm.db.search_text_scores("beach work", ALICE_MEMORIES, limit=1) == [
+        (hits[0].record.id, hits[0].score)
+    ]
+    assert lm.db.search_text_scores("?!", ALICE_MEMORIES) == []
+    assert lm.db.search_text_scores("beach", ALICE_MEMORIES, limit=0) == []
+
+
+def test_load_neighbours_reads_whole_sessions_within_the_filter(lm: LearningMachine) -> None:
+    minute = timedelta(minutes=1)
+    a1 = say(lm, "one", session="a", speaker="Caroline")
+    a2 = say(lm, "two", session="a", at=DAY + minute)
+    b1 = say(lm, "three", session="b", at=DAY - minute)
+    c1 = say(lm, "four", session="c")
+    loose = lm.user_memory.add("no session", user_id="alice", created_at=DAY + 2 * minute).id
+    say(lm, "bob's", user="bob", session="a", at=DAY + minute / 2)
+
+    rows = lm.db.load_neighbours(ALICE_MEMORIES, [a2, loose, "unknown"])
+    assert rows == [
+        RankingRow(a1, "a", DAY, "Caroline"),
+        RankingRow(a2, "a", DAY + minute, None),
+        RankingRow(loose, None, DAY + 2 * minute, None),
+    ]
+    assert {row.id for row in lm.db.load_neighbours(ALICE_MEMORIES, [b1, c1])} == {b1, c1}
+    assert lm.db.load_neighbours(ALICE_MEMORIES, []) == []
+
+
+def test_the_ids_filter_narrows_any_read(lm: LearningMachine) -> None:
+    first, second = say(lm, "one"), say(lm, "two", user="bob")
+    assert [r.id for r in lm.db.list_learnings(replace(ALICE_MEMORIES, ids=[first, second]))] == [
+        first
+    ]
+    assert lm.db.count_learnings(replace(ALICE_MEMORIES, ids=[])) == 0
+
+
+def test_hybrid_search_returns_full_rows_best_first(lm: LearningMachine) -> None:
+    other_sessions(lm)
+    memory = say(lm, "Alice's favourite tea is genmaicha.", speaker="Alice")
+    hits = hybrid_search(lm.db, None, "favourite tea", ALICE_MEMORIES, limit=5, now=NOW)
+    assert [hit.record.id for hit in hits] == [memory]
+    record = hits[0].record
+    assert record.content == {"content": "Alice's favourite tea is genmaicha."}
+    assert record.metadata == {"speaker": "Alice"}
+    assert hybrid_search(lm.db, None, "favourite tea", ALICE_MEMORIES, limit=0) == []
