@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -41,7 +42,9 @@ def pick_model(model: str | None = None) -> Model:
     if provider == "local":
         from kern.models.llamacpp import LlamaCpp
 
-        return LlamaCpp(model_path=model_id or None, seed=7, temperature=0.2, max_tokens=512)
+        # Greedy: SmolLM2-135M is most coherent without sampling noise, and LlamaCpp bounds
+        # every JSON string, so a greedy loop inside one cannot run away.
+        return LlamaCpp(model_path=model_id or None, seed=7, temperature=0.0, max_tokens=512)
     if provider == "openai":
         from kern.models.openai import OpenAIResponses
 
@@ -107,10 +110,11 @@ def demo(
             except KernError as exc:  # a small local model can fail a turn; show it, go on
                 console.print(f"\n[red]this turn failed:[/red] {exc}")
                 continue
-            if output.recalled:
-                console.print(f"[dim]recalled for this answer:\n{output.recalled}[/dim]")
+            recalled = output.recalled or "(nothing recalled)"
+            console.print(f"[dim]recalled into the instructions:\n{recalled}[/dim]")
         with console.status("learning from the session (background extraction)…"):
-            lm.wait("alice", timeout=300)
+            _wait_for_learning(lm, "alice", timeout=300)
+        console.print(f"[bold magenta]learned after {session_id}:[/bold magenta]")
         _show_learnings(lm, "alice")
     console.rule("stored")
     table = Table("session", "run", "input", "model calls", "tokens in/out", "seconds")
@@ -136,11 +140,24 @@ def demo(
     db.close()
 
 
+def _wait_for_learning(lm: LearningMachine, user_id: str, *, timeout: float) -> None:
+    """Wait for ``user_id``'s extraction jobs until each is done or has failed an attempt: a
+    failed job waits for a retry by a later process, which this one would wait for in vain."""
+    deadline = time.monotonic() + timeout
+    while not lm.wait(user_id, timeout=0.5) and time.monotonic() < deadline:
+        jobs = [j for j in lm.db.list_jobs(limit=1000) if j.user_id == user_id]
+        if all(j.status == "done" or j.error for j in jobs):
+            return
+
+
 def _show_learnings(lm: LearningMachine, user_id: str) -> None:
     profile = lm.user_profile.get(user_id=user_id).model_dump(exclude_none=True)
     console.print(f"[magenta]profile[/magenta] {profile or '(empty)'}")
-    for memory in lm.user_memory.list(user_id=user_id):
+    memories = lm.user_memory.list(user_id=user_id)
+    for memory in memories:
         console.print(f"[magenta]memory[/magenta]  {memory.content}")
+    if not memories:
+        console.print("[magenta]memory[/magenta]  (none)")
 
 
 def _chat_turn(agent: Agent, text: str, *, user_id: str, session_id: str) -> RunOutput:

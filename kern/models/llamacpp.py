@@ -4,16 +4,25 @@ Without ``model_path`` the SmolLM2-135M-Instruct GGUF shipped by the ``llm-smoll
 is used: small and fast enough for offline demos and tests, not for real work.
 
 - Text comes from ``create_chat_completion``; the chat template is the GGUF's own.
-- Structured output constrains sampling with a grammar compiled from the JSON schema
-  (``response_format={"type": "json_object", "schema": ...}``), so the text is JSON of that
-  shape whenever generation is not cut short by ``max_tokens``.
+- Structured output constrains sampling with a grammar compiled from the JSON schema, so the
+  text is JSON of that shape. A small model left free inside a JSON string may never close it,
+  so before compiling, every string without a ``maxLength`` gets one (``max_string_length``)
+  and every array without a ``maxItems`` gets one (``max_items``): the grammar then only allows
+  finite output, and the call's ``max_tokens`` is raised to the longest output it allows
+  (llama-cpp still stops at the end of the context window, ``n_ctx``; output cut there is
+  reported as invalid, never repaired). Only the grammar carries the schema: the prompt is the
+  caller's messages alone. A schema the grammar compiler cannot handle is an error, not a
+  silent fallback to unconstrained JSON.
 - Tool calling does *not* use llama-cpp's function-calling chat handlers: they depend on
   model-specific templates and small models follow them unreliably. Instead, only when a
-  request has tools, the tools are described in the system prompt and the output is
-  constrained by a grammar to either ``{"tool_calls": [{"name": ..., "arguments": {...}}]}``
-  (each name one of the tools, its arguments that tool's schema) or ``{"answer": ...}``.
-  The grammar guarantees the shape; whether a tiny model calls the *right* tool is up to it.
-  Tool calls and results are replayed to the model in that same JSON / plain-text form.
+  request has tools, the tools are described in the system prompt (each as a call written out)
+  and the output is constrained by a grammar to either
+  ``{"tool_calls": [{"name": ..., "arguments": {...}}]}`` (each name one of the tools, its
+  arguments that tool's schema; one call per reply unless ``parallel_tool_calls``) or
+  ``{"answer": ...}``. The grammar guarantees the shape; whether a tiny model calls the *right*
+  tool is up to it. Tool calls and results are replayed to the model in that same JSON /
+  plain-text form, results followed by a reminder to answer; a reply that only repeats calls
+  already answered in this turn is asked again with the answer branch alone.
 - A ``Llama`` object is not thread-safe: it is loaded once, lazily, and every call runs in a
   worker thread holding one lock, so the event loop never blocks and calls never overlap.
 """
@@ -26,6 +35,7 @@ import json
 import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +67,12 @@ You can call these tools:
 {tools}
 
 Reply with one JSON object and nothing else:
-- to call tools: {{"tool_calls": [{{"name": "<tool name>", "arguments": {{...}}}}]}}
-- to answer: {{"answer": <your answer>}}
-Call a tool when you need its result; answer once you have what you need."""
+- to answer the user: {{"answer": "<your answer>"}}
+- to call a tool: {{"tool_calls": [{{"name": "<tool name>", "arguments": {{<arguments>}}}}]}}
+Answer directly unless you need a tool's result; once you have it, answer."""
+
+# Appended after tool results: small models otherwise call the same tool again and again.
+AFTER_TOOL_RESULTS = "Use this result to answer the user."
 
 
 def default_model_path() -> str:
@@ -74,7 +87,14 @@ def default_model_path() -> str:
 
 
 class LlamaCpp(Model):
-    """A local GGUF chat model; ``id`` is the file's stem."""
+    """A local GGUF chat model; ``id`` is the file's stem.
+
+    ``max_tokens`` bounds free text; JSON output (structured or tool mode) is bounded by its
+    grammar instead: strings of at most ``max_string_length`` characters (a tool-mode answer:
+    ``4 * max_tokens``, at most 1000), arrays of at most ``max_items`` items, unless the schema
+    says otherwise. A reply makes one tool call unless ``parallel_tool_calls``: small models
+    asked for several repeat the same call.
+    """
 
     provider = PROVIDER
 
@@ -87,10 +107,15 @@ class LlamaCpp(Model):
         temperature: float = 0.2,
         max_tokens: int = 512,
         chat_format: str | None = None,
+        max_string_length: int = 200,
+        max_items: int = 5,
+        parallel_tool_calls: bool = False,
     ) -> None:
         path = model_path if model_path is not None else default_model_path()
         if not Path(path).is_file():
             raise ConfigError(f"no GGUF model file at {path!r}")
+        if min(max_tokens, max_string_length, max_items) < 1:
+            raise ConfigError("max_tokens, max_string_length and max_items must be ≥ 1")
         self.model_path = path
         self.id = Path(path).stem
         self.n_ctx = n_ctx
@@ -98,6 +123,9 @@ class LlamaCpp(Model):
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.chat_format = chat_format
+        self.max_string_length = max_string_length
+        self.max_items = max_items
+        self.parallel_tool_calls = parallel_tool_calls
         self._llama: Any = None
         self._load_lock = threading.Lock()
         self._call_lock = threading.Lock()
@@ -121,7 +149,24 @@ class LlamaCpp(Model):
                         ) from exc
         return self._llama
 
-    def _completion_args(self, request: ModelRequest) -> dict[str, Any]:
+    def grammar_schema(
+        self, request: ModelRequest, *, answer_only: bool = False
+    ) -> dict[str, Any] | None:
+        """The bounded JSON schema that constrains this request's output; None for free text."""
+        schema = output_grammar_schema(
+            request.tools,
+            request.output_schema,
+            answer_length=min(4 * self.max_tokens, MAX_REPEAT),
+            parallel_calls=self.parallel_tool_calls,
+            answer_only=answer_only,
+        )
+        if schema is None:
+            return None
+        return bounded_schema(schema, max_length=self.max_string_length, max_items=self.max_items)
+
+    def _completion_args(
+        self, request: ModelRequest, *, answer_only: bool = False
+    ) -> dict[str, Any]:
         args: dict[str, Any] = {
             "messages": chat_messages(request),
             "max_tokens": self.max_tokens,
@@ -129,21 +174,41 @@ class LlamaCpp(Model):
         }
         if self.seed is not None:
             args["seed"] = self.seed
-        schema = output_grammar_schema(request.tools, request.output_schema)
+        schema = self.grammar_schema(request, answer_only=answer_only)
         if schema is not None:
-            args["response_format"] = {"type": "json_object", "schema": schema}
+            # Cutting JSON short can only make it invalid: leave room for the longest output
+            # the grammar allows. Unbounded parts (free-form objects) keep ``max_tokens``.
+            args["max_tokens"] = max(self.max_tokens, json_length_bound(schema) or 0)
+            args["json_schema"] = schema
         return args
+
+    def _create(self, llama: Any, args: dict[str, Any], *, stream: bool = False) -> Any:
+        """``create_chat_completion``, with the grammar compiled here rather than through
+        ``response_format``, which silently falls back to unconstrained JSON on failure."""
+        args = dict(args)
+        schema = args.pop("json_schema", None)
+        if schema is not None:
+            args["grammar"] = json_grammar(schema)
+        try:
+            return llama.create_chat_completion(**args, stream=stream)
+        except Exception as exc:  # context overflow, a grammar llama.cpp rejects
+            raise ModelError(f"{type(exc).__name__}: {exc}", provider=PROVIDER) from exc
 
     def _complete(self, args: dict[str, Any]) -> Any:
         with self._call_lock:
-            llama = self.llama()
-            try:
-                return llama.create_chat_completion(**args)
-            except Exception as exc:  # context overflow, unsupported schema in the grammar
-                raise ModelError(f"{type(exc).__name__}: {exc}", provider=PROVIDER) from exc
+            return self._create(self.llama(), args)
 
     async def request(self, request: ModelRequest) -> ModelResponse:
-        args = self._completion_args(request)
+        response = await self._request(request, self._completion_args(request))
+        if response.tool_calls and repeats_answered_calls(request, response.tool_calls):
+            # Repeating a call whose result is already in this turn can only loop, which small
+            # models do: ask again with the envelope's answer branch alone.
+            retry = self._completion_args(request, answer_only=True)
+            answer = await self._request(request, retry)
+            return replace(answer, usage=response.usage + answer.usage)
+        return response
+
+    async def _request(self, request: ModelRequest, args: dict[str, Any]) -> ModelResponse:
         completion = await asyncio.to_thread(self._complete, args)
         try:
             choice = completion["choices"][0]
@@ -193,7 +258,7 @@ class LlamaCpp(Model):
             try:
                 with self._call_lock:
                     llama = self.llama()
-                    chunks = llama.create_chat_completion(**args, stream=True)
+                    chunks = self._create(llama, args, stream=True)
                     try:
                         for chunk in chunks:
                             if stop.is_set():
@@ -262,6 +327,8 @@ def chat_messages(request: ModelRequest) -> list[dict[str, str]]:
             turns[-1]["content"] += "\n\n" + content
         else:
             turns.append({"role": role, "content": content})
+    if request.tools and request.messages and isinstance(request.messages[-1], ToolResultMessage):
+        turns[-1]["content"] += "\n\n" + AFTER_TOOL_RESULTS
     return turns
 
 
@@ -292,20 +359,59 @@ def tools_prompt(tools: Sequence[ToolDefinition]) -> str:
     """The system-prompt part that describes the tools and the reply format; empty without."""
     if not tools:
         return ""
-    listed = "\n".join(
-        f"- {t.name}: {t.description} Arguments (JSON schema): {json.dumps(t.parameters)}"
-        for t in tools
+    return TOOLS_PROMPT.format(tools="\n".join(_describe_tool(t) for t in tools))
+
+
+def _describe_tool(tool: ToolDefinition) -> str:
+    # A call written out with each argument's type and description reads better to a small
+    # model than the raw JSON schema (which the grammar enforces anyway).
+    properties = tool.parameters.get("properties") or {}
+    required = set(tool.parameters.get("required") or ())
+    arguments = ", ".join(
+        f"{json.dumps(name)}: <{_describe_value(schema)}"
+        + ("" if name in required else ", optional")
+        + ">"
+        for name, schema in properties.items()
     )
-    return TOOLS_PROMPT.format(tools=listed)
+    call = f'{{"name": {json.dumps(tool.name)}, "arguments": {{{arguments}}}}}'
+    return f"- {tool.name}: {tool.description}\n  call: {call}"
+
+
+def _describe_value(schema: Any) -> str:
+    if not isinstance(schema, dict):
+        return "value"
+    kind = schema.get("type")
+    if not isinstance(kind, str) or kind in ("object", "array"):
+        # Nested shapes are shown as their schema, without the noise of titles.
+        shown = {k: v for k, v in schema.items() if k not in ("title", "description")}
+        kind = json.dumps(shown) if shown else "value"
+    description = schema.get("description")
+    return f"{kind}: {description}" if description else kind
 
 
 def output_grammar_schema(
-    tools: Sequence[ToolDefinition], output: OutputSchema | None
+    tools: Sequence[ToolDefinition],
+    output: OutputSchema | None,
+    *,
+    answer_length: int | None = None,
+    parallel_calls: bool = True,
+    answer_only: bool = False,
 ) -> dict[str, Any] | None:
     """The JSON schema that constrains sampling: the output schema, or with tools the
-    tool-call / answer envelope; None for free text."""
+    tool-call / answer envelope (a free answer of at most ``answer_length`` characters, one
+    tool call per reply unless ``parallel_calls``; the answer alone if ``answer_only``); None
+    for free text."""
     if not tools:
         return output.schema if output is not None else None
+    calls = {"minItems": 1} if parallel_calls else {"minItems": 1, "maxItems": 1}
+    answer: dict[str, Any] = {"type": "string"}
+    if output is not None:
+        answer = output.schema
+    elif answer_length is not None:
+        answer["maxLength"] = answer_length
+    answer_shape = {"type": "object", "properties": {"answer": answer}, "required": ["answer"]}
+    if answer_only:
+        return answer_shape
     call_shapes = [
         {
             "type": "object",
@@ -314,19 +420,179 @@ def output_grammar_schema(
         }
         for t in tools
     ]
-    answer = output.schema if output is not None else {"type": "string"}
     return {
         "anyOf": [
             {
                 "type": "object",
                 "properties": {
-                    "tool_calls": {"type": "array", "items": {"anyOf": call_shapes}, "minItems": 1}
+                    "tool_calls": {"type": "array", "items": {"anyOf": call_shapes}, **calls}
                 },
                 "required": ["tool_calls"],
             },
-            {"type": "object", "properties": {"answer": answer}, "required": ["answer"]},
+            answer_shape,
         ]
     }
+
+
+def repeats_answered_calls(request: ModelRequest, calls: Sequence[ToolCall]) -> bool:
+    """Whether every one of ``calls`` was already made, with the same arguments, since the
+    user's last message (so its result is in the conversation)."""
+    made: set[tuple[str, str]] = set()
+    for message in request.messages:
+        if isinstance(message, UserMessage):
+            made.clear()
+        elif isinstance(message, AssistantMessage):
+            made.update(_call_key(c) for c in message.tool_calls)
+    return bool(made) and all(_call_key(c) in made for c in calls)
+
+
+def _call_key(call: ToolCall) -> tuple[str, str]:
+    return call.name, json.dumps(_arguments(call), sort_keys=True)
+
+
+def bounded_schema(schema: dict[str, Any], *, max_length: int, max_items: int) -> dict[str, Any]:
+    """A copy of ``schema`` in which every string has a ``maxLength`` and every array a
+    ``maxItems`` (bounds already there are kept, up to ``MAX_REPEAT``), so the grammar compiled
+    from it is finite.
+
+    Not bounded, because llama-cpp's grammar compiler cannot bound them: free-form objects
+    (no ``properties``, or ``additionalProperties``), untyped values and string ``pattern``s.
+    """
+
+    def bound(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        kind = node.get("type")
+        if isinstance(kind, list) and not {"anyOf", "oneOf"} & node.keys():
+            # llama-cpp compiles a list of types to bare {"type": t} branches, which would drop
+            # the bounds: spell it as anyOf with the other keywords in every branch.
+            rest = {k: v for k, v in node.items() if k != "type"}
+            return bound({"anyOf": [{**rest, "type": t} for t in kind]})
+        node = dict(node)
+        for key in ("properties", "$defs", "definitions"):
+            if isinstance(node.get(key), dict):
+                node[key] = {name: bound(sub) for name, sub in node[key].items()}
+        for key in ("anyOf", "oneOf", "allOf", "prefixItems", "items"):
+            if isinstance(node.get(key), list):
+                node[key] = [bound(sub) for sub in node[key]]
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                node[key] = bound(node[key])
+        if kind == "string" and not {"pattern", "enum", "const"} & node.keys():
+            _cap(node, "minLength", "maxLength", max_length)
+        if isinstance(node.get("items"), dict):
+            _cap(node, "minItems", "maxItems", max_items)
+        return node
+
+    bounded: dict[str, Any] = bound(schema)
+    return bounded
+
+
+# llama-cpp-python compiles ``maxLength: n`` / ``maxItems: n`` to n nested optional groups, and
+# llama.cpp rejects more than 1000 of them by crashing the process (a segfault, measured with
+# llama-cpp-python 0.3.36): bounds are capped here, never passed on.
+MAX_REPEAT = 1000
+
+
+def _cap(node: dict[str, Any], low_key: str, high_key: str, default: int) -> None:
+    low = node.get(low_key, 0)
+    if not isinstance(low, int) or low > MAX_REPEAT:
+        raise ModelError(
+            f"{low_key} {low!r} is more than llama.cpp grammars support ({MAX_REPEAT})",
+            provider=PROVIDER,
+        )
+    high = node.get(high_key, default)
+    node[high_key] = min(max(high, low), MAX_REPEAT) if isinstance(high, int) else default
+
+
+# Longest text of llama-cpp's grammar primitives, trailing optional space included.
+_PRIMITIVE_LENGTH = {"integer": 18, "number": 53, "boolean": 6, "null": 5}
+_FORMAT_LENGTH = {"date": 13, "time": 28, "date-time": 41}
+
+
+def json_length_bound(schema: dict[str, Any]) -> int | None:
+    """The longest text llama-cpp's grammar for ``schema`` allows, counting a string's
+    characters once each (so in tokens for text without escapes or multi-token characters);
+    None when some part is unbounded or recursive."""
+
+    def resolve(ref: str) -> Any:
+        node: Any = schema
+        for part in ref.removeprefix("#/").split("/"):
+            node = node.get(part.replace("~1", "/").replace("~0", "~"), {})
+        return node
+
+    def longest(nodes: Sequence[Any], seen: frozenset[str]) -> int | None:
+        sizes = [size(n, seen) for n in nodes]
+        return None if not sizes or None in sizes else max(s for s in sizes if s is not None)
+
+    def size(node: Any, seen: frozenset[str]) -> int | None:
+        if not isinstance(node, dict):
+            return None
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if not ref.startswith("#/") or ref in seen:
+                return None
+            return size(resolve(ref), seen | {ref})
+        for key in ("anyOf", "oneOf"):
+            if key in node:
+                return longest(node[key], seen)
+        kind = node.get("type")
+        if isinstance(kind, list):
+            return longest([{**node, "type": t} for t in kind], seen)
+        if "const" in node:
+            return len(json.dumps(node["const"])) + 1
+        if "enum" in node:
+            return longest([{"const": v} for v in node["enum"]], seen)
+        extra = node.get("additionalProperties")
+        if kind in (None, "object") and "properties" in node:
+            if extra is True or isinstance(extra, dict):
+                return None
+            total = 4  # braces and their spaces
+            for name, sub in node["properties"].items():
+                value = size(sub, seen)
+                if value is None:
+                    return None
+                total += len(json.dumps(name)) + 3 + value + 2  # key, colon, value, comma
+            return total
+        items = node.get("items", node.get("prefixItems"))
+        if kind in (None, "array") and isinstance(items, list):
+            parts = [size(sub, seen) for sub in items]
+            return None if None in parts else 4 + sum(p + 2 for p in parts if p is not None)
+        if kind in (None, "array") and isinstance(items, dict):
+            item = size(items, seen)
+            count = node.get("maxItems")
+            return None if item is None or count is None else 4 + count * (item + 2)
+        if kind == "string":
+            if "pattern" in node:
+                return None
+            if node.get("format") in _FORMAT_LENGTH:
+                return _FORMAT_LENGTH[node["format"]]
+            length = node.get("maxLength")
+            return None if length is None else length + 3  # quotes and space
+        return _PRIMITIVE_LENGTH.get(kind) if isinstance(kind, str) else None
+
+    return size(schema, frozenset())
+
+
+# llama-cpp-python's string character rule admits raw control characters (a newline inside a
+# string), which JSON forbids; llama.cpp's own converter excludes them. Same fix here.
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+def json_grammar(schema: dict[str, Any]) -> Any:
+    """llama-cpp's grammar for ``schema``; ``ModelError`` when it cannot compile one."""
+    llama_cpp = require("llama_cpp", "local")
+    try:
+        gbnf = llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+        return llama_cpp.LlamaGrammar.from_string(
+            gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR), verbose=False
+        )
+    except Exception as exc:
+        raise ModelError(
+            f"cannot compile a grammar for this JSON schema: {type(exc).__name__}: {exc}",
+            provider=PROVIDER,
+        ) from exc
 
 
 def parse_tool_envelope(
@@ -336,7 +602,7 @@ def parse_tool_envelope(
     try:
         envelope = json.loads(content)
     except json.JSONDecodeError as exc:
-        hint = " (cut short by max_tokens; raise it)" if truncated else ""
+        hint = " (cut short by max_tokens or the context window n_ctx)" if truncated else ""
         raise ModelOutputError(
             f"tool-mode reply is not JSON{hint}: {exc}", provider=PROVIDER
         ) from exc
