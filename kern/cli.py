@@ -240,6 +240,38 @@ def _slash_command(text: str, lm: LearningMachine, user_id: str) -> None:
         )
 
 
+@app.command()
+def serve(
+    app_spec: Annotated[str, typer.Option("--app", help="module:name of an Agent or FastAPI app")],
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    tokens_file: Annotated[
+        Path | None, typer.Option(help="JSON/TOML file of admin and user tokens")
+    ] = None,
+) -> None:
+    """The REST API, SSE chat and web UI (/ui) for an agent (the `server` extra)."""
+    from kern.server.serve import serve as serve_app
+
+    serve_app(app_spec, host=host, port=port, tokens_file=tokens_file)
+
+
+@app.command()
+def worker(
+    app_spec: Annotated[str, typer.Option("--app", help="module:name of the app's machine")],
+    db: Annotated[str | None, typer.Option("--db", help="Override the app's database")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    until_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
+) -> None:
+    """Process extraction jobs from the durable queue until stopped (SIGTERM/SIGINT)."""
+    import logging
+
+    from kern.learn.worker import serve as serve_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    done = serve_worker(db_url=db, app=app_spec, concurrency=concurrency, until_idle=until_idle)
+    console.print(f"worker stopped after {done} job(s)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
 
@@ -258,7 +290,7 @@ UserOption = Annotated[str, typer.Option("--user-id", help="Whose learnings")]
 
 def _machine(db_target: str) -> LearningMachine:
     """Every built-in store over the database: the CLI reads what any agent wrote."""
-    from kern.mcp import open_db
+    from kern.db import open_db
 
     if "://" not in db_target and not Path(db_target).exists():
         raise typer.BadParameter(f"no database at {db_target}", param_hint="--db")
