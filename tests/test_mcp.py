@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("mcp", reason="MCP TESTS SKIPPED: the `mcp` extra is not installed")
 
-from mcp import ClientSession  # noqa: E402
-from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from kern.db.sqlite import SqliteDb  # noqa: E402
-from kern.learn import LearningMachine  # noqa: E402
+from kern.db.sqlite import SqliteDb
+from kern.learn import LearningMachine
 
 
 async def test_an_mcp_client_lists_tools_saves_and_recalls_a_memory(tmp_path: Path) -> None:
