@@ -123,7 +123,7 @@ def test_vectors_round_trip_and_are_searched_by_the_database_per_dimension(url: 
             names = set(conn.execute(text("SELECT indexname FROM pg_indexes")).scalars())
         assert {"ix_learnings_embedding_hnsw_2", "ix_learnings_embedding_hnsw_3"} <= names
         # The index serves the query shape search_vectors sends.
-        with db.transaction(write=False) as conn:
+        with db.transaction() as conn:
             conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
             plan = conn.exec_driver_sql(
                 "EXPLAIN SELECT id FROM learnings WHERE vector_dims(learnings.embedding) = 3 "

@@ -4,7 +4,9 @@ Same tables and migrations as ``SqliteDb`` (``kern.db.schema``, ``kern.db.migrat
 differs is declared here, in the hooks ``SqlDb`` leaves to engines:
 
 - Driver: psycopg 3 (``postgresql+psycopg://``), a pool of connections per process. A process
-  that forks drops (without closing) the connections it inherited.
+  that forks drops (without closing) the connections it inherited. Writes run in a
+  transaction; reads (``transaction(write=False)``) run statement by statement in autocommit,
+  which under READ COMMITTED loses nothing and saves the BEGIN and COMMIT round trips.
 - Concurrency: rows a write reads and then changes are read ``FOR UPDATE`` and every update is
   a compare-and-swap on ``version`` (``kern.db.sql``); a transaction that loses a deadlock is
   retried. Jobs are claimed ``FOR UPDATE SKIP LOCKED``: claimers never wait on each other.
@@ -43,6 +45,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     create_engine,
+    event,
     func,
     literal_column,
     select,
@@ -55,7 +58,7 @@ from sqlalchemy.types import UserDefinedType
 from kern.db.base import JobRecord, LearningFilter, LearningRecord, WriteOp
 from kern.db.migrations import migrate, serialize_schema_changes
 from kern.db.schema import learnings
-from kern.db.sql import LEARNING_COLUMNS, SqlDb, learning_clauses, runnable_jobs
+from kern.db.sql import LEARNING_COLUMNS, WRITE_OPTION, SqlDb, learning_clauses, runnable_jobs
 from kern.errors import ConfigError, MissingDependencyError, StorageError
 from kern.search.query import tsquery
 
@@ -284,7 +287,8 @@ class PostgresDb(SqlDb):
             .order_by(literal_column("distance"))
             .limit(limit)
         )
-        with self.transaction(write=False, action="search learning vectors") as conn:
+        # A transaction (write=True), though it only reads: SET LOCAL needs one.
+        with self.transaction(action="search learning vectors") as conn:
             conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {min(1000, max(40, limit))}")
             conn.exec_driver_sql("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = conn.execute(query).all()
@@ -392,8 +396,33 @@ def create_postgres_engine(
         # handed to a transaction that would then fail.
         pool_pre_ping=True,
         json_serializer=_json_dumps,
-        connect_args={"application_name": "kern", "connect_timeout": 10, **(connect_args or {})},
+        connect_args={
+            "application_name": "kern",
+            "connect_timeout": 10,
+            # No server-side prepared statements: after a few runs of a prepared statement
+            # Postgres may switch to a generic plan, blind to the scope and search terms it is
+            # given, measured 5x slower on a large shared namespace (benchmarks/scale.md).
+            # Planning each statement costs well under a millisecond, and PgBouncer in
+            # transaction mode needs no prepared-statement support.
+            "prepare_threshold": None,
+            **(connect_args or {}),
+        },
     )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # The driver never opens transactions by itself; ``_begin`` below does, for writes.
+        dbapi_connection.autocommit = True
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # A read (``transaction(write=False)``) runs each statement on its own: under READ
+        # COMMITTED a transaction would give its statements no common snapshot anyway, and
+        # skipping BEGIN and COMMIT saves two round trips per read. Writes are transactions.
+        options = conn.get_execution_options()
+        if options.get(WRITE_OPTION, True) and options.get("isolation_level") != "AUTOCOMMIT":
+            conn.exec_driver_sql("BEGIN")
+
     _ENGINES.add(engine)
     return engine
 
