@@ -7,7 +7,8 @@ each size, through kern's own paths:
   learnings in the shared ``global`` namespace, so at 1M there are 10,000 users with 90
   memories each and 100,000 shared learnings. Texts are 10 words drawn from a 20,000-word
   Zipf vocabulary (a few words are in most rows, most words in few), dated over the last year.
-  Loaded through ``db.apply`` in batches of 2,000 ``Create``s (rows and history events).
+  Built by the stores as ``add`` builds them, written with their history events in 2,000-item
+  transactions of multi-row inserts (``db.apply`` would send one statement per row).
 - recall: ``lm.user_memory.search`` (one user's scope) and ``lm.learned_knowledge.search`` (the
   whole shared namespace), limit 10: hybrid search without an embedder, i.e. full-text
   candidates (FTS5 BM25 / tsvector + GIN) + the ranking pipeline. Queries are two words of one
