@@ -380,7 +380,7 @@ def learnings_export(
     ] = None,
 ) -> None:
     """Everything stored about a user, as one JSON document."""
-    from kern.server.userdata import export_user
+    from kern.db.userdata import export_user
 
     data = export_user(_machine(db).db, user_id).model_dump_json(indent=2)
     if output is None:
@@ -396,7 +396,7 @@ def learnings_import(
     db: DbOption,
 ) -> None:
     """Load a user's export back (ids, history and timestamps kept)."""
-    from kern.server.userdata import UserExport, import_user
+    from kern.db.userdata import UserExport, import_user
 
     data = UserExport.model_validate_json(file.read_text())
     with console.status(f"importing {data.user_id} …"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -114,6 +116,32 @@ def test_export_forget_import_round_trip(db_file: str, tmp_path: Path) -> None:
     )
     strip = lambda d: {k: v for k, v in json.loads(d).items() if k != "exported_at"}  # noqa: E731
     assert strip(first.read_text()) == strip(second.read_text())
+
+
+def test_export_and_import_need_no_server_extra(db_file: str, tmp_path: Path) -> None:
+    """`kern learnings export|import` work where fastapi is not installed (no `server` extra)."""
+    out = tmp_path / "alice.json"
+    SqliteDb(db_file=str(tmp_path / "copy.db")).close()  # import refuses a missing database
+    script = (
+        "import sys; sys.modules['fastapi'] = None\n"  # an import of fastapi now fails
+        "from kern.cli import app\n"
+        "app(sys.argv[1:])\n"
+    )
+    for args in (
+        ["learnings", "export", "--db", db_file, "--user-id", "alice", "-o", str(out)],
+        ["learnings", "import", str(out), "--db", str(tmp_path / "copy.db")],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["user_id"] == "alice"
+    copy = SqliteDb(db_file=str(tmp_path / "copy.db"))
+    try:
+        memories = LearningMachine(db=copy, user_memory=True).user_memory
+        assert len(memories.list(user_id="alice")) == 3
+    finally:
+        copy.close()
 
 
 def test_errors_have_exit_codes(tmp_path: Path) -> None:

@@ -317,11 +317,19 @@ class LearningMachine:
         return True
 
     async def aclose(self) -> None:
-        """Wait (bounded) for pending jobs, then close the embedder's connections."""
+        """Wait (bounded) for pending jobs, then close the model's and the embedder's
+        connections. The database is left open: it was given to the machine and may be shared.
+        Closing twice, or closing a model the agent closes too, is harmless."""
         await self.wait_for_jobs()
+        if self._model is not None:
+            await self._model.aclose()
         close = getattr(self.embedder, "aclose", None)
         if close is not None:
             await close()
+
+    def close(self) -> None:
+        """Synchronous ``aclose``: e.g. at the end of a script."""
+        run_sync(self.aclose())
 
     def wait(self, user_id: str | None = None, *, timeout: float | None = None) -> bool:
         """Synchronous ``wait_for_jobs``: e.g. at the end of a script."""

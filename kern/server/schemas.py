@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import operator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from fastapi import Path
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from kern.db.userdata import UtcDatetime
 from kern.learn.items import Item
 from kern.server.access import StoreAccess
 from kern.server.auth import Principal
@@ -44,17 +45,6 @@ Status = Literal["active", "proposed", "superseded", "deleted", "rejected"]
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 Id = Annotated[str, Field(min_length=1, max_length=256, pattern=ID_PATTERN)]
 PathId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
-
-
-def _utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("the date is out of range once converted to UTC") from None
-
-
-#: A timezone-aware datetime, normalised to UTC (naive ones are refused: no guessing).
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
 class ErrorBody(BaseModel):

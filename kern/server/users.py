@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, create_model
 
+from kern.db.userdata import ImportResult, UserExport, export_user, import_user, list_users
 from kern.server.auth import Admin, Caller, ForUser
 from kern.server.schemas import (
     AnyItem,
@@ -22,7 +23,6 @@ from kern.server.schemas import (
     item_out,
 )
 from kern.server.state import ServerState, annotate, validated
-from kern.server.userdata import ImportResult, UserExport, export_user, import_user, list_users
 
 __all__ = ["users_router"]
 

@@ -7,8 +7,9 @@ export → forget → import gives back an identical export. The extraction queu
 data: callers wait for the user's jobs before exporting, and none are exported.
 
 This works on the tables directly (``kern.db.schema`` through ``SqlDb.transaction``), because
-the ``LearningDb`` protocol can only *create* rows (version 1, new history): it belongs in
-``kern.db`` as ``export_user`` / ``import_user`` once the protocol grows them.
+the ``LearningDb`` protocol can only *create* rows (version 1, new history). It lives in
+``kern.db`` rather than the server so that ``kern learnings export|import`` needs no server
+extra.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection, func, insert, or_, select, union
 from sqlalchemy.exc import IntegrityError
 
@@ -26,7 +27,17 @@ from kern.db.base import Db, LearningFilter
 from kern.db.schema import learning_history, learnings, runs, sessions
 from kern.db.sql import SqlDb
 from kern.errors import ConfigError, ConflictError
-from kern.server.schemas import UtcDatetime
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the date is out of range once converted to UTC") from None
+
+
+#: A timezone-aware datetime, normalised to UTC (naive ones are refused: no guessing).
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 __all__ = [
     "EXPORT_FORMAT",
