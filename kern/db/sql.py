@@ -39,7 +39,6 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
-    bindparam,
     delete,
     false,
     func,
@@ -69,7 +68,7 @@ from kern.db.base import (
     Update,
     WriteOp,
 )
-from kern.db.schema import jobs, learning_history, learnings, runs, sessions
+from kern.db.schema import among, jobs, learning_history, learnings, runs, sessions
 from kern.errors import ConfigError, ConflictError, JobLostError, StorageError
 
 __all__ = [
@@ -681,16 +680,16 @@ class SqlDb:
         # One list parameter, bound at execution: hundreds of ids, used twice. The sessions
         # are looked up by id (unique index) without the filter: only rows matching ``where``
         # are returned, and filtering here would make SQLite scan the scope instead.
-        among = c.id.in_(bindparam("ids", expanding=True))
-        sessions = select(c.session_id).where(among)
+        among_ids = among(c.id, ids)
+        sessions = select(c.session_id).where(among_ids)
         subject = func.coalesce(c.metadata["speaker"].as_string(), c.content["entity"].as_string())
         query = (
             select(c.id, c.session_id, c.created_at, subject)
-            .where(*learning_clauses(where), or_(c.session_id.in_(sessions), among))
+            .where(*learning_clauses(where), or_(c.session_id.in_(sessions), among_ids))
             .order_by(c.created_at, c.seq)
         )
         with self.transaction(write=False, action="load neighbouring learnings") as conn:
-            rows = conn.execute(query, {"ids": list(ids)}).all()
+            rows = conn.execute(query).all()
         return [RankingRow(*row) for row in rows]
 
     # -- users ---------------------------------------------------------------------------------
@@ -991,7 +990,7 @@ def learning_clauses(where: LearningFilter) -> list[ColumnElement[bool]]:
     if where.created_before is not None:
         clauses.append(c.created_at < where.created_before)
     if where.ids is not None:
-        clauses.append(c.id.in_(list(where.ids)))
+        clauses.append(among(c.id, where.ids))
     return clauses
 
 
