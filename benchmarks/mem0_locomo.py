@@ -304,8 +304,7 @@ def print_table(
         for sid in sids:
             by = info["by_conversation"][sid]
             cells.append(
-                f"{sid} ({by['questions']} q): "
-                + " ".join(f"{by['recall'][k]:.3f}" for k in KS)
+                f"{sid} ({by['questions']} q): " + " ".join(f"{by['recall'][k]:.3f}" for k in KS)
             )
         print(f"  {name}: " + " | ".join(cells))
         print(f"    queries with < {DEPTH} hits: {info['queries_with_fewer_than_20_hits']}")
@@ -396,9 +395,7 @@ async def run(data: Path, json_out: Path | None) -> dict[str, Any]:
         "search_signals": signals,
         "init_s": init_s,
         "add": add,
-        "methods": {
-            name: {**asdict(result), **extra[name]} for name, result in results.items()
-        },
+        "methods": {name: {**asdict(result), **extra[name]} for name, result in results.items()},
     }
     if json_out is not None:
         kern_bench.write_json(json_out, payload)

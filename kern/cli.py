@@ -258,7 +258,14 @@ def serve(
 @app.command()
 def worker(
     app_spec: Annotated[str, typer.Option("--app", help="module:name of the app's machine")],
-    db: Annotated[str | None, typer.Option("--db", help="Override the app's database")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="SQLite file or postgresql:// URL, for an app that is a factory or a machine "
+            "without a database (a database the app already has is never replaced)",
+        ),
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
     until_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
 ) -> None:
