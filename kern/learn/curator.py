@@ -19,7 +19,7 @@ from kern.context import DEFAULT_USER_ID, RunContext
 from kern.db.base import LearningFilter, LearningRecord, SetStatus
 from kern.errors import ConfigError
 from kern.learn.scope import USER
-from kern.learn.stores.base import ListStore
+from kern.learn.stores.listing import ListStore
 
 if TYPE_CHECKING:
     from kern.learn.machine import LearningMachine

@@ -12,7 +12,7 @@ from kern.learn.config import DecisionLogConfig, LearningMode
 from kern.learn.items import Item
 from kern.learn.schemas import Decision
 from kern.learn.scope import agent_scope
-from kern.learn.stores.base import ListStore
+from kern.learn.stores.listing import ListStore
 from kern.tools import Tool
 
 __all__ = ["DecisionLogStore"]

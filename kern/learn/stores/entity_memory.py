@@ -13,7 +13,8 @@ from kern.learn.config import EntityMemoryConfig, LearningMode
 from kern.learn.items import Item
 from kern.learn.schemas import EntityEvent, EntityRelation
 from kern.learn.scope import namespace_scope
-from kern.learn.stores.base import ExtractionView, ListStore, Turn
+from kern.learn.stores.base import ExtractionView, Turn
+from kern.learn.stores.listing import ListStore
 from kern.tools import Tool
 
 __all__ = ["EntityMemoryStore"]

@@ -8,7 +8,7 @@ from kern.context import RunContext
 from kern.learn.config import LearnedKnowledgeConfig
 from kern.learn.schemas import Learning
 from kern.learn.scope import namespace_scope
-from kern.learn.stores.base import ListStore
+from kern.learn.stores.listing import ListStore
 
 __all__ = ["LearnedKnowledgeStore"]
 

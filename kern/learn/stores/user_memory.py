@@ -6,7 +6,8 @@ from kern.context import RunContext
 from kern.learn.config import UserMemoryConfig
 from kern.learn.schemas import Memory
 from kern.learn.scope import user_scope
-from kern.learn.stores.base import ListStore, Recalled
+from kern.learn.stores.base import Recalled
+from kern.learn.stores.listing import ListStore
 
 __all__ = ["UserMemoryStore"]
 
