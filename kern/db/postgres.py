@@ -150,6 +150,8 @@ class PostgresDb(SqlDb):
         clock: injectable clock (tests).
     """
 
+    _neighbours_as_union = True
+
     def __init__(
         self,
         db_url: str,
