@@ -6,7 +6,10 @@ against ``ChatProtocol``; only the request-body assertions differ per API.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -559,6 +562,20 @@ async def test_environment_is_honoured(
     [sent] = server.requests
     assert sent.path == api.path
     assert header(sent, "authorization") == "Bearer env-key"
+
+
+def test_a_client_is_closed_with_its_event_loop(api: Api, serve: Serve) -> None:
+    """A script calling ``asyncio.run`` per request leaves no connection open behind it."""
+    server = serve(Reply(text="one"), Reply(text="two"))
+    model = api.model("gpt-test", base_url=f"{server.url}/v1", api_key="k", max_retries=0)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        texts = [asyncio.run(model.request(ask())).text for _ in range(2)]
+        gc.collect()  # an unclosed transport or socket warns when collected
+
+    assert texts == ["one", "two"]
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 async def test_injected_client_is_used_and_left_open(api: Api, serve: Serve) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from types import ModuleType
 from typing import Generic, Protocol, TypeVar
 
@@ -50,18 +50,24 @@ C = TypeVar("C", bound=_Closable)
 
 
 class SdkClients(Generic[C]):
-    """SDK clients made on first use, one per event loop, all closed by ``aclose``.
+    """SDK clients made on first use, one per event loop, each closed with its loop.
 
     An httpx connection pool belongs to the loop that opened it, so a model used from two
     loops (kern's sync facade and the caller's own asyncio code) needs a client per loop.
     Making clients lazily also lets a model be constructed with no key and no network. An
     injected client is used from every loop and never closed: it is the caller's.
+
+    A client is closed by ``aclose``, or else when its loop shuts down: ``asyncio.run`` (and
+    ``asyncio.Runner``, pytest-asyncio, uvicorn) finalise every unfinished async generator of
+    a loop before closing it, so each client is paired with a generator that waits at its
+    ``yield`` and closes the client in ``finally``. A script calling ``asyncio.run`` once per
+    request therefore leaves no connection behind.
     """
 
     def __init__(self, make: Callable[[], C], injected: C | None = None) -> None:
         self._make = make
         self._injected = injected
-        self._clients: dict[asyncio.AbstractEventLoop, C] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, tuple[C, AsyncGenerator[None]]] = {}
         self._lock = threading.Lock()
 
     def get(self) -> C:
@@ -70,18 +76,32 @@ class SdkClients(Generic[C]):
         loop = asyncio.get_running_loop()
         with self._lock:
             for stale in [lp for lp in self._clients if lp.is_closed()]:
-                del self._clients[stale]  # its connections died with its loop
-            client = self._clients.get(loop)
-            if client is None:
-                client = self._clients[loop] = self._make()
-            return client
+                del self._clients[stale]  # a loop closed without finalising its generators
+            entry = self._clients.get(loop)
+            if entry is None:
+                client = self._make()
+                guard = _closed_at_shutdown(client)
+                # Started inside this loop, the loop finalises it. The task needs no reference:
+                # the loop holds it until its one step, in which the generator reaches ``yield``.
+                asyncio.ensure_future(anext(guard))  # noqa: RUF006
+                entry = self._clients[loop] = (client, guard)
+            return entry[0]
 
     async def aclose(self) -> None:
         current = asyncio.get_running_loop()
         with self._lock:
             clients, self._clients = self._clients, {}
-        for loop, client in clients.items():
+        for loop, (_, guard) in clients.items():
             if loop is current:
-                await client.close()
+                await guard.aclose()
             elif loop.is_running():  # close it on its own loop, without waiting here
-                asyncio.run_coroutine_threadsafe(client.close(), loop)
+                asyncio.run_coroutine_threadsafe(guard.aclose(), loop)
+
+
+async def _closed_at_shutdown(client: _Closable) -> AsyncGenerator[None]:
+    """Wait at ``yield`` until closed (by ``SdkClients.aclose`` or the loop's shutdown), then
+    close ``client``."""
+    try:
+        yield
+    finally:
+        await client.close()
