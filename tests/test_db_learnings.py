@@ -433,6 +433,19 @@ def test_search_finds_words_with_stemming_and_ranks_by_bm25(db: SqlDb) -> None:
     assert db.search_text("kayak", mine) == []
 
 
+def test_rare_words_outrank_common_ones(db: SqlDb) -> None:
+    """BM25's inverse document frequency on both engines: a name in most rows adds almost
+    nothing, so the one row with the rare word comes first, though it is the longest."""
+    verbs = ["sings", "dances", "reads", "cooks"]
+    db.apply(
+        [Create(rec(f"c{i}", f"Caroline {verb}")) for i, verb in enumerate(verbs)]
+        + [Create(rec("p1", "Melanie adopted a fluffy puppy from the shelter yesterday"))]
+    )
+    hits = db.search_text("Caroline's puppy", LearningFilter(scopes=[ALICE]))
+    assert ids(hits)[0] == "p1"
+    assert sorted(ids(hits)) == ["c0", "c1", "c2", "c3", "p1"]
+
+
 HOSTILE = [
     '"',
     '""',

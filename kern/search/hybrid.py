@@ -1,6 +1,6 @@
 """Hybrid recall over a ``LearningDb``: the search pipeline measured in benchmarks/README.md.
 
-1. full-text candidates, ids and scores only (BM25 on SQLite, ts_rank_cd on PostgreSQL);
+1. full-text candidates, ids and scores only (BM25 on both engines);
 2. with an embedder, vector candidates: the database's nearest stored vectors by cosine
    (numpy over the scope's float32 vectors on SQLite, pgvector's HNSW index on PostgreSQL);
 3. one read of the candidates' sessions, for neighbour spread, dates and subjects;

@@ -2,7 +2,7 @@
 
 No I/O here. A store (SQLite or PostgreSQL) fetches candidate scores and a little row data,
 then calls :func:`rank`, so every backend orders results the same way. Scores are "higher is
-better" throughout; pass ``-bm25(...)`` from FTS5, ``ts_rank_cd`` from Postgres.
+better" throughout; pass ``-bm25(...)`` from FTS5 and the BM25 score ``PostgresDb`` computes.
 
 The defaults in :class:`RankingConfig` were measured on LoCoMo conversations 1–2 and checked on
 conversations 3–4 (``benchmarks/locomo_recall.py``, ``benchmarks/README.md``).
