@@ -665,6 +665,30 @@ def test_claim_lease_expiry_and_reclaim(db: SqlDb, clock: Clock) -> None:
     assert db.claim_job() is None
 
 
+def test_done_jobs_are_deleted_once_old_and_failed_ones_kept(db: SqlDb, clock: Clock) -> None:
+    for job_id in ("old", "failed", "new", "pending"):
+        db.enqueue_job(job(job_id, max_attempts=1))
+    old = db.claim_job(job_id="old")
+    assert old is not None
+    db.apply([], job=old)
+    failed = db.claim_job(job_id="failed")
+    assert failed is not None
+    db.fail_job(failed, "ModelError: boom")
+    clock.advance(3600)
+    new = db.claim_job(job_id="new")
+    assert new is not None
+    db.apply([], job=new)
+
+    assert db.delete_done_jobs(older_than=1800) == 1
+    remaining = {j.id: j.status for j in db.list_jobs()}
+    assert remaining == {"failed": "failed", "new": "done", "pending": "pending"}
+    assert db.delete_done_jobs(older_than=1800) == 0
+    clock.advance(1801)
+    assert db.delete_done_jobs(older_than=1800) == 1
+    with pytest.raises(ValueError, match="older_than"):
+        db.delete_done_jobs(older_than=-1)
+
+
 def test_claim_picks_available_jobs_oldest_first_by_id_or_user(db: SqlDb, clock: Clock) -> None:
     db.enqueue_job(job("later", available_at=T0 + timedelta(seconds=10)))
     clock.advance(1)

@@ -201,6 +201,25 @@ def test_unsupported_combinations_are_refused_at_construction(db: Any) -> None:
         LearningMachine(db=db, user_memory=EntityMemoryConfig())  # type: ignore[arg-type]
 
 
+def test_finished_jobs_are_deleted_after_their_retention(db: Any) -> None:
+    model = FunctionModel(extraction_model("Noted.", ALICE))
+    lm = LearningMachine(user_memory=True, job_retention=0)
+    agent = Agent(model=model, db=db, learning=lm)
+    agent.run("I'm Alice. Keep answers short.", user_id="alice", session_id="s1")
+    assert lm.wait("alice", timeout=10)
+    # The first job of a process triggers the cleanup: with no retention, it goes at once.
+    assert db.list_jobs() == []
+    assert [m.content for m in lm.user_memory.list(user_id="alice")] == [
+        "The user prefers short answers."
+    ]
+    agent.run("And again.", user_id="alice", session_id="s1")
+    assert lm.wait("alice", timeout=10)
+    # The next cleanup is an hour away: this job stays for now.
+    assert [j.status for j in db.list_jobs()] == ["done"]
+    with pytest.raises(ConfigError, match="job_retention"):
+        LearningMachine(user_memory=True, job_retention=-1)
+
+
 def test_always_mode_gives_no_tools_agentic_gives_the_stores_tools(db: Any) -> None:
     always = LearningMachine(db=db, user_memory=True, entity_memory=True)
     Agent(model=TestModel(), db=db, learning=always)

@@ -357,6 +357,11 @@ class LearningDb(Db, Protocol):
         """Jobs pending or running (for the consistency wait)."""
         ...
 
+    def delete_done_jobs(self, *, older_than: float) -> int:
+        """Remove jobs that finished successfully more than ``older_than`` seconds ago
+        (failed jobs stay, with their errors). Returns how many were removed."""
+        ...
+
     def list_jobs(
         self, *, status: JobStatus | None = None, limit: int = 100
     ) -> list[JobRecord]: ...

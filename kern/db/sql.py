@@ -880,6 +880,16 @@ class SqlDb:
         with self.transaction(write=False, action="count unfinished jobs") as conn:
             return int(conn.execute(query).scalar_one())
 
+    def delete_done_jobs(self, *, older_than: float) -> int:
+        """Remove jobs done more than ``older_than`` seconds ago: each holds its turn's text,
+        and the queue would otherwise grow by one row per turn forever. Failed jobs stay, with
+        their errors, for someone to look at."""
+        _check_seconds(older_than, "older_than")
+        finished_before = self.now() - timedelta(seconds=older_than)
+        query = delete(jobs).where(jobs.c.status == "done", jobs.c.updated_at < finished_before)
+        with self.transaction(action="delete finished jobs") as conn:
+            return int(conn.execute(query).rowcount)
+
     def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
         """Jobs (with ``status``, or all), newest first."""
         _check_limit(limit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class RecallResult:
     recalled: dict[str, Recalled] = field(default_factory=dict)
 
 
+#: Seconds between two deletions of finished jobs by one LearningMachine.
+_CLEANUP_INTERVAL = 3600.0
+
 class LearningMachine:
     """Learning Stores for an agent.
 
@@ -77,6 +81,8 @@ class LearningMachine:
         background: Run extraction in the background (default) or before ``run`` returns.
         job_lease: Seconds a process holds a claimed job; a job whose process died is taken
             over by another once its lease expires.
+        job_retention: Seconds a finished job (it holds its turn's text) is kept before it is
+            deleted; ``None`` keeps them all. Failed jobs are always kept, with their errors.
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class LearningMachine:
         consistency_timeout: float = 5.0,
         background: bool = True,
         job_lease: float = 60.0,
+        job_retention: float | None = 7 * 24 * 3600,
         agent_id: str | None = None,
     ) -> None:
         from kern.learn.stores import (
@@ -116,6 +123,10 @@ class LearningMachine:
         self.consistency_timeout = consistency_timeout
         self.background = background
         self.job_lease = job_lease
+        if job_retention is not None and not 0 <= job_retention < math.inf:
+            raise ConfigError(f"job_retention takes seconds (>= 0) or None, got {job_retention!r}")
+        self.job_retention = job_retention
+        self._next_cleanup = 0.0  # time.monotonic() of the next deletion of finished jobs
         self.agent_id = agent_id
         self.stores: dict[str, LearningStore] = {}
         builtins: list[tuple[str, StoreArg, type[Store[Any]], type[StoreConfig]]] = [
@@ -396,6 +407,23 @@ class LearningMachine:
             except KernError as storage_exc:
                 # The job stays claimed; its lease expires and another process retries it.
                 log.error("could not record the failure of job %s: %s", job.id, storage_exc)
+        await self._delete_old_jobs()
+
+    async def _delete_old_jobs(self) -> None:
+        """Delete finished jobs past ``job_retention``: on this process's first job, then at
+        most once an hour (one indexed DELETE, usually of nothing)."""
+        if self.job_retention is None or time.monotonic() < self._next_cleanup:
+            return
+        self._next_cleanup = time.monotonic() + _CLEANUP_INTERVAL
+        try:
+            deleted = await asyncio.to_thread(
+                self.db.delete_done_jobs, older_than=self.job_retention
+            )
+        except KernError as exc:  # housekeeping: the next attempt is in an hour
+            log.warning("could not delete finished extraction jobs: %s", exc)
+        else:
+            if deleted:
+                log.info("deleted %d finished extraction job(s)", deleted)
 
     # ------------------------------------------------------------------ extraction
 
