@@ -62,6 +62,7 @@ class RecallResult:
 #: Seconds between two deletions of finished jobs by one LearningMachine.
 _CLEANUP_INTERVAL = 3600.0
 
+
 class LearningMachine:
     """Learning Stores for an agent.
 
