@@ -62,6 +62,27 @@ def assert_applied_exactly_once(db: Any, said: list[str]) -> None:
     assert db.count_unfinished_jobs() == 0
 
 
+def test_an_app_server_with_run_jobs_false_only_enqueues_and_a_worker_learns(db: Any) -> None:
+    model = FunctionModel(remember_what_was_said)
+    server = LearningMachine(user_memory=True, run_jobs=False, consistency_timeout=0.2)
+    agent = Agent(model=model, db=db, learning=server)
+    agent.run("I keep bees", user_id="alice", session_id="s1")
+    agent.run("I row on Sundays", user_id="alice", session_id="s1")
+
+    assert [r.output_schema for r in model.requests] == [None, None]  # answers only
+    assert [j.status for j in db.list_jobs()] == ["pending", "pending"]
+    assert not server.wait("alice", timeout=0.2)  # nothing here runs them
+    ran = run_sync(run_worker(job_machine(db), concurrency=2, poll_interval=0.05, until_idle=True))
+    assert ran == 2
+    memories = server.user_memory.list(user_id="alice")
+    assert sorted(m.content for m in memories) == [
+        "The user said I keep bees.",
+        "The user said I row on Sundays.",
+    ]
+    with pytest.raises(ConfigError, match="choose one"):
+        LearningMachine(user_memory=True, run_jobs=False, background=False)
+
+
 def test_a_worker_runs_every_job_then_stops_when_idle(db: Any) -> None:
     said = enqueue(db, 30)
     ran = run_sync(run_worker(job_machine(db), concurrency=3, poll_interval=0.05, until_idle=True))

@@ -80,6 +80,8 @@ class LearningMachine:
         consistency_timeout: Seconds a run waits for the user's pending extraction jobs
             before recalling, so turn N+1 sees what turn N taught.
         background: Run extraction in the background (default) or before ``run`` returns.
+        run_jobs: Run extraction jobs in this process (default). ``False`` only enqueues
+            them, for app servers whose jobs ``kern worker`` processes run (docs/scaling.md).
         job_lease: Seconds a process holds a claimed job; a job whose process died is taken
             over by another once its lease expires.
         job_retention: Seconds a finished job (it holds its turn's text) is kept before it is
@@ -103,6 +105,7 @@ class LearningMachine:
         context_budget: int = 2000,
         consistency_timeout: float = 5.0,
         background: bool = True,
+        run_jobs: bool = True,
         job_lease: float = 60.0,
         job_retention: float | None = 7 * 24 * 3600,
         agent_id: str | None = None,
@@ -122,7 +125,13 @@ class LearningMachine:
         self.namespace = namespace
         self.context_budget = context_budget
         self.consistency_timeout = consistency_timeout
+        if not run_jobs and not background:
+            raise ConfigError(
+                "background=False runs extraction before run() returns, and run_jobs=False "
+                "leaves it to workers: choose one"
+            )
         self.background = background
+        self.run_jobs = run_jobs
         self.job_lease = job_lease
         if job_retention is not None and not 0 <= job_retention < math.inf:
             raise ConfigError(f"job_retention takes seconds (>= 0) or None, got {job_retention!r}")
@@ -297,6 +306,8 @@ class LearningMachine:
             run_id=ctx.run_id,
         )
         await asyncio.to_thread(self.db.enqueue_job, job)
+        if not self.run_jobs:
+            return  # a worker claims it
         if not self.background:
             await self._run_claimed(job.id)
             return
@@ -364,7 +375,7 @@ class LearningMachine:
 
     async def resume_unfinished(self) -> None:
         """Once per process, on first use: pick up jobs an earlier process left behind."""
-        if self._resumed:
+        if self._resumed or not self.run_jobs:
             return
         self._resumed = True
         task = asyncio.create_task(self.process_pending_jobs(), name="kern-resume-jobs")
