@@ -351,6 +351,48 @@ def learnings_list(
     console.print(f"[dim]{len(records)} item(s)[/dim]")
 
 
+@learnings_app.command("jobs")
+def learnings_jobs(
+    db: DbOption,
+    status: Annotated[
+        str | None, typer.Option(help="pending, running, done or failed (default: all)")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """The extraction queue, newest first: each job's status, attempts and last error."""
+    import json
+
+    if status not in (None, "pending", "running", "done", "failed"):
+        raise typer.BadParameter(
+            f"{status!r}: one of pending, running, done, failed", param_hint="--status"
+        )
+    lm = _machine(db)
+    jobs = lm.db.list_jobs(status=status, limit=limit)  # type: ignore[arg-type]
+    if as_json:
+        for job in jobs:
+            row = {
+                "id": job.id,
+                "status": job.status,
+                "attempts": job.attempts,
+                "max_attempts": job.max_attempts,
+                "user_id": job.user_id,
+                "run_id": job.run_id,
+                "error": job.error,
+                "created_at": job.created_at.isoformat() if job.created_at else None,
+            }
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table("id", "status", "attempts", "user", "created", "error")
+    for job in jobs:
+        created = f"{job.created_at:%Y-%m-%d %H:%M}" if job.created_at else ""
+        attempts = f"{job.attempts}/{job.max_attempts}"
+        user = job.user_id or ""
+        table.add_row(job.id[:12], job.status, attempts, user, created, job.error or "")
+    console.print(table)
+    console.print(f"[dim]{len(jobs)} job(s)[/dim]")
+
+
 @learnings_app.command("show")
 def learnings_show(
     item_id: Annotated[str, typer.Argument(help="An item id (or its first characters)")],

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kern.cli import app
+from kern.db.base import JobRecord
 from kern.db.sqlite import SqliteDb
 from kern.learn import LearningMachine
 
@@ -42,7 +43,7 @@ def test_every_command_has_help() -> None:
         ["learnings", "--help"],
         *(
             ["learnings", c, "--help"]
-            for c in ("list", "show", "export", "import", "forget", "prune", "dedupe")
+            for c in ("list", "show", "jobs", "export", "import", "forget", "prune", "dedupe")
         ),
     ):
         result = runner.invoke(app, args)
@@ -142,6 +143,31 @@ def test_export_and_import_need_no_server_extra(db_file: str, tmp_path: Path) ->
         assert len(memories.list(user_id="alice")) == 3
     finally:
         copy.close()
+
+
+def test_jobs_shows_the_queue_and_failed_jobs_errors(db_file: str) -> None:
+    db = SqliteDb(db_file=db_file)
+    for job_id in ("j-ok", "j-bad"):
+        db.enqueue_job(JobRecord(id=job_id, kind="extract", payload={}, user_id="alice"))
+    bad = db.claim_job(job_id="j-bad")
+    assert bad is not None
+    db.fail_job(bad, "ModelHTTPError: openai returned 401")
+    db.close()
+
+    failed = runner.invoke(
+        app, ["learnings", "jobs", "--db", db_file, "--status", "failed", "--json"]
+    )
+    assert failed.exit_code == 0, failed.output
+    [row] = [json.loads(line) for line in failed.output.splitlines()]
+    assert (row["id"], row["attempts"], row["error"]) == (
+        "j-bad",
+        1,
+        "ModelHTTPError: openai returned 401",
+    )
+    table = runner.invoke(app, ["learnings", "jobs", "--db", db_file])
+    assert table.exit_code == 0 and "2 job(s)" in table.output and "pending" in table.output
+    wrong = runner.invoke(app, ["learnings", "jobs", "--db", db_file, "--status", "finished"])
+    assert wrong.exit_code == 2
 
 
 def test_errors_have_exit_codes(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 import sys
 import types
 from collections.abc import Iterator
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from kern._sync import run_sync
 from kern.agent import Agent
+from kern.cli import app as cli_app
 from kern.db.sql import SqlDb
 from kern.learn import LearningMachine
 from kern.models.base import Model
@@ -62,13 +65,16 @@ class Example:
     line: int
     code: str
     run: bool
+    #: For a ``$ kern …`` line of a ```console block: its arguments after ``kern``.
+    command: tuple[str, ...] | None = None
 
 
 _FENCE = re.compile(r"^(`{3,})(.*)$")
 
 
 def examples(page: Path) -> list[Example]:
-    """The ```python blocks of a page, in order."""
+    """The ```python blocks of a page, and each ``$ kern …`` line of its ```console blocks,
+    in order."""
     found: list[Example] = []
     lines = page.read_text(encoding="utf-8").splitlines()
     index = 0
@@ -84,6 +90,11 @@ def examples(page: Path) -> list[Example]:
         if info and info[0] == "python":
             code = "\n".join(lines[start:index]) + "\n"
             found.append(Example(page, start + 1, code, run="skip-run" not in info[1:]))
+        elif info and info[0] == "console":
+            for number in range(start, index):
+                if lines[number].startswith("$ kern "):
+                    argv = tuple(shlex.split(lines[number][len("$ kern ") :]))
+                    found.append(Example(page, number + 1, lines[number], True, argv))
         index += 1
     return found
 
@@ -164,6 +175,10 @@ def test_examples_run(
     sys.modules[name] = module  # so classes defined in examples (pydantic, dataclasses) resolve
     try:
         for block in blocks:
+            if block.command is not None:
+                result = CliRunner().invoke(cli_app, list(block.command))
+                assert result.exit_code == 0, f"{page.name}:{block.line}: {result.output}"
+                continue
             # Leading newlines make traceback line numbers those of the Markdown file.
             code = compile("\n" * (block.line - 1) + block.code, str(page), "exec")
             if block.run:
@@ -222,3 +237,12 @@ def test_example_collection_sees_fences_and_skip_markers(tmp_path: Path) -> None
     )
     found = examples(page)
     assert [(e.line, e.code, e.run) for e in found] == [(3, "a = 1\n", True), (9, "b = 2\n", False)]
+    page.write_text(
+        "```console\n$ kern learnings list --db 'my db.db' --user-id alice\nno output\n```\n",
+        encoding="utf-8",
+    )
+    [command] = examples(page)
+    assert (command.line, command.command) == (
+        2,
+        ("learnings", "list", "--db", "my db.db", "--user-id", "alice"),
+    )
