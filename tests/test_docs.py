@@ -32,7 +32,6 @@ from kern.cli import app as cli_app
 from kern.db.sql import SqlDb
 from kern.learn import LearningMachine
 from kern.models.base import Model
-from kern.search import OpenAIEmbedder
 from tests.fakes.docs_server import DocsProtocol, plausible_model
 from tests.fakes.server import FakeServer
 
@@ -134,11 +133,10 @@ class _Created:
         models.update({id(a.model): a.model for a in agents})
         for model in models.values():
             run_sync(model.aclose())
-        # OpenAIEmbedder has no close method yet: close the SDK client it made (on kern's loop).
-        for machine in machines:
-            client = getattr(machine.embedder, "_client", None)
-            if isinstance(machine.embedder, OpenAIEmbedder) and client is not None:
-                run_sync(client.close())
+        for machine in machines:  # the embedders' connections (OpenAIEmbedder's)
+            close = getattr(machine.embedder, "aclose", None)
+            if close is not None:
+                run_sync(close())
         for db in {id(v): v for v in found if isinstance(v, SqlDb)}.values():
             db.close()
         self.objects.clear()
