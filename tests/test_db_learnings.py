@@ -665,6 +665,22 @@ def test_claim_lease_expiry_and_reclaim(db: SqlDb, clock: Clock) -> None:
     assert db.claim_job() is None
 
 
+def test_a_renewed_lease_keeps_the_job_from_being_taken_over(db: SqlDb, clock: Clock) -> None:
+    db.enqueue_job(job())
+    first = db.claim_job(lease_seconds=30)
+    assert first is not None
+    clock.advance(20)
+    assert db.renew_lease(first, lease_seconds=30)
+    clock.advance(20)  # past the first lease, within the renewed one
+    assert db.claim_job() is None
+    clock.advance(11)  # the renewed lease expired: the worker stopped renewing
+    second = db.claim_job()
+    assert second is not None and second.attempts == 2
+    assert not db.renew_lease(first, lease_seconds=30)  # the old claim cannot come back
+    db.apply([], job=second)
+    assert not db.renew_lease(second, lease_seconds=30)  # finished
+
+
 def test_done_jobs_are_deleted_once_old_and_failed_ones_kept(db: SqlDb, clock: Clock) -> None:
     for job_id in ("old", "failed", "new", "pending"):
         db.enqueue_job(job(job_id, max_attempts=1))

@@ -83,6 +83,35 @@ def test_an_app_server_with_run_jobs_false_only_enqueues_and_a_worker_learns(db:
         LearningMachine(user_memory=True, run_jobs=False, background=False)
 
 
+def test_a_slow_extraction_keeps_its_lease_and_runs_once(db: Any) -> None:
+    """The claim is renewed while the model takes longer than the lease: no other worker
+    takes the job over, so the model is asked once and the memory saved once."""
+    extraction_calls = []
+
+    def slow(request: ModelRequest) -> ModelResponse:
+        if request.output_schema is not None:
+            extraction_calls.append(request)
+            time.sleep(2.0)  # four leases of 0.5 s
+        return remember_what_was_said(request)
+
+    lm = LearningMachine(user_memory=True, job_lease=0.5)
+    agent = Agent(model=FunctionModel(slow), db=db, learning=lm)
+    agent.run("I keep bees", user_id="alice", session_id="s1")
+    started = time.monotonic()
+    while not extraction_calls:  # the job is claimed and its model call under way
+        assert time.monotonic() - started < 5
+        time.sleep(0.01)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:  # another worker polling the queue
+        assert db.claim_job(lease_seconds=5) is None
+        time.sleep(0.05)
+    assert lm.wait("alice", timeout=10)
+    assert len(extraction_calls) == 1
+    memories = lm.user_memory.list(user_id="alice")
+    assert [m.content for m in memories] == ["The user said I keep bees."]
+    assert [(j.status, j.attempts) for j in db.list_jobs()] == [("done", 1)]
+
+
 def test_a_worker_runs_every_job_then_stops_when_idle(db: Any) -> None:
     said = enqueue(db, 30)
     ran = run_sync(run_worker(job_machine(db), concurrency=3, poll_interval=0.05, until_idle=True))

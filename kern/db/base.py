@@ -353,6 +353,11 @@ class LearningDb(Db, Protocol):
         """Record a failed attempt: back to pending after ``retry_in`` seconds, or failed."""
         ...
 
+    def renew_lease(self, job: JobRecord, *, lease_seconds: float) -> bool:
+        """Extend ``job``'s claim to ``lease_seconds`` from now; ``False`` when the claim is no
+        longer held (another worker took the job over, or it finished)."""
+        ...
+
     def count_unfinished_jobs(self, *, user_id: str | None = None) -> int:
         """Jobs pending or running (for the consistency wait)."""
         ...

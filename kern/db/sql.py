@@ -839,6 +839,18 @@ class SqlDb:
                 "worker took it, or it is finished); nothing was applied"
             )
 
+    def renew_lease(self, job: JobRecord, *, lease_seconds: float) -> bool:
+        """Extend ``job``'s claim to ``lease_seconds`` from now, while it is still held."""
+        _check_seconds(lease_seconds, "lease_seconds", positive=True)
+        now = self.now()
+        query = (
+            update(jobs)
+            .where(_held(job))
+            .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+        )
+        with self.transaction(action=f"renew the lease of job {job.id!r}") as conn:
+            return bool(conn.execute(query).rowcount == 1)
+
     def fail_job(self, job: JobRecord, error: str, *, retry_in: float | None = None) -> None:
         """Record a failed attempt with ``error``: pending again ``retry_in`` seconds from now,
         or failed for good when ``retry_in`` is None or no attempt is left. A claim no longer

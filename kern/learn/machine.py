@@ -9,6 +9,7 @@ validated and applied in one transaction with the job's completion.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -82,8 +83,9 @@ class LearningMachine:
         background: Run extraction in the background (default) or before ``run`` returns.
         run_jobs: Run extraction jobs in this process (default). ``False`` only enqueues
             them, for app servers whose jobs ``kern worker`` processes run (docs/scaling.md).
-        job_lease: Seconds a process holds a claimed job; a job whose process died is taken
-            over by another once its lease expires.
+        job_lease: Seconds a claim on a job lasts unless renewed; a running job's claim is
+            renewed every third of it, so only a job whose process died (or hung) is taken
+            over by another, once its lease expires.
         job_retention: Seconds a finished job (it holds its turn's text) is kept before it is
             deleted; ``None`` keeps them all. Failed jobs are always kept, with their errors.
     """
@@ -403,6 +405,7 @@ class LearningMachine:
             input=str(job.payload.get("input", "")),
         )
         turn = Turn(str(job.payload.get("user", "")), str(job.payload.get("assistant", "")))
+        heartbeat = asyncio.create_task(self._keep_lease(job), name=f"kern-lease-{job.id}")
         try:
             for store in self._processing_stores():
                 await call_any(store.process, ctx, turn)
@@ -419,7 +422,26 @@ class LearningMachine:
             except KernError as storage_exc:
                 # The job stays claimed; its lease expires and another process retries it.
                 log.error("could not record the failure of job %s: %s", job.id, storage_exc)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         await self._delete_old_jobs()
+
+    async def _keep_lease(self, job: JobRecord) -> None:
+        """Renew the job's claim every third of ``job_lease`` while it runs, so a slow
+        extraction (a model retrying) is not taken over and run a second time."""
+        while True:
+            await asyncio.sleep(self.job_lease / 3)
+            try:
+                held = await asyncio.to_thread(
+                    self.db.renew_lease, job, lease_seconds=self.job_lease
+                )
+            except KernError as exc:  # the next beat tries again; the lease is still running
+                log.warning("could not renew the lease of job %s: %s", job.id, exc)
+                continue
+            if not held:  # taken over or finished: the apply (if any) will say so
+                return
 
     async def _delete_old_jobs(self) -> None:
         """Delete finished jobs past ``job_retention``: on this process's first job, then at
