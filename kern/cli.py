@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -322,8 +323,6 @@ def learnings_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
 ) -> None:
     """A user's learnings, newest first."""
-    import json
-
     from kern.db.base import LearningFilter
 
     lm = _machine(db)
@@ -331,9 +330,9 @@ def learnings_list(
         raise typer.BadParameter(f"unknown store {store!r}; one of {', '.join(lm.stores)}")
     where = LearningFilter(store=store, user_id=user_id, statuses=(status,))  # type: ignore[arg-type]
     records = lm.db.list_learnings(where, limit=limit)
-    if as_json:
-        for r in records:
-            row = {
+    _print_rows(
+        [
+            {
                 "id": r.id,
                 "store": r.store,
                 "kind": r.kind,
@@ -341,14 +340,22 @@ def learnings_list(
                 "status": r.status,
                 "created_at": r.created_at.isoformat() if r.created_at else None,
             }
-            typer.echo(json.dumps(row, ensure_ascii=False))
-        return
-    table = Table("id", "store", "kind", "content", "created")
-    for r in records:
-        created = f"{r.created_at:%Y-%m-%d}" if r.created_at else ""
-        table.add_row(r.id[:12], r.store, r.kind, r.text[:70], created)
-    console.print(table)
-    console.print(f"[dim]{len(records)} item(s)[/dim]")
+            for r in records
+        ],
+        ("id", "store", "kind", "content", "created"),
+        [
+            (
+                r.id[:12],
+                r.store,
+                r.kind,
+                r.text[:70],
+                f"{r.created_at:%Y-%m-%d}" if r.created_at else "",
+            )
+            for r in records
+        ],
+        noun="item(s)",
+        as_json=as_json,
+    )
 
 
 @learnings_app.command("jobs")
@@ -361,17 +368,15 @@ def learnings_jobs(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
 ) -> None:
     """The extraction queue, newest first: each job's status, attempts and last error."""
-    import json
-
     if status not in (None, "pending", "running", "done", "failed"):
         raise typer.BadParameter(
             f"{status!r}: one of pending, running, done, failed", param_hint="--status"
         )
     lm = _machine(db)
     jobs = lm.db.list_jobs(status=status, limit=limit)  # type: ignore[arg-type]
-    if as_json:
-        for job in jobs:
-            row = {
+    _print_rows(
+        [
+            {
                 "id": job.id,
                 "status": job.status,
                 "attempts": job.attempts,
@@ -381,16 +386,43 @@ def learnings_jobs(
                 "error": job.error,
                 "created_at": job.created_at.isoformat() if job.created_at else None,
             }
+            for job in jobs
+        ],
+        ("id", "status", "attempts", "user", "created", "error"),
+        [
+            (
+                job.id[:12],
+                job.status,
+                f"{job.attempts}/{job.max_attempts}",
+                job.user_id or "",
+                f"{job.created_at:%Y-%m-%d %H:%M}" if job.created_at else "",
+                job.error or "",
+            )
+            for job in jobs
+        ],
+        noun="job(s)",
+        as_json=as_json,
+    )
+
+
+def _print_rows(
+    rows: list[dict[str, Any]],
+    headers: tuple[str, ...],
+    cells: list[tuple[str, ...]],
+    *,
+    noun: str,
+    as_json: bool,
+) -> None:
+    """``rows`` as JSON lines, for scripts; or ``cells`` as a table under ``headers``."""
+    if as_json:
+        for row in rows:
             typer.echo(json.dumps(row, ensure_ascii=False))
         return
-    table = Table("id", "status", "attempts", "user", "created", "error")
-    for job in jobs:
-        created = f"{job.created_at:%Y-%m-%d %H:%M}" if job.created_at else ""
-        attempts = f"{job.attempts}/{job.max_attempts}"
-        user = job.user_id or ""
-        table.add_row(job.id[:12], job.status, attempts, user, created, job.error or "")
+    table = Table(*headers)
+    for row_cells in cells:
+        table.add_row(*row_cells)
     console.print(table)
-    console.print(f"[dim]{len(jobs)} job(s)[/dim]")
+    console.print(f"[dim]{len(cells)} {noun}[/dim]")
 
 
 @learnings_app.command("show")
