@@ -432,7 +432,7 @@ def learnings_show(
 ) -> None:
     """One item and its full history."""
     lm = _machine(db)
-    record = lm.db.get_learning(item_id)
+    record = lm.db.get_learning(_full_id(lm, item_id))
     if record is None:
         console.print(f"[red]error:[/red] no item {item_id!r}")
         raise typer.Exit(2)
@@ -450,6 +450,25 @@ def learnings_show(
             str(after)[:50],
         )
     console.print(table)
+
+
+def _full_id(lm: LearningMachine, prefix: str) -> str:
+    """The id of the one item whose id starts with ``prefix`` (``list`` shows 12 characters),
+    else ``prefix`` as given; two matches are an error asking for more characters."""
+    from sqlalchemy import select
+
+    from kern.db.schema import learnings
+    from kern.db.sql import SqlDb
+
+    if not isinstance(lm.db, SqlDb):
+        return prefix
+    query = select(learnings.c.id).where(learnings.c.id.startswith(prefix, autoescape=True))
+    with lm.db.transaction(write=False, action="find an item by id prefix") as conn:
+        found = list(conn.execute(query.limit(2)).scalars())
+    if len(found) > 1:
+        console.print(f"[red]error:[/red] several items start with {prefix!r}: give more of the id")
+        raise typer.Exit(2)
+    return found[0] if found else prefix
 
 
 @learnings_app.command("export")

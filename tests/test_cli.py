@@ -62,6 +62,13 @@ def test_list_and_show(db_file: str) -> None:
     shown = runner.invoke(app, ["learnings", "show", rows[0]["id"], "--db", db_file])
     assert shown.exit_code == 0, shown.output
     assert "create" in shown.output
+    # The table shows 12 characters of an id; they are enough to show the item.
+    short = runner.invoke(app, ["learnings", "show", rows[0]["id"][:12], "--db", db_file])
+    assert short.exit_code == 0 and rows[0]["id"] in short.output
+    several = runner.invoke(app, ["learnings", "show", "", "--db", db_file])
+    assert several.exit_code == 2 and "several items" in several.output
+    missing = runner.invoke(app, ["learnings", "show", "zz%", "--db", db_file])
+    assert missing.exit_code == 2 and "no item" in missing.output
 
 
 def test_prune_dry_run_then_real(db_file: str) -> None:
