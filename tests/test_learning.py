@@ -218,6 +218,8 @@ def test_finished_jobs_are_deleted_after_their_retention(db: Any) -> None:
     assert [j.status for j in db.list_jobs()] == ["done"]
     with pytest.raises(ConfigError, match="job_retention"):
         LearningMachine(user_memory=True, job_retention=-1)
+    with pytest.raises(ConfigError, match="job_lease"):
+        LearningMachine(user_memory=True, job_lease=0)
 
 
 def test_always_mode_gives_no_tools_agentic_gives_the_stores_tools(db: Any) -> None:

@@ -135,6 +135,8 @@ class LearningMachine:
         self.background = background
         self.run_jobs = run_jobs
         self.job_lease = job_lease
+        if not 0 < job_lease < math.inf:
+            raise ConfigError(f"job_lease takes seconds (> 0), got {job_lease!r}")
         if job_retention is not None and not 0 <= job_retention < math.inf:
             raise ConfigError(f"job_retention takes seconds (>= 0) or None, got {job_retention!r}")
         self.job_retention = job_retention
