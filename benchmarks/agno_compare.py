@@ -856,6 +856,10 @@ def summarise(turns: list[Turn], sizes: list[int]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
+#: Row labels of the report tables, by side.
+ROW_NAMES = {"kern": "kern", "agno": "Agno", "ratio": "kern / Agno"}
+
+
 def _s(d: dict[str, float], digits: int = 0, unit: str = "") -> str:
     return Spread(d["median"], d["low"], d["high"]).fmt(digits, unit)
 
@@ -883,7 +887,7 @@ def markdown(summary: dict[str, Any], info: dict[str, Any], meta: dict[str, Any]
     for label, row in summary["conversation"].items():
         for fw in ("kern", "agno", "ratio"):
             r = row[fw]
-            name = {"kern": "kern", "agno": "Agno", "ratio": "kern / Agno"}[fw]
+            name = ROW_NAMES[fw]
             d = 2 if fw == "ratio" else 1
             dt = 2 if fw == "ratio" else 0
             calls = _s(r["calls"], d)
@@ -910,7 +914,7 @@ def markdown(summary: dict[str, Any], info: dict[str, Any], meta: dict[str, Any]
     row = summary["conversation"]["all turns"]
     for fw in ("kern", "agno", "ratio"):
         r = row[fw]
-        name = {"kern": "kern", "agno": "Agno", "ratio": "kern / Agno"}[fw]
+        name = ROW_NAMES[fw]
         d = 2 if fw == "ratio" else 1
         add(
             f"| {name} | {_s(r['to_answer_ms'], d)} | {_s(r['to_done_ms'], d)} | "
@@ -932,7 +936,7 @@ def markdown(summary: dict[str, Any], info: dict[str, Any], meta: dict[str, Any]
     for n, row in summary["growth"].items():
         for fw in ("kern", "agno", "ratio"):
             r = row[fw]
-            name = {"kern": "kern", "agno": "Agno", "ratio": "kern / Agno"}[fw]
+            name = ROW_NAMES[fw]
             d = 2 if fw == "ratio" else 1
             dt = 3 if fw == "ratio" else 0
             add(

@@ -693,7 +693,7 @@ class SqlDb:
         # The sessions are looked up by id (unique index) without the filter: only rows
         # matching ``where`` are returned, and filtering there would make SQLite scan the scope.
         candidate = among(c.id, ids)
-        in_their_sessions = c.session_id.in_(select(c.session_id).where(among(c.id, ids)))
+        in_their_sessions = c.session_id.in_(select(c.session_id).where(candidate))
         if self._neighbours_as_union:
             both = union(
                 select(*columns).where(*scoped, candidate),

@@ -132,13 +132,13 @@ class LearningMachine:
                 "background=False runs extraction before run() returns, and run_jobs=False "
                 "leaves it to workers: choose one"
             )
-        self.background = background
-        self.run_jobs = run_jobs
-        self.job_lease = job_lease
         if not 0 < job_lease < math.inf:
             raise ConfigError(f"job_lease takes seconds (> 0), got {job_lease!r}")
         if job_retention is not None and not 0 <= job_retention < math.inf:
             raise ConfigError(f"job_retention takes seconds (>= 0) or None, got {job_retention!r}")
+        self.background = background
+        self.run_jobs = run_jobs
+        self.job_lease = job_lease
         self.job_retention = job_retention
         self._next_cleanup = 0.0  # time.monotonic() of the next deletion of finished jobs
         self.agent_id = agent_id
