@@ -7,7 +7,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast, get_args
 
 import typer
 from rich.console import Console
@@ -368,12 +368,13 @@ def learnings_jobs(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
 ) -> None:
     """The extraction queue, newest first: each job's status, attempts and last error."""
-    if status not in (None, "pending", "running", "done", "failed"):
-        raise typer.BadParameter(
-            f"{status!r}: one of pending, running, done, failed", param_hint="--status"
-        )
+    from kern.db.base import JobStatus
+
+    statuses = get_args(JobStatus)
+    if status is not None and status not in statuses:
+        raise typer.BadParameter(f"{status!r}: one of {', '.join(statuses)}", param_hint="--status")
     lm = _machine(db)
-    jobs = lm.db.list_jobs(status=status, limit=limit)  # type: ignore[arg-type]
+    jobs = lm.db.list_jobs(status=cast(JobStatus | None, status), limit=limit)
     _print_rows(
         [
             {
