@@ -111,9 +111,9 @@ def m002_learnings(conn: Connection) -> None:
 
 # Postgres: a stored generated ``tsvector`` column over ``learnings.text`` and its GIN index.
 # The text-search configuration ``kern_english`` mirrors SQLite's ``porter unicode61``: English
-# Snowball stemming and no stopword list (``kern.search.query`` drops stopwords from queries,
-# and keeps them when a query has nothing else, so the index must hold them). The column is not
-# part of ``kern.db.schema``: it is engine-specific, like SQLite's ``learnings_fts``.
+# Snowball stemming and no stopword list (``kern._text.query_terms`` drops stopwords from
+# queries, and keeps them when a query has nothing else, so the index must hold them). The column
+# is not part of ``kern.db.schema``: it is engine-specific, like SQLite's ``learnings_fts``.
 _M003_POSTGRES_FULL_TEXT = (
     "CREATE TEXT SEARCH DICTIONARY kern_english_stem (TEMPLATE = snowball, Language = english)",
     "CREATE TEXT SEARCH CONFIGURATION kern_english (COPY = english)",

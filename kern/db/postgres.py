@@ -12,7 +12,7 @@ differs is declared here, in the hooks ``SqlDb`` leaves to engines:
   retried. Jobs are claimed ``FOR UPDATE SKIP LOCKED``: claimers never wait on each other.
 - Full text: the stored generated column ``learnings.text_search`` (``tsvector``, text-search
   configuration ``kern_english``) with a GIN index, created by migration
-  ``m003_postgres_full_text``; queries are ``kern.search.query.tsquery`` OR-queries ranked by
+  ``m003_postgres_full_text``; queries are ``kern.db.fulltext.tsquery`` OR-queries ranked by
   BM25 computed in SQL (see ``_text_search_query``), as FTS5 ranks them on SQLite.
 - Vectors: when the ``vector`` extension (pgvector) can be created, ``learnings.embedding``
   becomes an untyped ``vector`` column, and each embedding dimension written gets its own
@@ -56,12 +56,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.types import UserDefinedType
 
+from kern._text import query_terms
 from kern.db.base import JobRecord, LearningFilter, LearningRecord, WriteOp
+from kern.db.fulltext import tsquery
 from kern.db.migrations import migrate, serialize_schema_changes
 from kern.db.schema import learnings
 from kern.db.sql import LEARNING_COLUMNS, WRITE_OPTION, SqlDb, learning_clauses, runnable_jobs
 from kern.errors import ConfigError, MissingDependencyError, StorageError
-from kern.search.query import query_terms, tsquery
 
 __all__ = ["PostgresDb", "create_postgres_engine"]
 

@@ -49,11 +49,11 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import ColumnClause
 
 from kern.db.base import LearningFilter
+from kern.db.fulltext import fts5_match
 from kern.db.migrations import migrate
 from kern.db.schema import learnings
 from kern.db.sql import WRITE_OPTION, SqlDb, learning_clauses
 from kern.errors import ConfigError, StorageError
-from kern.search.query import fts5_match
 
 __all__ = ["SqliteDb", "create_sqlite_engine"]
 
@@ -112,7 +112,7 @@ class SqliteDb(SqlDb):
     ) -> Select[Any] | None:
         """FTS5 ``MATCH`` joined to ``learnings``, filtered there, ranked by BM25.
 
-        Every query term is quoted and OR-ed (``kern.search.query.fts5_match``): BM25 ranks
+        Every query term is quoted and OR-ed (``kern.db.fulltext.fts5_match``): BM25 ranks
         rows that match more, and rarer, terms first, and user input is never read as FTS5
         syntax. The filter is part of the same query, so ``limit`` counts visible rows only.
         """

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from kern._text import tokenize
 from kern.errors import ConfigError, ModelOutputError
 from kern.models._sdk import (
     DEFAULT_MAX_RETRIES,
@@ -26,7 +27,6 @@ from kern.models._sdk import (
     require,
     translate_error,
 )
-from kern.search.query import tokenize
 
 __all__ = [
     "Embedder",

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 import numpy as np
 
 from kern._sync import run_sync
+from kern._text import query_terms
 from kern.db.base import LearningDb, LearningFilter, RankingRow, SearchHit
 from kern.errors import ConfigError
 from kern.search.embedders import Embedder, HashEmbedder, LocalEmbedder
-from kern.search.query import query_terms
 from kern.search.ranking import RankingConfig, rank
 
 __all__ = ["embed_sync", "hybrid_search", "resolve_embedder"]

@@ -1,18 +1,18 @@
-"""Turn a natural-language query into safe full-text search expressions.
+"""Read a natural-language query: its search terms, and the calendar ranges it names.
 
-The user's words never become SQL: the store binds the returned string as a parameter. The
-string itself is still a small query language (FTS5 ``MATCH``, Postgres ``tsquery``), so every
-term is quoted here and keywords such as ``NEAR``, ``AND``, ``-`` or ``*`` typed by a user are
-searched as plain words. A query with no searchable word yields ``None``: the caller returns
-no full-text hits instead of matching everything.
+The words and the full-text syntax live below ``kern.search`` (``kern._text`` and
+``kern.db.fulltext``, so the database engines need nothing from here); this module re-exports
+them where they were always found.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from kern._text import STOPWORDS, query_terms, tokenize
+from kern.db.fulltext import fts5_match, tsquery
 
 __all__ = [
     "STOPWORDS",
@@ -23,96 +23,6 @@ __all__ = [
     "tokenize",
     "tsquery",
 ]
-
-# \w is Unicode-aware in Python: letters and digits of any script, plus "_". FTS5's unicode61
-# tokenizer treats "_" as a separator, so it is split off here too, keeping both sides aligned.
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-
-# Function words and question words: in an OR query they match most memories and only add
-# noise to BM25. Kept short on purpose; content words ("work", "name", "year") are not here.
-_STOPWORD_TEXT = """
-    a about above after again against all am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for from
-    further had has have having he her here hers herself him himself his how i if in into is
-    it its itself just me more most my myself no nor not now of off on once only or other our
-    ours ourselves out over own same she should so some such than that the their theirs them
-    themselves then there these they this those through to too under until up very was we
-    were what when where which while who whom why will with would you your yours yourself
-    yourselves s t d ll m re ve don didn doesn isn wasn weren aren won wouldn shouldn couldn
-    also get got ever might may must shall let us yes ok okay
-"""
-STOPWORDS: frozenset[str] = frozenset(_STOPWORD_TEXT.split())
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words of ``text`` (any script), apostrophe contractions kept whole."""
-    return [m.group(0).replace("’", "'").lower() for m in _WORD.finditer(text)]
-
-
-def query_terms(text: str, *, stopwords: Iterable[str] = STOPWORDS) -> list[str]:
-    """Distinct search terms of ``text`` in first-seen order, stopwords dropped.
-
-    Possessives lose their ``'s`` ("Caroline's" → "caroline"). If every word is a stopword
-    the words are kept, so "who am I?" still searches for something.
-    """
-    stop = stopwords if isinstance(stopwords, frozenset | set) else frozenset(stopwords)
-    words: list[str] = []
-    for word in tokenize(text):
-        base = word[:-2] if word.endswith("'s") else word
-        for part in base.split("'"):
-            if part and part not in words:
-                words.append(part)
-    kept = [w for w in words if w not in stop]
-    return kept or words
-
-
-def _searchable(terms: Sequence[str]) -> list[str]:
-    # Ready-made terms with no letter or digit would match nothing; drop them so that "no
-    # searchable word" is always ``None``, never an expression that cannot match.
-    return [t for t in terms if _WORD.search(t)]
-
-
-def _quote(term: str) -> str:
-    # An FTS5 string is delimited by double quotes; a quote inside is written twice.
-    return '"' + term.replace('"', '""') + '"'
-
-
-def fts5_match(
-    text: str | Sequence[str],
-    *,
-    operator: str = "OR",
-    prefix: bool = False,
-) -> str | None:
-    """An FTS5 ``MATCH`` expression for ``text`` (a query or ready-made terms), or ``None``.
-
-    Terms are quoted strings joined by ``OR`` (rank by BM25, any term may match) or ``AND``.
-    ``prefix`` appends ``*`` so "paint" also finds "painting" under a non-stemming tokenizer.
-    """
-    if operator not in ("OR", "AND"):
-        raise ValueError("operator must be 'OR' or 'AND'")
-    terms = query_terms(text) if isinstance(text, str) else _searchable(text)
-    if not terms:
-        return None
-    star = "*" if prefix else ""
-    return f" {operator} ".join(_quote(t) + star for t in terms)
-
-
-def tsquery(text: str | Sequence[str], *, operator: str = "|") -> str | None:
-    """A Postgres ``to_tsquery`` argument for ``text``: quoted lexemes joined by ``|`` or ``&``.
-
-    Bind it as a parameter (``to_tsquery('english', :q)``); quoting keeps user input from
-    being read as tsquery operators.
-    """
-    if operator not in ("|", "&"):
-        raise ValueError("operator must be '|' or '&'")
-    terms = query_terms(text) if isinstance(text, str) else _searchable(text)
-    if not terms:
-        return None
-    # Inside a tsquery a quote is doubled and a backslash escapes; words from tokenize() hold
-    # neither, ready-made terms may.
-    quoted = ("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
-    return f" {operator} ".join(quoted)
-
 
 # --- time expressions -------------------------------------------------------------------------
 

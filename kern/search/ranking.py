@@ -19,7 +19,8 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from kern.search.query import TimeRange, query_terms, time_ranges
+from kern._text import query_terms
+from kern.search.query import TimeRange, time_ranges
 
 __all__ = [
     "RankingConfig",
