@@ -11,10 +11,10 @@ import json
 import uuid
 from typing import Any
 
+from kern._extras import require
 from kern.context import RunContext
 from kern.db import open_db
 from kern.learn import LearningMachine
-from kern.models._sdk import require
 from kern.tools import Tool
 
 __all__ = ["mcp_machine", "serve_stdio"]

@@ -178,14 +178,12 @@ def load_machine(spec: str, db: LearningDb | None = None) -> LearningMachine:
             raise ConfigError(f"{module_name!r} has no attribute {attr!r}")
         target = getattr(target, part)
 
-    from kern.agent import Agent
-
-    if callable(target) and not isinstance(target, LearningMachine | Agent):
+    if callable(target) and not isinstance(target, LearningMachine) and not _is_agent(target):
         if db is None:
             raise ConfigError(f"{spec!r} is a factory: give the worker a database (--db URL)")
         params = inspect.signature(target).parameters
         target = target(db) if params else target()
-    if isinstance(target, Agent):
+    if _is_agent(target):
         machine = target.get_learning_machine()
         if machine is None:
             raise ConfigError(f"the agent {spec!r} has no learning (Agent(learning=...))")
@@ -198,6 +196,12 @@ def load_machine(spec: str, db: LearningDb | None = None) -> LearningMachine:
     _attach_db(target, db, spec)
     target.model  # noqa: B018 - fails now, clearly, when there is no extraction model
     return target
+
+
+def _is_agent(target: object) -> bool:
+    """An ``Agent`` (or anything that hands out its learning machine the same way), recognised
+    without importing ``kern.agent``: the worker sits below the agent layer."""
+    return not isinstance(target, type) and callable(getattr(target, "get_learning_machine", None))
 
 
 def _attach_db(machine: LearningMachine, db: LearningDb | None, spec: str) -> None:

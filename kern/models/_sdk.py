@@ -8,24 +8,14 @@ error tree by duck typing, so each provider module stays a thin wire adapter.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import threading
 from collections.abc import AsyncGenerator, Callable
-from types import ModuleType
 from typing import Generic, Protocol, TypeVar
 
-from kern.errors import MissingDependencyError, ModelError, ModelHTTPError, ModelTimeoutError
+from kern.errors import ModelError, ModelHTTPError, ModelTimeoutError
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_TIMEOUT = 60.0
-
-
-def require(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency or explain which extra installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(module, extra) from exc
 
 
 def translate_error(exc: Exception, *, provider: str) -> ModelError:

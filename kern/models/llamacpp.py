@@ -39,8 +39,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from kern._extras import require
 from kern.errors import ConfigError, KernError, MissingDependencyError, ModelError, ModelOutputError
-from kern.models._sdk import require
 from kern.models.base import (
     AssistantMessage,
     Message,

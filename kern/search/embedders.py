@@ -18,13 +18,13 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from kern._extras import require
 from kern._text import tokenize
 from kern.errors import ConfigError, ModelOutputError
 from kern.models._sdk import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     SdkClients,
-    require,
     translate_error,
 )
 

@@ -6,7 +6,7 @@
 Needs the ``server`` extra: ``pip install 'kern[server]'``.
 """
 
-from kern.models._sdk import require
+from kern._extras import require
 
 require("fastapi", "server")
 

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kern._extras import require
 from kern.agent import Agent
 from kern.errors import ConfigError
-from kern.models._sdk import require
 from kern.server.app import create_app
 from kern.server.auth import TokenConfig
 
