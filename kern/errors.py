@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConflictError",
+    "InvalidArgumentError",
     "JobLostError",
     "KernError",
     "MissingDependencyError",
@@ -29,6 +30,12 @@ class KernError(Exception):
 
 class ConfigError(KernError):
     """The developer asked for something kern cannot do; the message says what to change."""
+
+
+class InvalidArgumentError(ConfigError, ValueError):
+    """A call was given a value it cannot use (a negative limit, something that is not a write
+    operation); the message names the argument. Also a ``ValueError``, as Python code expects
+    of a bad argument."""
 
 
 class MissingDependencyError(ConfigError):

@@ -19,7 +19,7 @@ from kern.db.base import Db, RunRecord
 from kern.db.schema import runs, sessions
 from kern.db.sql import SqlDb
 from kern.db.sqlite import SqliteDb
-from kern.errors import ConfigError, StorageError
+from kern.errors import ConfigError, InvalidArgumentError, StorageError
 from tests.backends import Backend, open_db
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -169,7 +169,7 @@ def test_list_sessions_filters_by_user_most_recently_active_first(db: SqlDb) -> 
     assert [s.session_id for s in db.list_sessions()] == ["a1", "a3", "a2", "b1"]
     assert db.list_sessions(user_id="carol") == []
     assert db.list_sessions(limit=0) == []
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(InvalidArgumentError, match="limit"):
         db.list_sessions(limit=-1)
 
 
@@ -207,7 +207,7 @@ def test_runs_come_back_in_order_and_limit_keeps_the_most_recent(db: SqlDb) -> N
     assert [r.run_id for r in db.get_runs("s1", limit=10)] == ["r0", "r1", "r2", "r3", "r4"]
     assert db.get_runs("s1", limit=0) == []
     assert db.get_runs("other") == []
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(InvalidArgumentError, match="limit"):
         db.get_runs("s1", limit=-1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +30,13 @@ from kern.db.base import (
 )
 from kern.db.migrations import MIGRATIONS, applied_migrations, migrate
 from kern.db.sql import SqlDb
-from kern.errors import ConflictError, JobLostError, StorageError
+from kern.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidArgumentError,
+    JobLostError,
+    StorageError,
+)
 from tests.backends import Backend, bare_engine, open_db
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -248,7 +255,7 @@ def test_put_inserts_then_updates_the_active_row_of_its_key(db: SqlDb, clock: Cl
 
 
 def test_put_refuses_a_record_without_key(db: SqlDb) -> None:
-    with pytest.raises(ValueError, match="key"):
+    with pytest.raises(InvalidArgumentError, match="key"):
         db.apply([Put(rec("m1", "no key"))])
 
 
@@ -341,7 +348,7 @@ def test_bad_values_are_storage_errors_and_write_nothing(db: SqlDb) -> None:
     with pytest.raises(StorageError, match=r"(?i)unique"):
         db.apply([Create(rec("m3", "a")), Create(rec("m3", "b"))])
     assert db.count_learnings(EVERYTHING) == 0
-    with pytest.raises(TypeError):
+    with pytest.raises(InvalidArgumentError, match="not a learning write operation"):
         db.apply(["not an op"])  # type: ignore[list-item]
 
 
@@ -380,7 +387,7 @@ def test_list_count_and_filters(db: SqlDb, clock: Clock) -> None:
         "m0",
     ]
     assert db.count_learnings(LearningFilter(user_id="alice")) == 5
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(InvalidArgumentError, match="limit"):
         db.list_learnings(mine, limit=-1)
 
 
@@ -614,7 +621,7 @@ def test_delete_user_removes_everything_of_the_user_and_nothing_else(db: SqlDb) 
     assert db.load_vectors(LearningFilter(user_id="bob")) == (["bob-v"], [b"1234"])
     assert [r.run_id for r in db.get_runs("bob-s")] == ["bob-r"]
     assert db.delete_user("alice") == 0
-    with pytest.raises(ValueError, match="user id"):
+    with pytest.raises(InvalidArgumentError, match="user id"):
         db.delete_user("")
 
 
@@ -701,7 +708,7 @@ def test_done_jobs_are_deleted_once_old_and_failed_ones_kept(db: SqlDb, clock: C
     assert db.delete_done_jobs(older_than=1800) == 0
     clock.advance(1801)
     assert db.delete_done_jobs(older_than=1800) == 1
-    with pytest.raises(ValueError, match="older_than"):
+    with pytest.raises(InvalidArgumentError, match="older_than"):
         db.delete_done_jobs(older_than=-1)
 
 
@@ -719,9 +726,9 @@ def test_claim_picks_available_jobs_oldest_first_by_id_or_user(db: SqlDb, clock:
     assert db.claim_job().id == "later"  # type: ignore[union-attr]
     with pytest.raises(StorageError, match=r"(?i)unique"):
         db.enqueue_job(job("a"))
-    with pytest.raises(ValueError, match="attempts"):
+    with pytest.raises(InvalidArgumentError, match="attempts"):
         db.enqueue_job(job("z", max_attempts=0))
-    with pytest.raises(ValueError, match="lease_seconds"):
+    with pytest.raises(InvalidArgumentError, match="lease_seconds"):
         db.claim_job(lease_seconds=0)
 
 
@@ -852,3 +859,30 @@ def test_concurrent_threads_and_processes_lose_no_write(backend: Backend) -> Non
         assert len(memories) == total
         assert len(db.history(store="user_memory", limit=10_000)) == total
         assert len(db.search_text("memory", LearningFilter(), limit=1000)) == total
+
+
+def test_caller_mistakes_are_kern_errors_and_change_nothing(db: SqlDb) -> None:
+    """Each argument the database layer refuses raises ``InvalidArgumentError`` (a
+    ``ConfigError``, so the server answers 400) naming the argument, before any write."""
+    db.enqueue_job(job("held"))
+    claim = db.claim_job()
+    assert claim is not None
+    mistakes: list[tuple[str, Callable[[], object]]] = [
+        ("limit", lambda: db.list_jobs(limit=True)),
+        ("limit", lambda: db.history(limit=-1)),
+        ("offset", lambda: db.list_learnings(EVERYTHING, offset=-1)),
+        ("limit", lambda: db.search_text("dog", EVERYTHING, limit=-5)),
+        ("limit", lambda: db.search_vectors(b"1234", EVERYTHING, limit=-1)),
+        ("lease_seconds", lambda: db.renew_lease(claim, lease_seconds=float("nan"))),
+        ("retry_in", lambda: db.fail_job(claim, "boom", retry_in=-1)),
+        ("attempts", lambda: db.enqueue_job(job("bad", attempts=2, max_attempts=2))),
+        ("user id", lambda: db.delete_user(None)),  # type: ignore[arg-type]
+        ("key", lambda: db.apply([Put(rec("m1", "no key"))])),
+        ("write operation", lambda: db.apply([Create(rec("m2", "ok")), "drop table"])),  # type: ignore[list-item]
+    ]
+    for argument, call in mistakes:
+        with pytest.raises(InvalidArgumentError, match=argument) as raised:
+            call()
+        assert isinstance(raised.value, ConfigError)
+    assert db.count_learnings(EVERYTHING) == 0
+    assert [(j.id, j.status, j.error) for j in db.list_jobs()] == [("held", "running", None)]

@@ -28,7 +28,7 @@ from kern.db.migrations import (
     pending_migrations,
 )
 from kern.db.sql import SqlDb
-from kern.errors import StorageError
+from kern.errors import ConfigError, StorageError
 from tests.backends import Backend, bare_engine, is_postgres, open_db
 from tests.test_db_learnings import check_m002, ids, rec, seed_m002
 
@@ -243,10 +243,10 @@ def _named(name: str, sql: str) -> Migration:
 
 
 def test_migration_names_must_be_unique(bare: SqlDb) -> None:
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ConfigError, match="already registered"):
         migration(MIGRATIONS[0])
     assert [fn.__name__ for fn in MIGRATIONS] == NAMES
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ConfigError, match="unique"):
         migrate(bare, [MIGRATIONS[0], MIGRATIONS[0]])
 
 

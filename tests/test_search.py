@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kern.errors import ConfigError, MissingDependencyError, ModelHTTPError
+from kern.errors import ConfigError, InvalidArgumentError, MissingDependencyError, ModelHTTPError
 from kern.search import (
     Embedder,
     HashEmbedder,
@@ -172,7 +172,7 @@ def test_or_and_prefix_forms(fts: sqlite3.Connection) -> None:
     assert fts5_match(['say "hi"']) == '"say ""hi"""'
     assert fts5_match(["", "  ", "?!"]) is None
     assert fts5_match(["?!", "dog"]) == '"dog"'
-    with pytest.raises(ValueError, match="operator"):
+    with pytest.raises(InvalidArgumentError, match="operator"):
         fts5_match("x", operator="NEAR")
     expr = fts5_match("support group", operator="AND")
     assert expr is not None
@@ -190,6 +190,8 @@ def test_tsquery_quotes_every_lexeme() -> None:
     assert tsquery(["it's", "a\\b"]) == "'it''s' | 'a\\\\b'"
     assert tsquery("?!") is None
     assert tsquery(["", "--"]) is None
+    with pytest.raises(InvalidArgumentError, match="operator"):
+        tsquery("x", operator="OR")
 
 
 # --- time expressions ------------------------------------------------------------------------

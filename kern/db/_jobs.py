@@ -29,7 +29,7 @@ from kern.db.base import (
     JobStatus,
 )
 from kern.db.schema import jobs
-from kern.errors import JobLostError
+from kern.errors import InvalidArgumentError, JobLostError
 
 __all__ = ["JobsSql", "complete_job", "runnable_jobs"]
 
@@ -51,7 +51,7 @@ class JobsSql(SqlBase):
         """Insert ``job`` as pending (whatever its ``status``), available at
         ``job.available_at`` or now; its id must be new."""
         if job.max_attempts < 1 or not 0 <= job.attempts < job.max_attempts:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"a job needs 0 <= attempts < max_attempts, got {job.attempts}/{job.max_attempts}"
             )
         now = self.now()

@@ -38,7 +38,7 @@ from kern.db.base import (
     WriteOp,
 )
 from kern.db.schema import among, learning_history, learnings
-from kern.errors import ConflictError
+from kern.errors import ConflictError, InvalidArgumentError
 
 __all__ = ["LEARNING_COLUMNS", "LearningsSql", "learning_clauses", "learning_record"]
 
@@ -90,7 +90,7 @@ class LearningsSql(SqlBase):
         ops = list(ops)
         for op in ops:
             if not isinstance(op, Create | Put | Update | SetStatus):
-                raise TypeError(f"not a learning write operation: {op!r}")
+                raise InvalidArgumentError(f"not a learning write operation: {op!r}")
         now = self.now()
         what = f"apply {len(ops)} learning write(s)" + (f" for job {job.id!r}" if job else "")
         with self.transaction(action=what) as conn:
@@ -189,7 +189,7 @@ class LearningsSql(SqlBase):
         """(the row before, the row after) of a keyed write; before is None for an insert."""
         record = op.record
         if record.key is None or record.status != "active":
-            raise ValueError(f"Put needs a key and status 'active', got {record!r}")
+            raise InvalidArgumentError(f"Put needs a key and status 'active', got {record!r}")
         current = _lock_active_key(conn, record.store, record.scope, record.key)
         if current is None:
             try:

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from kern.errors import ConfigError, StorageError
+from kern.errors import ConfigError, InvalidArgumentError, StorageError
 
 __all__ = ["WRITE_OPTION", "SqlBase", "check_limit", "check_seconds", "utcnow"]
 
@@ -145,7 +145,7 @@ class SqlBase:
 
 def check_limit(limit: int, name: str = "limit") -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {limit!r}")
+        raise InvalidArgumentError(f"{name} must be a non-negative integer, got {limit!r}")
 
 
 def check_seconds(value: float, name: str, *, positive: bool = False) -> None:
@@ -157,4 +157,4 @@ def check_seconds(value: float, name: str, *, positive: bool = False) -> None:
         or (positive and value == 0)
     ):
         kind = "positive" if positive else "non-negative"
-        raise ValueError(f"{name} must be a {kind} number of seconds, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a {kind} number of seconds, got {value!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kern._text import WORD, query_terms
+from kern.errors import InvalidArgumentError
 
 __all__ = ["fts5_match", "tsquery"]
 
@@ -39,7 +40,7 @@ def fts5_match(
     ``prefix`` appends ``*`` so "paint" also finds "painting" under a non-stemming tokenizer.
     """
     if operator not in ("OR", "AND"):
-        raise ValueError("operator must be 'OR' or 'AND'")
+        raise InvalidArgumentError(f"operator must be 'OR' or 'AND', got {operator!r}")
     terms = query_terms(text) if isinstance(text, str) else _searchable(text)
     if not terms:
         return None
@@ -54,7 +55,7 @@ def tsquery(text: str | Sequence[str], *, operator: str = "|") -> str | None:
     being read as tsquery operators.
     """
     if operator not in ("|", "&"):
-        raise ValueError("operator must be '|' or '&'")
+        raise InvalidArgumentError(f"operator must be '|' or '&', got {operator!r}")
     terms = query_terms(text) if isinstance(text, str) else _searchable(text)
     if not terms:
         return None

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, func, insert, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from kern.db import schema
-from kern.errors import StorageError
+from kern.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     from kern.db.sql import SqlDb
@@ -62,7 +62,7 @@ _PG_MIGRATION_LOCK = 0x6B65726E  # "kern"
 def migration(fn: Migration) -> Migration:
     """Register ``fn`` as the next migration (decorator)."""
     if any(existing.__name__ == fn.__name__ for existing in MIGRATIONS):
-        raise ValueError(f"a migration named {fn.__name__!r} is already registered")
+        raise ConfigError(f"a migration named {fn.__name__!r} is already registered")
     MIGRATIONS.append(fn)
     return fn
 
@@ -211,4 +211,4 @@ def serialize_schema_changes(conn: Connection) -> None:
 def _check_unique(migrations: Sequence[Migration]) -> None:
     names = [fn.__name__ for fn in migrations]
     if len(set(names)) != len(names):
-        raise ValueError(f"migration names must be unique: {names}")
+        raise ConfigError(f"migration names must be unique: {names}")

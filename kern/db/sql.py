@@ -38,6 +38,7 @@ from kern.db._learnings import LEARNING_COLUMNS, LearningsSql, learning_clauses
 from kern.db._sessions import SessionsSql
 from kern.db._sqlbase import WRITE_OPTION, utcnow
 from kern.db.schema import jobs, learning_history, learnings, runs, sessions
+from kern.errors import InvalidArgumentError
 
 __all__ = [
     "LEARNING_COLUMNS",
@@ -63,7 +64,7 @@ class SqlDb(SessionsSql, LearningsSql, CandidatesSql, JobsSql):
         events, jobs, runs (also any run in the user's sessions) and sessions. Returns the
         number of rows removed."""
         if not isinstance(user_id, str) or not user_id:
-            raise ValueError(f"delete_user needs a user id, got {user_id!r}")
+            raise InvalidArgumentError(f"delete_user needs a user id, got {user_id!r}")
         mine = select(learnings.c.id).where(learnings.c.user_id == user_id)
         their_sessions = select(sessions.c.session_id).where(sessions.c.user_id == user_id)
         statements = [
