@@ -20,12 +20,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kern._extras import require
 from kern.errors import ConfigError, KernError, ModelError
 from kern.models._sdk import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     SdkClients,
-    require,
     translate_error,
 )
 from kern.models.base import (
