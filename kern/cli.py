@@ -19,6 +19,8 @@ from kern.learn import CurationReport, LearningMachine
 from kern.models.base import Model
 from kern.tools import tool
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     help="kern: agents that learn. Run `kern demo` to see it work offline.",
     no_args_is_help=True,

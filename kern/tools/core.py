@@ -14,6 +14,16 @@ from kern.context import RunContext
 from kern.errors import ConfigError, NotFoundError, ToolError
 from kern.models.base import ToolDefinition
 
+__all__ = [
+    "Tool",
+    "ToolFunction",
+    "ToolOutcome",
+    "as_tool",
+    "parse_docstring",
+    "render_result",
+    "tool",
+]
+
 ToolFunction = Callable[..., Any]
 
 
