@@ -44,29 +44,6 @@ from kern.search.ranking import (
 from tests.fakes.openai import openai_error
 from tests.fakes.server import FakeServer, Recorded, Reply
 
-
-def test_public_surface_is_pinned() -> None:
-    import kern.search
-
-    assert sorted(kern.search.__all__) == [
-        "Embedder",
-        "HashEmbedder",
-        "LocalEmbedder",
-        "OpenAIEmbedder",
-        "RankingConfig",
-        "STOPWORDS",
-        "TimeRange",
-        "Vector",
-        "cosine_top_k",
-        "fts5_match",
-        "query_terms",
-        "rank",
-        "time_ranges",
-        "tsquery",
-    ]
-    assert all(hasattr(kern.search, name) for name in kern.search.__all__)
-
-
 # --- query building --------------------------------------------------------------------------
 
 

@@ -227,6 +227,21 @@ def runnable_jobs(now: datetime, *, job_id: str | None, user_id: str | None) -> 
     return query
 
 
+def complete_job(conn: Connection, job: JobRecord, now: datetime) -> None:
+    """Mark ``job`` done in ``conn``'s transaction, or raise ``JobLostError`` if its claim is
+    no longer held (``apply(job=…)`` calls it first, so a lost claim writes nothing)."""
+    result = conn.execute(
+        update(jobs)
+        .where(_held(job))
+        .values(status="done", lease_token=None, lease_until=None, updated_at=now)
+    )
+    if result.rowcount != 1:
+        raise JobLostError(
+            f"job {job.id!r} is no longer held by this claim (its lease expired and another "
+            "worker took it, or it is finished); nothing was applied"
+        )
+
+
 def _abandoned(now: datetime) -> ColumnElement[bool]:
     """Running, lease expired, no attempt left: no worker will ever finish it."""
     return and_(
@@ -247,18 +262,3 @@ def _held(job: JobRecord) -> ColumnElement[bool]:
 
 def _job_record(row: RowMapping) -> JobRecord:
     return JobRecord(**{c.name: row[c.name] for c in jobs.c})
-
-
-def complete_job(conn: Connection, job: JobRecord, now: datetime) -> None:
-    """Mark ``job`` done in ``conn``'s transaction, or raise ``JobLostError`` if its claim is
-    no longer held (``apply(job=…)`` calls it first, so a lost claim writes nothing)."""
-    result = conn.execute(
-        update(jobs)
-        .where(_held(job))
-        .values(status="done", lease_token=None, lease_until=None, updated_at=now)
-    )
-    if result.rowcount != 1:
-        raise JobLostError(
-            f"job {job.id!r} is no longer held by this claim (its lease expired and another "
-            "worker took it, or it is finished); nothing was applied"
-        )

@@ -351,6 +351,8 @@ class LearningsSql(SqlBase):
             rows = conn.execute(query).mappings().all()
         return [_history_record(row) for row in rows]
 
+    # -- engine hook -----------------------------------------------------------------------------
+
     def _embedding_value(self, embedding: bytes | None) -> Any:
         """Engine-specific: the value written to ``learnings.embedding`` for float32 bytes
         (the bytes themselves here; ``PostgresDb`` casts them to pgvector's ``vector``)."""
