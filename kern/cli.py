@@ -559,11 +559,25 @@ def learnings_dedupe(
 
 @app.command()
 def mcp(
-    db: DbOption,
     user_id: UserOption,
-    namespace: Annotated[str, typer.Option(help="Namespace of shared stores")] = "global",
+    db: Annotated[str | None, typer.Option("--db", help="SQLite file or postgresql:// URL")] = None,
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the SQLite file if it does not exist")
+    ] = False,
+    app_spec: Annotated[
+        str | None,
+        typer.Option("--app", help="module:name of your Agent: serve its stores and modes"),
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="Namespace of shared stores (default global)")
+    ] = None,
 ) -> None:
-    """Serve the stores' tools to MCP clients over stdio, as one user."""
+    """Serve the stores' tools, and the user's profile and memories, to MCP clients over
+    stdio, as one user."""
     from kern.mcp import main as mcp_main
 
-    mcp_main(["--db", db, "--user-id", user_id, "--namespace", namespace])
+    argv = ["--user-id", user_id]
+    for flag, value in (("--db", db), ("--app", app_spec), ("--namespace", namespace)):
+        if value is not None:
+            argv += [flag, value]
+    mcp_main(argv + (["--create"] if create else []))

@@ -30,6 +30,7 @@ from tests.test_server_support import (
     app,
     auth,
     client,
+    failed_job,
     seed,
     served,
     server_db,
@@ -87,6 +88,7 @@ def seeded(agent: Agent, client: TestClient) -> dict[str, Any]:
     ).json()["items"][0]
     ids["context"] = context["id"]
     ids["export"] = client.get("/v1/users/alice/export", headers=auth(ADMIN)).json()
+    ids["job"] = failed_job(agent, "alice").id
     seed(agent, "bob")
     return ids
 
@@ -114,6 +116,7 @@ def fill(path: str, ids: dict[str, Any], *, user: str = "alice") -> str:
         "user_id": user,
         "session_id": ids["session"],
         "proposal_id": ids["proposal"],
+        "job_id": ids["job"],
         "item_id": ids[_ITEM_KEYS[store]] if store in _ITEM_KEYS else "x",
         "store": "user_memory",
         "rest": "",
@@ -176,10 +179,10 @@ def test_every_endpoint_needs_a_known_token(
 def classify(path: str) -> str:
     if "{user_id}" in path:
         return "user"
-    if path in ("/v1/proposals", "/v1/users"):
+    if path in ("/v1/proposals", "/v1/users", "/v1/jobs"):
         return "admin"
-    if path.startswith("/v1/proposals/{proposal_id}/"):
-        return "proposal"
+    if path.startswith(("/v1/proposals/{proposal_id}/", "/v1/jobs/{job_id}/")):
+        return "owned"  # by one user: another user's id is unknown (404)
     if path in ("/v1/me", "/v1/stores"):
         return "any token"
     raise AssertionError(f"{path} is not classified: decide who may call it, add it here")
@@ -197,7 +200,7 @@ def test_a_user_token_never_reaches_another_users_data(
         if kind == "any token":
             assert response.status_code == 200
             continue
-        expected = {"user": (403, 404), "admin": (403,), "proposal": (404,)}[kind]
+        expected = {"user": (403, 404), "admin": (403,), "owned": (404,)}[kind]
         assert response.status_code in expected, (method, url, response.status_code)
         assert "Alps" not in response.text and "anvils" not in response.text
         assert snapshot(server_db) == before, f"{method} {url} changed the database"
@@ -222,7 +225,7 @@ def test_another_users_item_ids_are_404_through_ones_own_path(
         else:
             assert response.status_code == (200 if method == "GET" else 403), (method, url)
         checked += 1
-    assert checked == 6 * 4
+    assert checked == 6 * 5  # get, patch, delete, history, restore
     assert snapshot(server_db) == before
     # Nor can bob's runs use alice's session, or read its messages or context.
     run = client.post(

@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from sqlalchemy import delete, select
 
 from kern._sync import wait_for_background
 from kern.agent import Agent
+from kern.db.base import JobRecord
 from kern.db.schema import metadata
 from kern.db.sqlite import SqliteDb
 from kern.learn import (
@@ -167,6 +169,28 @@ def seed(agent: Agent, user: str = "alice") -> dict[str, str]:
         "learning": learning.id,
         "decision": decision.id,
     }
+
+
+def failed_job(agent: Agent, user: str, error: str = "ModelHTTPError: HTTP 500") -> JobRecord:
+    """An extraction job of ``user`` that failed for good (as a broken model server leaves
+    it), through the queue's own calls."""
+    lm = agent.get_learning_machine()
+    assert lm is not None
+    job = JobRecord(
+        id=f"job-{user}-{uuid.uuid4().hex[:8]}",
+        kind="extract",
+        payload={"user": f"{user} says hi", "assistant": "hello", "input": f"{user} says hi"},
+        user_id=user,
+        session_id=f"{user}-s1",
+        max_attempts=1,
+    )
+    lm.db.enqueue_job(job)
+    claimed = lm.db.claim_job(job_id=job.id)
+    assert claimed is not None
+    lm.db.fail_job(claimed, error)
+    (failed,) = lm.db.list_jobs(job_id=job.id)
+    assert failed.status == "failed"
+    return failed
 
 
 def snapshot(db: SqliteDb) -> dict[str, list[tuple[Any, ...]]]:

@@ -1,7 +1,9 @@
 """The web UI in a real browser (headless Debian chromium through Playwright), against
 ``create_app`` served by uvicorn: browse a seeded user's memories and an item's history,
-approve a proposal and see it recalled in the next chat turn, chat one turn. Screenshots go
-to ``test-artifacts/ui/`` (gitignored).
+approve a proposal and see it recalled (formatted, with its store and reason) in the next chat
+turn; delete with a confirmation and restore; edit profile fields by their labels; sessions
+with a count and a preview; the jobs view with a failed job retried. One screenshot per page
+goes to ``test-artifacts/ui/`` (gitignored; the path is printed, see it with ``pytest -s``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from kern._sync import wait_for_background
 from kern.agent import Agent
 from kern.db.sqlite import SqliteDb
 from kern.models.testing import FunctionModel
-from tests.test_server_support import ADMIN, ALICE, TOKENS, answer, machine, seed
+from tests.test_server_support import ADMIN, ALICE, TOKENS, answer, failed_job, machine, seed
 
 CHROMIUM = Path(os.environ.get("KERN_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "ui"
@@ -79,6 +81,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Agent]]:
 @pytest.fixture
 def page(server: tuple[str, Agent]) -> Iterator[Any]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {ARTIFACTS}")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -159,7 +162,18 @@ def test_browse_approve_and_chat(server: tuple[str, Agent], page: Any) -> None:
     # …and the next chat turn recalls it, and shows what it recalled.
     reply = chat(page, "What should I cook tonight?")
     assert reply == "You are vegetarian, so: a mushroom risotto."
-    assert "alice is vegetarian" in page.text_content("[data-testid=recalled]")
+    # The recall panel lists each learning with its store and why, not the raw prompt.
+    recalled = page.locator("[data-testid=recalled-item]")
+    vegetarian = recalled.filter(has_text="alice is vegetarian")
+    assert vegetarian.locator(".badge").text_content() == "Memories"
+    # The question shares no word with it: recalled as a recent memory, and said so.
+    assert vegetarian.locator(".meta").text_content() == "one of the most recent (no search match)"
+    name = recalled.filter(has_text="Name: Alice")
+    assert name.locator(".badge").text_content() == "Profile"
+    assert name.locator(".meta").text_content() == "profile field: always included"
+    panel = str(page.text_content("[data-testid=recalled]"))
+    assert "{" not in panel and ids["memory"] not in panel  # no JSON, no ids
+    assert f"alice pasted {XSS}" in panel and page.locator("#recalled img").count() == 0
     page.screenshot(path=str(ARTIFACTS / "06-chat-recalled.png"), full_page=True)
 
     # Search.
@@ -185,7 +199,9 @@ def test_an_admin_picks_users(server: tuple[str, Agent], page: Any) -> None:
         "bob loves hiking in the Alps"
     ).wait_for()
     page.click("[data-testid=tab-sessions]")
-    page.locator("[data-testid=session] .item-text").get_by_text("bob-s1").wait_for()
+    session = page.locator("[data-testid=session][data-id=bob-s1]")
+    assert session.locator("[data-testid=session-preview]").text_content() == "Hello there"
+    assert session.locator("[data-testid=message-count]").text_content() == "4 messages"
     page.screenshot(path=str(ARTIFACTS / "08-admin-sessions.png"), full_page=True)
     # A refused token never reaches the app.
     page.click("#logout")
@@ -193,6 +209,107 @@ def test_an_admin_picks_users(server: tuple[str, Agent], page: Any) -> None:
     page.click("#login button[type=submit]")
     page.get_by_text("That token was refused.").wait_for()
     assert page.locator("#app").is_hidden()
+
+
+def test_delete_asks_first_and_a_deleted_item_is_restored(
+    server: tuple[str, Agent], page: Any
+) -> None:
+    base, agent = server
+    ids = seed(agent, "alice")
+    sign_in(page, base, ALICE)
+    page.click("[data-testid=tab-memories]")
+    memory = page.locator(f"[data-testid=item][data-id='{ids['memory']}']")
+    memory.get_by_role("button", name="Delete").click()
+    # Nothing is deleted on one click: the item asks, and Cancel keeps it.
+    memory.get_by_text("Delete this item?").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "10-delete-confirm.png"), full_page=True)
+    memory.get_by_role("button", name="Cancel").click()
+    memory.get_by_role("button", name="Delete").wait_for()
+    assert agent_memories(agent) == ["alice loves hiking in the Alps"]
+
+    memory.get_by_role("button", name="Delete").click()
+    memory.get_by_role("button", name="Yes, delete").click()
+    page.get_by_text("Deleted: alice loves hiking in the Alps").wait_for()
+    memory.wait_for(state="detached")
+    assert agent_memories(agent) == []
+
+    # Deleted items are listed with Restore; restoring brings the item back, in its history.
+    page.select_option("[data-testid=status-filter]", "deleted")
+    deleted = page.locator(f"[data-testid=item][data-id='{ids['memory']}']")
+    deleted.get_by_role("button", name="Restore").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "11-deleted-items.png"), full_page=True)
+    deleted.get_by_role("button", name="Restore").click()
+    page.get_by_text("Restored: alice loves hiking in the Alps").wait_for()
+    assert agent_memories(agent) == ["alice loves hiking in the Alps"]
+    page.select_option("[data-testid=status-filter]", "active")
+    restored = page.locator(f"[data-testid=item][data-id='{ids['memory']}']")
+    restored.get_by_role("button", name="History").click()
+    history = page.locator("[data-testid=history-event] strong")
+    playwright.expect(history.first).to_have_text("restore")
+    assert history.nth(1).text_content() == "delete"
+    page.screenshot(path=str(ARTIFACTS / "12-restored-history.png"), full_page=True)
+
+
+def test_profile_fields_show_labels_and_are_edited(server: tuple[str, Agent], page: Any) -> None:
+    base, agent = server
+    seed(agent, "alice")
+    sign_in(page, base, ALICE)
+    page.click("[data-testid=tab-profile]")
+    style = page.locator("[data-testid=profile-field][data-field=communication_style]")
+    assert style.locator("th").text_content() == (
+        "Communication styleHow the user wants answers: length, tone, format"
+    )
+    assert page.locator("[data-testid=profile]").get_by_text("communication_style").count() == 0
+    style.get_by_role("button", name="Set").click()
+    style.get_by_role("textbox", name="Communication style").fill("short answers, no emoji")
+    page.screenshot(path=str(ARTIFACTS / "13-profile-edit.png"), full_page=True)
+    style.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved: Communication style").wait_for()
+    playwright.expect(page.locator("[data-field=communication_style] td.value")).to_have_text(
+        "short answers, no emoji"
+    )
+    # A custom field with fixed choices is edited with a choice list.
+    plan = page.locator("[data-testid=profile-field][data-field=plan]")
+    assert plan.locator("th").text_content() == "PlanBilling plan"
+    plan.get_by_role("button", name="Edit").click()
+    plan.get_by_role("combobox", name="Plan").select_option(label="enterprise")
+    plan.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved: Plan").wait_for()
+    playwright.expect(page.locator("[data-field=plan] td.value")).to_have_text("enterprise")
+    lm = agent.get_learning_machine()
+    assert lm is not None
+    profile = lm.user_profile.get(user_id="alice")
+    assert (profile.communication_style, profile.plan) == ("short answers, no emoji", "enterprise")
+    page.screenshot(path=str(ARTIFACTS / "14-profile.png"), full_page=True)
+
+
+def test_the_jobs_view_shows_a_failed_job_and_retries_it(
+    server: tuple[str, Agent], page: Any
+) -> None:
+    base, agent = server
+    seed(agent, "alice")
+    job = failed_job(agent, "alice", "ModelHTTPError: HTTP 500\n" + "Traceback line\n" * 100)
+    sign_in(page, base, ALICE)
+    page.click("[data-testid=tab-jobs]")
+    card = page.locator(f"[data-testid=job][data-id='{job.id}']")
+    error = card.locator("[data-testid=job-error]")
+    error.wait_for()
+    assert str(error.text_content()).startswith("Failed: ModelHTTPError: HTTP 500 Traceback")
+    assert len(str(error.text_content())) < 260  # shortened: the list stays readable
+    assert card.locator("[data-testid=job-status]").text_content() == "failed"
+    page.screenshot(path=str(ARTIFACTS / "15-jobs-failed.png"), full_page=True)
+    card.get_by_role("button", name="Retry").click()
+    page.get_by_text("Queued again: the job for “alice says hi”").wait_for()
+    # The view looks again while the job is pending or running; it ends done.
+    playwright.expect(card).to_have_attribute("data-status", "done")
+    assert card.get_by_role("button", name="Retry").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "16-jobs-retried.png"), full_page=True)
+
+
+def agent_memories(agent: Agent) -> list[str]:
+    lm = agent.get_learning_machine()
+    assert lm is not None
+    return [m.content for m in lm.user_memory.list(user_id="alice") if "Alps" in m.content]
 
 
 def chat(page: Any, message: str) -> str:

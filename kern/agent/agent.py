@@ -294,6 +294,7 @@ class Agent:
             messages=tuple(new_messages),
             metrics=metrics,
             recalled=recalled.context,
+            recalled_items=tuple(i for r in recalled.recalled.values() for i in r.items),
         )
         await self._save_run(ctx, created_at, new_messages, metrics)
         if self.learning_machine is not None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
+from kern.learn.items import Item
 from kern.models.base import Message, ToolCall, Usage
 
 __all__ = [
@@ -63,6 +64,10 @@ class RunOutput:
     #: learning); lets applications show what the answer was based on.
     recalled: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    #: The learnings the stores recalled for ``recalled`` (before a small ``context_budget``
+    #: drops the least relevant), as items with their store and search ``score``: what an
+    #: application shows without parsing the rendered context.
+    recalled_items: tuple[Item[Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

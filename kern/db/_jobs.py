@@ -29,7 +29,7 @@ from kern.db.base import (
     JobStatus,
 )
 from kern.db.schema import jobs
-from kern.errors import InvalidArgumentError, JobLostError
+from kern.errors import ConflictError, InvalidArgumentError, JobLostError, NotFoundError
 
 __all__ = ["JobsSql", "complete_job", "runnable_jobs"]
 
@@ -195,12 +195,60 @@ class JobsSql(SqlBase):
         with self.transaction(action="delete finished jobs") as conn:
             return int(conn.execute(query).rowcount)
 
-    def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
-        """Jobs (with ``status``, or all), newest first."""
+    def retry_job(self, job_id: str) -> JobRecord:
+        """Queue a failed job again, with all its attempts (someone fixed the cause: a model
+        server, a setting). Its last error stays until the job runs again. ``NotFoundError``
+        for an unknown id, ``ConflictError`` unless the job is failed."""
+        now = self.now()
+        with self.transaction(action=f"retry job {job_id!r}") as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())
+            found = row.mappings().first()
+            if found is None:
+                raise NotFoundError(f"No job with id {job_id!r}.")
+            if found["status"] != "failed":
+                raise ConflictError(
+                    f"job {job_id!r} is {found['status']}, not failed: only a failed job is retried"
+                )
+            queued = replace(
+                _job_record(found),
+                status="pending",
+                attempts=0,
+                lease_token=None,
+                lease_until=None,
+                available_at=now,
+                updated_at=now,
+            )
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    status=queued.status,
+                    attempts=queued.attempts,
+                    lease_token=None,
+                    lease_until=None,
+                    available_at=now,
+                    updated_at=now,
+                )
+            )
+        return queued
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        user_id: str | None = None,
+        job_id: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs (with ``status``, of ``user_id``, or the one ``job_id``; or all), newest first."""
         check_limit(limit)
         query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
         if status is not None:
             query = query.where(jobs.c.status == status)
+        if user_id is not None:
+            query = query.where(jobs.c.user_id == user_id)
+        if job_id is not None:
+            query = query.where(jobs.c.id == job_id)
         with self.transaction(write=False, action="list jobs") as conn:
             rows = conn.execute(query).mappings().all()
         return [_job_record(row) for row in rows]

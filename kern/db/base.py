@@ -367,6 +367,16 @@ class LearningDb(Db, Protocol):
         (failed jobs stay, with their errors). Returns how many were removed."""
         ...
 
+    def retry_job(self, job_id: str) -> JobRecord:
+        """Queue a failed job again with all its attempts (``ConflictError`` unless failed,
+        ``NotFoundError`` for an unknown id); returns it as queued."""
+        ...
+
     def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 100
+        self,
+        *,
+        status: JobStatus | None = None,
+        user_id: str | None = None,
+        job_id: str | None = None,
+        limit: int = 100,
     ) -> list[JobRecord]: ...

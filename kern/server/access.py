@@ -243,6 +243,13 @@ class StoreAccess:
         (saved,) = self.db.apply([SetStatus(record.id, "deleted", "delete")], actor="api")
         return self.item(saved)
 
+    def restore(self, record: LearningRecord) -> Item[Any]:
+        """A deleted row active again (a ``restore`` history event); ``ConflictError`` when it
+        is not deleted, or when another row now holds its key (a profile field set since)."""
+        op = SetStatus(record.id, "active", "restore", from_statuses=("deleted",))
+        (saved,) = self.db.apply([op], actor="api")
+        return self.item(saved)
+
     def set_profile_field(self, user_id: str, field: str, value: Any) -> Item[Any] | None:
         """Through the profile store's own API (a keyed ``Put``, validated by its schema)."""
         assert isinstance(self.store, UserProfileStore)

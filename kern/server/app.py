@@ -18,6 +18,7 @@ from kern.errors import ConfigError, KernError
 from kern.server.auth import BearerAuth, TokenConfig
 from kern.server.errors import install_error_handlers
 from kern.server.items import items_router
+from kern.server.jobs import jobs_router
 from kern.server.proposals import proposals_router
 from kern.server.runs import runs_router
 from kern.server.schemas import ErrorBody
@@ -44,6 +45,9 @@ items. Another user's proposals are never shown to a user token.
 
 **Proposals** are approved or rejected by an admin or by the user whose run proposed them.
 **Import** is admin-only; **export** and **forget** are for the user or an admin.
+
+**Jobs** (extraction after each turn): admins list all of them, a user token its user's own;
+a failed job is retried by an admin or by its user.
 """
 
 # The UI loads only its own files and talks only to this server.
@@ -93,6 +97,7 @@ def create_app(agent: Agent, *, tokens: TokenConfig, ui: bool = True) -> FastAPI
         runs_router(state),
         items_router(state),
         proposals_router(state),
+        jobs_router(state),
     ):
         v1.include_router(router)
     app.include_router(v1)

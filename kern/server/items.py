@@ -199,6 +199,22 @@ def _store_routes(
         state.check_writable(access, principal, user_id, record.session_id or "")
         return out(access.delete(record), principal)
 
+    def restore_item(user_id: UserId, item_id: ItemId, principal: ForUser) -> Any:
+        record = state.record(access, principal, user_id, item_id)
+        state.check_writable(access, principal, user_id, record.session_id or "")
+        return out(access.restore(record), principal)
+
+    router.add_api_route(
+        base + "/{item_id}/restore",
+        restore_item,
+        methods=["POST"],
+        response_model=models.item,
+        tags=tags,
+        summary=f"Restore a deleted {access.name} item (409 if it is not deleted, or if its "
+        "key has another active value now)",
+        operation_id=f"restore_{access.name}_item",
+    )
+
     router.add_api_route(
         base + "/{item_id}",
         delete_item,

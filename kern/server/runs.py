@@ -22,10 +22,12 @@ from kern.agent import (
     ToolCallStarted,
 )
 from kern.errors import KernError
+from kern.learn.items import Item
 from kern.models.base import message_to_dict
+from kern.server.access import StoreAccess
 from kern.server.auth import ForUser
 from kern.server.errors import error_status
-from kern.server.schemas import PathId, RunRequest, RunResponse
+from kern.server.schemas import PathId, RecalledItem, RunRequest, RunResponse, profile_fields
 from kern.server.state import ServerState
 
 __all__ = ["run_response", "runs_router", "sse"]
@@ -41,16 +43,50 @@ _SSE_DOC = (
 )
 
 
-def run_response(output: RunOutput) -> RunResponse:
+def run_response(output: RunOutput, state: ServerState | None = None) -> RunResponse:
     return RunResponse(
         run_id=output.run_id,
         session_id=output.session_id,
         user_id=output.user_id,
         content=output.content,
         recalled=output.recalled,
+        recalled_items=[_recalled(item, state) for item in output.recalled_items],
         metrics=output.metrics.to_dict(),
         messages=[message_to_dict(m) for m in output.messages],
     )
+
+
+def _recalled(item: Item[Any], state: ServerState | None) -> RecalledItem:
+    access = state.accesses.get(item.store) if state is not None else None
+    content = item.content
+    if item.score is not None:
+        reason = f"matched the message (search score {item.score:.2f})"
+    elif access is not None and access.is_profile:
+        reason = "profile field: always included"
+        content = _profile_line(access, item)
+    elif access is not None and access.is_session_context:
+        reason = "this session's context: always included"
+    elif access is not None and access.is_list:
+        reason = "one of the most recent (no search match)"
+    else:
+        reason = "included by the store"
+    return RecalledItem(
+        id=item.id,
+        store=item.store,
+        kind=item.kind,
+        content=content,
+        score=item.score,
+        reason=reason,
+    )
+
+
+def _profile_line(access: StoreAccess, item: Item[Any]) -> str:
+    """A profile field as a person reads it: "Communication style: short answers"."""
+    name = str(getattr(item.data, "field", ""))
+    labels = {f.name: f.label for f in profile_fields(access.store.schema)}
+    value = getattr(item.data, "value", None)
+    shown = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"{labels.get(name, name)}: {shown}"
 
 
 def sse(event: str, data: Any) -> str:
@@ -58,7 +94,7 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _event(event: RunEvent) -> str:
+def _event(event: RunEvent, state: ServerState) -> str:
     if isinstance(event, RunStarted):
         return sse("run_started", {"run_id": event.run_id, "session_id": event.session_id})
     if isinstance(event, ContentDelta):
@@ -78,7 +114,7 @@ def _event(event: RunEvent) -> str:
             },
         )
     assert isinstance(event, RunCompleted)
-    return sse("run_completed", run_response(event.output).model_dump(mode="json"))
+    return sse("run_completed", run_response(event.output, state).model_dump(mode="json"))
 
 
 def runs_router(state: ServerState) -> APIRouter:
@@ -105,7 +141,7 @@ def runs_router(state: ServerState) -> APIRouter:
             output = await state.agent.arun(
                 body.message, user_id=user_id, session_id=session_id, metadata=body.metadata
             )
-            return run_response(output)
+            return run_response(output, state)
         events = state.agent.arun(
             body.message,
             user_id=user_id,
@@ -114,7 +150,7 @@ def runs_router(state: ServerState) -> APIRouter:
             metadata=body.metadata,
         )
         return StreamingResponse(
-            _stream(events),
+            _stream(events, state),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -122,11 +158,11 @@ def runs_router(state: ServerState) -> APIRouter:
     return router
 
 
-async def _stream(events: AsyncIterator[RunEvent]) -> AsyncIterator[str]:
+async def _stream(events: AsyncIterator[RunEvent], state: ServerState) -> AsyncIterator[str]:
     """The run's events; a failure after the 200 went out becomes an ``error`` event."""
     try:
         async for event in events:
-            yield _event(event)
+            yield _event(event, state)
     except KernError as exc:
         yield sse(
             "error",

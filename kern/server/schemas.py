@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Optional, TypeVar
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from kern.db.base import JobRecord
 from kern.db.userdata import UtcDatetime
 from kern.learn.items import Item
 from kern.server.access import StoreAccess
@@ -26,7 +27,10 @@ __all__ = [
     "ForgetResult",
     "HistoryEvent",
     "ItemBase",
+    "JobInfo",
     "Me",
+    "ProfileFieldInfo",
+    "RecalledItem",
     "RunRequest",
     "RunResponse",
     "SearchResults",
@@ -35,6 +39,9 @@ __all__ = [
     "StoreModels",
     "UserInfo",
     "item_out",
+    "job_out",
+    "profile_fields",
+    "short",
 ]
 
 T = TypeVar("T", bound="ItemBase")
@@ -115,6 +122,37 @@ class HistoryEvent(BaseModel):
     created_at: datetime
 
 
+class ProfileFieldInfo(BaseModel):
+    """A profile schema field as a form shows it (custom fields included)."""
+
+    name: str
+    label: str = Field(description="The field's title, else its name in words")
+    description: str | None
+    type: str = Field(description="JSON-schema type of a value: string, integer, number, …")
+    choices: list[Any] | None = Field(None, description="The allowed values, if a fixed set")
+
+
+def profile_fields(schema: type[BaseModel]) -> list[ProfileFieldInfo]:
+    """The labels, help texts and value types of a profile schema's fields, in its order."""
+    properties = schema.model_json_schema().get("properties", {})
+    described = []
+    for name, info in schema.model_fields.items():
+        spec = properties.get(name, {})
+        # ``X | None`` is an anyOf with a null branch: the value's own type is the other one.
+        branches = [b for b in spec.get("anyOf", [spec]) if b.get("type") != "null"]
+        branch = branches[0] if len(branches) == 1 else {}
+        described.append(
+            ProfileFieldInfo(
+                name=name,
+                label=info.title or name.replace("_", " ").capitalize(),
+                description=info.description,
+                type=str(branch.get("type", "string")),
+                choices=branch.get("enum"),
+            )
+        )
+    return described
+
+
 class StoreInfo(BaseModel):
     name: str
     kinds: list[str]
@@ -140,6 +178,57 @@ class SessionInfo(BaseModel):
     agent_id: str | None
     created_at: datetime
     updated_at: datetime
+    message_count: int = Field(0, description="User and assistant messages (tool calls aside)")
+    preview: str | None = Field(None, description="The session's first user message, shortened")
+
+
+class JobInfo(BaseModel):
+    """An extraction job: one turn to learn from. ``error`` is the last failure, shortened."""
+
+    id: str
+    kind: str
+    status: str
+    user_id: str | None
+    session_id: str | None
+    run_id: str | None
+    attempts: int
+    max_attempts: int
+    error: str | None
+    turn: str | None = Field(None, description="The user's message of the turn, shortened")
+    created_at: datetime | None
+    updated_at: datetime | None
+    available_at: datetime | None = Field(None, description="When a pending job may run next")
+
+
+#: Characters of an error or a message preview shown in lists; the full text stays stored.
+SHORT = 240
+
+
+def short(text: str | None, limit: int = SHORT) -> str | None:
+    """``text`` on one line and at most ``limit`` characters (an ellipsis marks the cut)."""
+    if text is None:
+        return None
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def job_out(job: JobRecord) -> JobInfo:
+    user_message = job.payload.get("input") or job.payload.get("user")
+    return JobInfo(
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
+        user_id=job.user_id,
+        session_id=job.session_id,
+        run_id=job.run_id,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        error=short(job.error),
+        turn=short(str(user_message), 120) if user_message else None,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        available_at=job.available_at,
+    )
 
 
 class SearchResults(BaseModel):
@@ -163,12 +252,26 @@ class RunRequest(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class RecalledItem(BaseModel):
+    """One learning put in front of the model for an answer, and why it was chosen."""
+
+    id: str
+    store: str
+    kind: str
+    content: str
+    score: float | None = Field(description="Search relevance, when a search chose it")
+    reason: str = Field(description="Why it was recalled, in words")
+
+
 class RunResponse(BaseModel):
     run_id: str
     session_id: str
     user_id: str
     content: str | None
     recalled: str = Field(description="The learned context the model saw for this answer")
+    recalled_items: list[RecalledItem] = Field(
+        default_factory=list, description="The learnings in that context, store by store"
+    )
     metrics: dict[str, float | int]
     messages: list[dict[str, Any]]
 

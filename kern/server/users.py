@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, create_model
 
+from kern.db.base import SessionRecord
 from kern.db.userdata import ImportResult, UserExport, export_user, import_user, list_users
 from kern.server.auth import Admin, Caller, ForUser
 from kern.server.schemas import (
@@ -16,11 +17,14 @@ from kern.server.schemas import (
     ForgetResult,
     Me,
     PathId,
+    ProfileFieldInfo,
     SearchResults,
     SessionInfo,
     StoreInfo,
     UserInfo,
     item_out,
+    profile_fields,
+    short,
 )
 from kern.server.state import ServerState, annotate, validated
 
@@ -131,7 +135,9 @@ def _profile_routes(router: APIRouter, state: ServerState) -> None:
         "Profile",
         profile=(access.store.schema, ...),
         fields=(list[fields_model], ...),  # type: ignore[valid-type]
+        schema_fields=(list[ProfileFieldInfo], ...),
     )
+    described = profile_fields(access.store.schema)
 
     def read(user_id: str) -> BaseModel:
         items, _ = access.list(
@@ -139,7 +145,11 @@ def _profile_routes(router: APIRouter, state: ServerState) -> None:
         )
         values = {i.data.field: i.data.value for i in items}
         return profile_model.model_validate(
-            {"profile": values, "fields": [item_out(i, fields_model) for i in items]}
+            {
+                "profile": values,
+                "fields": [item_out(i, fields_model) for i in items],
+                "schema_fields": described,
+            }
         )
 
     def get_profile(user_id: UserId, principal: ForUser) -> Any:
@@ -172,6 +182,25 @@ def _profile_routes(router: APIRouter, state: ServerState) -> None:
     )
 
 
+def _session_info(state: ServerState, session: SessionRecord) -> SessionInfo:
+    """The session with its message count and first user message (one read of its runs)."""
+    said = [
+        m
+        for run in state.db.get_runs(session.session_id)
+        for m in run.messages
+        if m.get("role") in ("user", "assistant") and m.get("content")
+    ]
+    first = next((str(m["content"]) for m in said if m.get("role") == "user"), None)
+    return SessionInfo(
+        session_id=session.session_id,
+        agent_id=session.agent_id,
+        created_at=session.created_at,
+        updated_at=session.updated_at,
+        message_count=len(said),
+        preview=short(first, 120),
+    )
+
+
 def _session_routes(router: APIRouter, state: ServerState) -> None:
     @router.get(
         "/users/{user_id}/sessions",
@@ -182,8 +211,7 @@ def _session_routes(router: APIRouter, state: ServerState) -> None:
         user_id: UserId, principal: ForUser, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[SessionInfo]:
         return [
-            SessionInfo.model_validate(s, from_attributes=True)
-            for s in state.db.list_sessions(user_id=user_id, limit=limit)
+            _session_info(state, s) for s in state.db.list_sessions(user_id=user_id, limit=limit)
         ]
 
     @router.get(

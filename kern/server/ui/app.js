@@ -13,7 +13,14 @@ const VIEWS = [
   { id: "learnings", label: "Learnings", store: "learned_knowledge" },
   { id: "decisions", label: "Decisions", store: "decision_log" },
   { id: "proposals", label: "Proposals", store: null },
+  { id: "jobs", label: "Jobs", store: null },
 ];
+
+/** A store's name as the views call it ("user_memory" → "Memories"). */
+function storeLabel(store) {
+  const view = VIEWS.find((v) => v.store === store);
+  return view ? view.label : store.replace(/_/g, " ");
+}
 
 const state = { me: null, user: null, stores: {}, view: "memories", session: null };
 
@@ -138,9 +145,15 @@ function pickUser(userId) {
   state.session = sessionStorage.getItem("kern.session." + userId) || newSessionId();
   showSession();
   clear($("chat-log"));
-  $("recalled").textContent = "(nothing yet)";
+  resetRecalled();
   $("history").hidden = true;
   show(state.view);
+}
+
+function resetRecalled() {
+  const box = $("recalled");
+  clear(box);
+  box.append(el("li", { class: "empty" }, "Nothing yet: send a message."));
 }
 
 function newSessionId() {
@@ -186,6 +199,7 @@ async function show(viewId) {
     if (viewId === "profile") await showProfile(view);
     else if (viewId === "sessions") await showSessions(view);
     else if (viewId === "proposals") await showProposals(view);
+    else if (viewId === "jobs") await showJobs(view);
     else if (viewId === "search") await showSearch(view);
     else await showStore(view, VIEWS.find((v) => v.id === viewId));
   } catch (error) {
@@ -222,6 +236,36 @@ function itemCard(item, actions) {
   );
 }
 
+/** Run a change, report a failure in the notice, then refresh the view. */
+async function act(change, refresh) {
+  try {
+    await change();
+  } catch (error) {
+    notice(String(error.message), "error");
+  }
+  await refresh();
+}
+
+/** A button that asks first, in the page: "Delete" → "Delete this item? [Yes, delete] [Cancel]". */
+function confirmButton(label, question, change, refresh) {
+  const box = el("span", { class: "confirm" });
+  const ask = () => {
+    clear(box);
+    box.append(
+      el("span", { class: "question" }, question + " "),
+      el("button", { type: "button", class: "danger", testid: "confirm-yes", onclick: () => act(change, refresh) }, "Yes, " + label.toLowerCase()),
+      el("button", { type: "button", class: "secondary", testid: "confirm-no", onclick: idle }, "Cancel"),
+    );
+    box.querySelector("[data-testid=confirm-no]").focus();
+  };
+  const idle = () => {
+    clear(box);
+    box.append(el("button", { type: "button", class: "danger", testid: label.toLowerCase(), onclick: ask }, label));
+  };
+  idle();
+  return box;
+}
+
 function historyButton(store, item) {
   return el("button", { type: "button", testid: "history-button", onclick: () => showHistory(store, item) }, "History");
 }
@@ -245,14 +289,21 @@ async function showStore(view, spec) {
     clear(list);
     for (const item of page.items) {
       const actions = [historyButton(spec.store, item)];
-      if (item.status === "active" && store.writable && (!store.shared || state.me.role === "admin")) {
+      const mayChange = store.writable && (!store.shared || state.me.role === "admin");
+      const itemPath = userPath("stores/" + spec.store + "/items/" + encodeURIComponent(item.id));
+      if (item.status === "active" && mayChange) {
+        actions.push(confirmButton("Delete", "Delete this item?", async () => {
+          await api(itemPath, { method: "DELETE" });
+          notice("Deleted: " + item.content, "ok");
+        }, load));
+      } else if (item.status === "deleted" && mayChange) {
         actions.push(el("button", {
-          type: "button", class: "danger",
-          onclick: async () => {
-            await api(userPath("stores/" + spec.store + "/items/" + encodeURIComponent(item.id)), { method: "DELETE" });
-            await load();
-          },
-        }, "Delete"));
+          type: "button", testid: "restore",
+          onclick: () => act(async () => {
+            await api(itemPath + "/restore", { method: "POST" });
+            notice("Restored: " + item.content, "ok");
+          }, load),
+        }, "Restore"));
       }
       list.append(itemCard(item, actions));
     }
@@ -283,15 +334,69 @@ function addMemoryForm() {
 async function showProfile(view) {
   const data = await json(userPath("profile"));
   const byField = Object.fromEntries(data.fields.map((item) => [item.data.field, item]));
+  const writable = state.stores.user_profile && state.stores.user_profile.writable;
   const table = el("table", { class: "profile", testid: "profile" });
-  for (const [name, value] of Object.entries(data.profile)) {
-    const item = byField[name];
-    table.append(el("tr", {},
-      el("th", {}, name),
-      el("td", {}, value === null || value === undefined ? "—" : typeof value === "object" ? JSON.stringify(value) : String(value)),
-      el("td", {}, item ? historyButton("user_profile", item) : null)));
+  for (const spec of data.schema_fields) {
+    const value = data.profile[spec.name];
+    const item = byField[spec.name];
+    const cell = el("td", { class: "value" }, shown(value));
+    const row = el("tr", { testid: "profile-field", "data-field": spec.name },
+      el("th", {}, spec.label, spec.description ? el("div", { class: "hint" }, spec.description) : null),
+      cell,
+      el("td", { class: "actions" },
+        writable ? el("button", { type: "button", class: "secondary", testid: "edit", onclick: () => editField(cell, spec, value) }, value === null || value === undefined ? "Set" : "Edit") : null,
+        item ? historyButton("user_profile", item) : null));
+    table.append(row);
   }
   view.append(el("h2", {}, "Profile"), table);
+}
+
+function shown(value) {
+  if (value === null || value === undefined) return "—";
+  if (Array.isArray(value)) return value.join("; ");
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+/** Turn a profile cell into a form: a choice list, a number or a text input by the field's type. */
+function editField(cell, spec, value) {
+  clear(cell);
+  const editButton = cell.parentElement.querySelector("[data-testid=edit]");
+  if (editButton) editButton.hidden = true;
+  let input;
+  if (spec.choices) {
+    input = el("select", { "aria-label": spec.label },
+      spec.choices.map((c) => el("option", { value: JSON.stringify(c), selected: c === value ? "selected" : null }, String(c))));
+  } else if (spec.type === "boolean") {
+    input = el("select", { "aria-label": spec.label },
+      [true, false].map((c) => el("option", { value: JSON.stringify(c), selected: c === value ? "selected" : null }, c ? "yes" : "no")));
+  } else {
+    input = el("input", {
+      "aria-label": spec.label,
+      type: spec.type === "integer" || spec.type === "number" ? "number" : "text",
+      placeholder: spec.type === "array" ? "values separated by ;" : spec.description || "",
+    });
+    input.value = value === null || value === undefined ? "" : shown(value);
+  }
+  const parse = () => {
+    if (input.tagName === "SELECT") return JSON.parse(input.value);
+    const text = input.value.trim();
+    if (spec.type === "integer" || spec.type === "number") return Number(text);
+    if (spec.type === "array") return text.split(";").map((v) => v.trim()).filter(Boolean);
+    return text;
+  };
+  const form = el("form", {
+    class: "edit", testid: "edit-form",
+    onsubmit: (event) => {
+      event.preventDefault();
+      act(async () => {
+        await api(userPath("profile"), { method: "PATCH", body: { [spec.name]: parse() } });
+        notice("Saved: " + spec.label, "ok");
+      }, () => show("profile"));
+    },
+  }, input, el("button", { type: "submit" }, "Save"),
+    el("button", { type: "button", class: "secondary", onclick: () => show("profile") }, "Cancel"));
+  cell.append(form);
+  input.focus();
 }
 
 async function showSessions(view) {
@@ -303,10 +408,13 @@ async function showSessions(view) {
   const list = el("ol", { class: "items", testid: "items" });
   for (const session of sessions) {
     const item = bySession[session.session_id];
-    list.append(el("li", { class: "item", testid: "session" },
-      el("div", { class: "item-text" }, session.session_id),
-      item ? fields(item.data) : el("p", { class: "meta" }, "No context stored."),
-      el("div", { class: "meta" }, "last active " + when(session.updated_at)),
+    const count = session.message_count + (session.message_count === 1 ? " message" : " messages");
+    list.append(el("li", { class: "item", testid: "session", "data-id": session.session_id },
+      el("div", { class: "item-text", testid: "session-preview" }, session.preview || "(no messages)"),
+      item ? fields(item.data) : null,
+      el("div", { class: "meta" },
+        el("span", { class: "badge", testid: "message-count" }, count),
+        "last active " + when(session.updated_at) + " · ", el("code", {}, session.session_id)),
       el("div", { class: "actions" },
         el("button", { type: "button", onclick: () => openSession(session.session_id) }, "Open in chat"),
         item ? historyButton("session_context", item) : null)));
@@ -336,6 +444,60 @@ async function showProposals(view) {
   }
   if (!proposals.length) list.append(el("li", { class: "empty" }, "No pending proposals."));
   view.append(el("h2", {}, "Proposals"), list);
+}
+
+const JOB_STATUSES = ["", "failed", "pending", "running", "done"];
+
+async function showJobs(view) {
+  const status = el("select", { "aria-label": "status", testid: "job-status-filter" },
+    JOB_STATUSES.map((s) => el("option", { value: s }, s || "all statuses")));
+  const everyone = state.me.role === "admin"
+    ? el("label", { class: "meta" }, el("input", { type: "checkbox", testid: "all-users" }), " every user")
+    : null;
+  const list = el("ol", { class: "items", testid: "jobs" });
+  view.append(el("h2", {}, "Jobs"),
+    el("p", { class: "meta" }, "Each turn is learned from by an extraction job. A failed job learned nothing: fix the cause (the model server, a setting), then retry it."),
+    el("div", { class: "filters" }, status, everyone), list);
+
+  let timer = null;
+  async function load() {
+    const params = new URLSearchParams({ limit: "100" });
+    if (status.value) params.set("status", status.value);
+    const all = everyone && everyone.querySelector("input").checked;
+    const jobs = await json((all ? "jobs?" : userPath("jobs?")) + params);
+    clear(list);
+    for (const job of jobs) {
+      const actions = [];
+      if (job.status === "failed") {
+        actions.push(el("button", {
+          type: "button", testid: "retry",
+          onclick: () => act(async () => {
+            await api("jobs/" + encodeURIComponent(job.id) + "/retry", { method: "POST" });
+            notice("Queued again: the job for “" + (job.turn || job.id) + "”", "ok");
+          }, load),
+        }, "Retry"));
+      }
+      list.append(el("li", { class: "item job status-" + job.status, testid: "job", "data-id": job.id, "data-status": job.status },
+        el("div", { class: "item-text" }, job.turn ? "“" + job.turn + "”" : "(no message)"),
+        job.error ? el("div", { class: job.status === "failed" ? "error job-error" : "meta job-error", testid: "job-error" },
+          (job.status === "failed" ? "Failed: " : "An earlier attempt failed: ") + job.error) : null,
+        el("div", { class: "meta" },
+          el("span", { class: "badge status " + job.status, testid: "job-status" }, job.status),
+          "attempt " + job.attempts + " of " + job.max_attempts + " · " + when(job.created_at) +
+            (all && job.user_id ? " · user " + job.user_id : "") +
+            (job.session_id ? " · session " + job.session_id : "")),
+        actions.length ? el("div", { class: "actions" }, actions) : null));
+    }
+    if (!jobs.length) list.append(el("li", { class: "empty" }, "No jobs" + (status.value ? " " + status.value : "") + "."));
+    // Pending or running jobs finish on their own: look again shortly while this view is open.
+    clearTimeout(timer);
+    if (jobs.some((j) => j.status === "pending" || j.status === "running")) {
+      timer = setTimeout(() => { if (list.isConnected) load().catch(() => {}); }, 1500);
+    }
+  }
+  status.addEventListener("change", load);
+  if (everyone) everyone.querySelector("input").addEventListener("change", load);
+  await load();
 }
 
 async function showSearch(view) {
@@ -431,7 +593,7 @@ async function send(event) {
       else if (name === "tool_call_started") log.insertBefore(el("li", { class: "tool" }, "tool: " + data.name), answer);
       else if (name === "run_completed") {
         answer.textContent = data.content || "";
-        $("recalled").textContent = data.recalled || "(nothing was recalled)";
+        showRecalled(data.recalled_items || []);
       } else if (name === "error") {
         answer.textContent = "";
         answer.append(el("span", { class: "error" }, "Error: " + data.detail));
@@ -443,6 +605,22 @@ async function send(event) {
     answer.classList.remove("pending");
     answer.dataset.done = "true";
     $("chat-send").disabled = false;
+  }
+}
+
+/** What the answer was based on: each recalled learning, its store, and why it was chosen. */
+function showRecalled(items) {
+  const box = $("recalled");
+  clear(box);
+  if (!items.length) {
+    box.append(el("li", { class: "empty" }, "Nothing was recalled for this answer."));
+    return;
+  }
+  for (const item of items) {
+    box.append(el("li", { testid: "recalled-item", "data-store": item.store },
+      el("span", { class: "badge" }, storeLabel(item.store)),
+      el("span", { class: "recalled-text" }, item.content),
+      el("div", { class: "meta" }, item.reason)));
   }
 }
 
