@@ -23,6 +23,8 @@ from kern.db.sqlite import SqliteDb
 from kern.learn import LearningMachine
 from kern.mcp import version
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 async def test_an_mcp_client_lists_tools_saves_and_recalls_a_memory(tmp_path: Path) -> None:
     db_file = tmp_path / "mcp.db"
@@ -136,7 +138,7 @@ async def test_with_an_app_its_modes_hold_a_propose_store_only_proposes(tmp_path
         args=["-m", "kern.mcp", "--app", "mcp_app_under_test:agent", "--user-id", "alice"],
         cwd=str(tmp_path),
         # The app's directory is the working directory; kern is still this checkout's.
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
