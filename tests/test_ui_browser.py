@@ -141,6 +141,12 @@ def test_browse_approve_and_chat(server: tuple[str, Agent], page: Any) -> None:
     texts.get_by_text("alice — works_at — Acme-alice").wait_for()
     assert texts.get_by_text("Acme-alice — moved to Tucson").count() == 1
     page.screenshot(path=str(ARTIFACTS / "03-entities.png"), full_page=True)
+    page.click("[data-testid=tab-learnings]")
+    texts.get_by_text("Ask alice about dietary needs first").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "03b-learnings.png"), full_page=True)
+    page.click("[data-testid=tab-decisions]")
+    texts.get_by_text("Suggest risotto to alice").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "03c-decisions.png"), full_page=True)
     page.click("[data-testid=tab-profile]")
     profile = page.locator("[data-testid=profile]")
     profile.get_by_text("pro", exact=True).wait_for()  # the custom schema field
