@@ -15,13 +15,14 @@ import kern
 
 # Which layer each part of the package belongs to (the longest matching prefix wins).
 LAYER_OF = {
-    # Below everything: the error tree, the sync facade, the run context, words of a text and
-    # the optional-extras guard.
+    # Below everything: the error tree, the sync facade, the run context, words of a text,
+    # the optional-extras guard and the app-spec loader.
     "kern.errors": "foundation",
     "kern._sync": "foundation",
     "kern.context": "foundation",
     "kern._text": "foundation",
     "kern._extras": "foundation",
+    "kern._load": "foundation",  # `module:name` specs (serve --app, mcp --app)
     "kern.models": "models",
     "kern.tools": "tools",
     "kern.db": "db",
