@@ -521,7 +521,7 @@ async function showHistory(store, item) {
   const list = $("history-list");
   clear(list);
   for (const event of events) {
-    const before = event.before ? event.before.text : null;
+    const before = event.before ? event.before.text + " [" + event.before.status + "]" : null;
     const after = event.after ? event.after.text + " [" + event.after.status + "]" : null;
     list.append(el("li", { testid: "history-event" },
       el("strong", {}, event.action),
