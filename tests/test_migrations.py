@@ -10,11 +10,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy import Connection, insert, inspect, select, update
 
 from kern.db import schema
 from kern.db.base import Create, LearningFilter, RunRecord
@@ -94,12 +94,52 @@ def _seed_m003(db: SqlDb) -> None:
 def _check_m003(db: SqlDb) -> None:
     # Written before or after the full-text index existed, the row is found (by stem).
     assert ids(db.search_text("kayaking", LearningFilter(scopes=[CAROL]))) == ["seed-3"]
+    # Written before m004 or after, a row nothing said about time has no validity, no expiry.
+    row = db.get_learning("seed-3")
+    assert row is not None
+    assert (row.valid_from, row.valid_to, row.expires_at, row.pinned, row.superseded_by) == (
+        None,
+        None,
+        None,
+        False,
+        None,
+    )
+
+
+def _seed_m004(db: SqlDb) -> None:
+    db.apply([Create(rec("seed-4", "Carol lives in Lisbon", scope=CAROL, user_id="carol"))])
+    with db.transaction() as conn:
+        conn.execute(
+            update(schema.learnings)
+            .where(schema.learnings.c.id == "seed-4")
+            .values(
+                valid_from=T0,
+                valid_to=T0 + timedelta(days=30),
+                expires_at=T0 + timedelta(days=60),
+                pinned=True,
+                superseded_by="seed-4b",
+                status="superseded",
+            )
+        )
+
+
+def _check_m004(db: SqlDb) -> None:
+    row = db.get_learning("seed-4")
+    assert row is not None
+    assert (row.valid_from, row.valid_to, row.expires_at, row.pinned, row.superseded_by) == (
+        T0,
+        T0 + timedelta(days=30),
+        T0 + timedelta(days=60),
+        True,
+        "seed-4b",
+    )
 
 
 SEEDS: dict[str, tuple[Callable[[SqlDb], None], Callable[[SqlDb], None]]] = {
     "m001_sessions_and_runs": (_seed_m001, _check_m001),
     "m002_learnings": (seed_m002, check_m002),
     "m003_postgres_full_text": (_seed_m003, _check_m003),
+    "m004_time": (_seed_m004, _check_m004),
 }
 
 

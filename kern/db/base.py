@@ -106,7 +106,8 @@ class Db(Protocol):
 
 LearningStatus = Literal["active", "proposed", "superseded", "deleted", "rejected"]
 HistoryAction = Literal[
-    "create", "update", "delete", "approve", "reject", "prune", "merge", "restore", "supersede"
+    "create", "update", "delete", "approve", "reject", "prune", "merge", "restore", "supersede",
+    "close",
 ]
 
 
@@ -135,6 +136,16 @@ class LearningRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: When the item held in the world (the second clock; ``created_at`` is when it was
+    #: recorded). ``None``: unknown, or (``valid_to``) still true.
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    #: After this the item is no longer recalled.
+    expires_at: datetime | None = None
+    #: Never pruned, decayed or merged away by the curator.
+    pinned: bool = False
+    #: The item that replaced this one (status ``superseded``).
+    superseded_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

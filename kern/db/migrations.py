@@ -27,8 +27,26 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, func, insert, inspect, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    false,
+    func,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
 
 from kern.db import schema
 from kern.errors import ConfigError, StorageError
@@ -100,9 +118,53 @@ _M002_FULL_TEXT: dict[str, tuple[str, ...]] = {
 }
 
 
+# ``learnings`` as m002 created it (m004 added columns): frozen here, so upgrading an empty or
+# old database replays the history of the schema, not today's shape.
+_M002_METADATA = MetaData(naming_convention=schema.metadata.naming_convention)
+_M002_LEARNINGS = Table(
+    "learnings",
+    _M002_METADATA,
+    Column("seq", schema.BIG_INT_ID, primary_key=True, autoincrement=True),
+    Column("id", String, nullable=False, unique=True),
+    Column("store", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("scope", String, nullable=False),
+    Column("user_id", String, nullable=True),
+    Column("session_id", String, nullable=True),
+    Column("agent_id", String, nullable=True),
+    Column("namespace", String, nullable=True),
+    Column("key", String, nullable=True),
+    Column("content", schema.Json, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("content_hash", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", String, nullable=True),
+    Column("created_at", schema.UtcDateTime, nullable=False),
+    Column("updated_at", schema.UtcDateTime, nullable=False),
+    Column("metadata", schema.Json, nullable=False),
+    Column("embedding", LargeBinary, nullable=True),
+    Index(None, "store", "scope", "status", "created_at"),
+    Index(None, "user_id"),
+    Index(None, "session_id"),
+    Index(None, "content_hash"),
+    sqlite_autoincrement=True,
+)
+_m002_active = and_(_M002_LEARNINGS.c.key.is_not(None), _M002_LEARNINGS.c.status == "active")
+Index(
+    "uq_learnings_active_key",
+    _M002_LEARNINGS.c.store,
+    _M002_LEARNINGS.c.scope,
+    _M002_LEARNINGS.c.key,
+    unique=True,
+    sqlite_where=_m002_active,
+    postgresql_where=_m002_active,
+)
+
+
 @migration
 def m002_learnings(conn: Connection) -> None:
-    schema.learnings.create(conn)
+    _M002_LEARNINGS.create(conn)
     schema.learning_history.create(conn)
     schema.jobs.create(conn)
     for statement in _M002_FULL_TEXT.get(conn.dialect.name, ()):
@@ -131,6 +193,31 @@ def m003_postgres_full_text(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         for statement in _M003_POSTGRES_FULL_TEXT:
             conn.exec_driver_sql(statement)
+
+
+# The columns of the second clock, expiry, pinning and supersession (DESIGN.md section 11),
+# frozen as this migration adds them. Existing rows get ``None`` (unknown validity, no expiry)
+# and ``pinned`` false.
+_M004_TABLE = Table(
+    "learnings",
+    MetaData(naming_convention=schema.metadata.naming_convention),
+    Column("valid_from", schema.UtcDateTime, nullable=True),
+    Column("valid_to", schema.UtcDateTime, nullable=True),
+    Column("expires_at", schema.UtcDateTime, nullable=True),
+    Column("pinned", Boolean, nullable=False, server_default=false()),
+    Column("superseded_by", String, nullable=True),
+    Index(None, "superseded_by"),
+)
+
+
+@migration
+def m004_time(conn: Connection) -> None:
+    """Two clocks, expiry, pinning and supersession on learnings (both engines)."""
+    for column in _M004_TABLE.columns:
+        ddl = CreateColumn(column).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE learnings ADD COLUMN {ddl}")
+    for index in _M004_TABLE.indexes:
+        index.create(conn)
 
 
 def applied_migrations(db: SqlDb) -> list[str]:

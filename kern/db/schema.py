@@ -15,7 +15,9 @@ Tables are only ever created by a named migration (``kern.db.migrations``); noth
 Tables: ``sessions`` and append-only ``runs`` (migration 1); ``learnings`` (one row per learned
 item), ``learning_history`` (one event per change) and ``jobs`` (the durable extraction queue)
 (migration 2). The full-text index over ``learnings.text`` is engine-specific and created by
-the migration itself (an FTS5 external-content table on SQLite).
+the migration itself (an FTS5 external-content table on SQLite). Migration 4 gave learnings
+their second clock (``valid_from``, ``valid_to``), ``expires_at``, ``pinned`` and
+``superseded_by``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     and_,
+    false,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.compiler import compiles
@@ -50,6 +53,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import Boolean, TypeEngine
 
 __all__ = [
+    "BIG_INT_ID",
     "Json",
     "StringList",
     "UtcDateTime",
@@ -121,7 +125,7 @@ class Json(TypeDecorator[Any]):
 
 
 # Integer on SQLite so the column becomes an alias of the rowid (INTEGER PRIMARY KEY).
-_BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+BIG_INT_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class StringList(TypeDecorator[list[str]]):
@@ -219,7 +223,7 @@ runs = Table(
     metadata,
     # ``seq`` orders runs exactly, even when two share a ``created_at``; AUTOINCREMENT on
     # SQLite so a number is never reused, even after the newest run is deleted.
-    Column("seq", _BigIntId, primary_key=True, autoincrement=True),
+    Column("seq", BIG_INT_ID, primary_key=True, autoincrement=True),
     Column("run_id", String, nullable=False, unique=True),
     Column(
         "session_id",
@@ -247,7 +251,7 @@ learnings = Table(
     metadata,
     # ``seq`` is the rowid on SQLite, so the FTS5 external-content index can point at it;
     # AUTOINCREMENT so a deleted row's number is never given to another row.
-    Column("seq", _BigIntId, primary_key=True, autoincrement=True),
+    Column("seq", BIG_INT_ID, primary_key=True, autoincrement=True),
     Column("id", String, nullable=False, unique=True),
     Column("store", String, nullable=False),
     Column("kind", String, nullable=False),
@@ -267,11 +271,23 @@ learnings = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("metadata", Json, nullable=False),
     Column("embedding", LargeBinary, nullable=True),
+    # The second clock: when the item held in the world (``None``: unknown, or still true).
+    # ``created_at`` stays the first clock, when it was recorded.
+    Column("valid_from", UtcDateTime, nullable=True),
+    Column("valid_to", UtcDateTime, nullable=True),
+    # After this the item is no longer recalled ("I'm in Oslo this week").
+    Column("expires_at", UtcDateTime, nullable=True),
+    # Pinned items are never pruned, decayed or merged away by the curator.
+    Column("pinned", Boolean, nullable=False, default=False, server_default=false()),
+    # The item that replaced this one (status ``superseded``).
+    Column("superseded_by", String, nullable=True),
     # Every learning-layer read filters on store, scope and status and orders by created_at.
     Index(None, "store", "scope", "status", "created_at"),
     Index(None, "user_id"),
     Index(None, "session_id"),
     Index(None, "content_hash"),
+    # The predecessor of an item (``WHERE superseded_by = :id``): walking a supersession chain.
+    Index(None, "superseded_by"),
     sqlite_autoincrement=True,
 )
 """One row per learned item (a profile field, a memory, a fact, a decision …)."""
@@ -290,7 +306,7 @@ Index(
 learning_history = Table(
     "learning_history",
     metadata,
-    Column("seq", _BigIntId, primary_key=True, autoincrement=True),
+    Column("seq", BIG_INT_ID, primary_key=True, autoincrement=True),
     # No foreign key: history is append-only and outlives status changes; ``delete_user``
     # removes it explicitly.
     Column("learning_id", String, nullable=False),
