@@ -39,7 +39,9 @@ def test_every_command_has_help() -> None:
         ["--help"],
         ["demo", "--help"],
         ["chat", "--help"],
-        ["mcp", "--help"], ["serve", "--help"], ["worker", "--help"],
+        ["mcp", "--help"],
+        ["serve", "--help"],
+        ["worker", "--help"],
         ["learnings", "--help"],
         *(
             ["learnings", c, "--help"]

@@ -168,9 +168,55 @@ def test_migration_2_upgrades_a_database_at_migration_1_with_data(backend: Backe
 # SEEDS table of tests/test_migrations.py).
 
 
+def insert_m002_learning(db: SqlDb, record: LearningRecord, **columns: Any) -> None:
+    """Write a learning row in the shape migration 2 created (later migrations add columns
+    this code must not name: the database under test may not have them yet)."""
+    from kern.db.migrations import _M002_LEARNINGS
+
+    values = {
+        column.name: getattr(record, column.name)
+        for column in _M002_LEARNINGS.c
+        if column.name not in ("seq", "embedding")
+    }
+    values.update(version=1, created_at=T0, updated_at=T0)
+    values.update(columns)
+    if values.get("embedding") is not None:  # pgvector's column once PostgresDb has opened it
+        values["embedding"] = db._embedding_value(values["embedding"])
+    with db.transaction() as conn:
+        conn.execute(insert(_M002_LEARNINGS).values(**values))
+
+
+def insert_m002_history(db: SqlDb, learning_id: str, action: str, **columns: Any) -> None:
+    with db.transaction() as conn:
+        conn.execute(
+            insert(schema.learning_history).values(
+                learning_id=learning_id,
+                store=columns.pop("store", "user_memory"),
+                scope=ALICE,
+                user_id="alice",
+                action=action,
+                before=None,
+                after={"status": "active"},
+                created_at=T0,
+                **columns,
+            )
+        )
+
+
 def seed_m002(db: SqlDb) -> None:
-    db.apply([Create(rec("seed-m", "Alice sails on weekends"), embedding=b"\x00" * 8)])
-    db.apply([field("seed-f", "Paris"), SetStatus("seed-m", "deleted", "delete")], run_id="r1")
+    """What a database at migration 2 held: a deleted memory with a vector, a profile field,
+    their three history events and a pending job (written in that version's shape)."""
+    insert_m002_learning(
+        db,
+        rec("seed-m", "Alice sails on weekends"),
+        status="deleted",
+        version=2,
+        embedding=b"\x00" * 8,
+    )
+    insert_m002_learning(db, field("seed-f", "Paris").record, run_id="r1")
+    insert_m002_history(db, "seed-m", "create")
+    insert_m002_history(db, "seed-f", "create", store="user_profile", run_id="r1")
+    insert_m002_history(db, "seed-m", "delete", run_id="r1")
     db.enqueue_job(job("seed-j"))
 
 

@@ -30,7 +30,7 @@ from kern.db.migrations import (
 from kern.db.sql import SqlDb
 from kern.errors import ConfigError, StorageError
 from tests.backends import Backend, bare_engine, is_postgres, open_db
-from tests.test_db_learnings import check_m002, ids, rec, seed_m002
+from tests.test_db_learnings import check_m002, ids, insert_m002_learning, rec, seed_m002
 
 CAROL = "user:carol"
 
@@ -88,7 +88,9 @@ def _check_m001(db: SqlDb) -> None:
 
 def _seed_m003(db: SqlDb) -> None:
     # Carol's, so the events check_m002 counts for Alice stay the same.
-    db.apply([Create(rec("seed-3", "Carol rows kayaks on lakes", scope=CAROL, user_id="carol"))])
+    insert_m002_learning(
+        db, rec("seed-3", "Carol rows kayaks on lakes", scope=CAROL, user_id="carol")
+    )
 
 
 def _check_m003(db: SqlDb) -> None:

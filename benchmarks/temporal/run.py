@@ -34,7 +34,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time as dtime
+from datetime import UTC, date, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,9 @@ def check(block: str, question: Question) -> list[str]:
     return problems
 
 
-async def run_scenario(scenario: Scenario, extraction: Model | None, workdir: Path) -> list[Outcome]:
+async def run_scenario(
+    scenario: Scenario, extraction: Model | None, workdir: Path
+) -> list[Outcome]:
     clock = Clock()
     script = ScriptedExtraction()
     model = extraction or FunctionModel(script, id="scripted-extraction")
@@ -255,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     result["extraction"] = args.model or "scripted"
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(table(result))
-    print(f"{result['scenarios']} scenarios, {result['seconds']} s, extraction: {result['extraction']}")
+    what = f"{result['scenarios']} scenarios, {result['seconds']} s"
+    print(f"{what}, extraction: {result['extraction']}")
     failures = Counter(p for o in outcomes for p in o.problems)
     if failures and args.verbose:
         print("most common problems:", *failures.most_common(10), sep="\n  ")

@@ -406,7 +406,10 @@ def _absence(rng: random.Random, n: int) -> Scenario:
         ask, gone = "Which club am I a member of?", f"{club} club"
     else:
         partner = rng.choice(PEOPLE)
-        say, memory = f"My partner {partner} is a chef.", f"The user's partner is {partner}, a chef."
+        say, memory = (
+            f"My partner {partner} is a chef.",
+            f"The user's partner is {partner}, a chef.",
+        )
         end = f"{partner} and I broke up {phrase}."
         ask, gone = "Who is my partner?", partner
     turns = [

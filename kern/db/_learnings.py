@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -26,6 +27,7 @@ from sqlalchemy import (
 from kern.db._jobs import complete_job
 from kern.db._sqlbase import SqlBase, check_limit
 from kern.db.base import (
+    Close,
     Create,
     HistoryAction,
     HistoryRecord,
@@ -34,6 +36,7 @@ from kern.db.base import (
     LearningRecord,
     Put,
     SetStatus,
+    Supersede,
     Update,
     WriteOp,
 )
@@ -76,6 +79,9 @@ class LearningsSql(SqlBase):
           inserts ``record`` (history "create"); concurrent ``Put``s serialise.
         - ``Update`` changes an active row (a compare-and-swap with ``expected_version``).
         - ``SetStatus`` moves a row whose status is in ``from_statuses``; history ``action``.
+        - ``Supersede`` closes an active row (status ``superseded``, ``valid_to``,
+          ``superseded_by``) and inserts its successor; ``Close`` sets an active row's
+          ``valid_to``. ``Put(supersede=True)`` supersedes a keyed row whose content changes.
 
         ``Put`` and ``Update`` bump ``version``, set ``updated_at`` and the row's ``run_id``
         (the run that produced the current content), and replace the embedding with the one
@@ -89,7 +95,7 @@ class LearningsSql(SqlBase):
         """
         ops = list(ops)
         for op in ops:
-            if not isinstance(op, Create | Put | Update | SetStatus):
+            if not isinstance(op, Create | Put | Update | SetStatus | Supersede | Close):
                 raise InvalidArgumentError(f"not a learning write operation: {op!r}")
         now = self.now()
         what = f"apply {len(ops)} learning write(s)" + (f" for job {job.id!r}" if job else "")
@@ -111,7 +117,7 @@ class LearningsSql(SqlBase):
             action = "create"
             event_run_id = after.run_id
         elif isinstance(op, Put):
-            before, after = self._put(conn, op, now, run_id)
+            before, after = self._put(conn, op, now, run_id, actor)
             action = "create" if before is None else "update"
             event_run_id = op.record.run_id if op.record.run_id is not None else run_id
         elif isinstance(op, Update):
@@ -134,25 +140,69 @@ class LearningsSql(SqlBase):
                 run_id=run_id,
             )
             action = "update"
+        elif isinstance(op, Supersede):
+            current = _lock_learning(conn, op.id)
+            if (
+                current is None
+                or current.status != "active"
+                or (op.expected_version is not None and current.version != op.expected_version)
+            ):
+                raise ConflictError(_conflict_message(op.id, current, op.expected_version))
+            after = self._supersede(conn, current, op.record, op.embedding, now, run_id, actor)
+            action = "create"
+            event_run_id = after.run_id
+        elif isinstance(op, Close):
+            before = _lock_learning(conn, op.id)
+            after = self._close(conn, op, before, now)
+            action = "close"
         else:
             before = _lock_learning(conn, op.id)
             after = self._set_status(conn, op, before, now)
             action = op.action
-        conn.execute(
-            insert(learning_history).values(
-                learning_id=after.id,
-                store=after.store,
-                scope=after.scope,
-                user_id=after.user_id,
-                action=action,
-                before=None if before is None else _snapshot(before),
-                after=_snapshot(after),
-                run_id=event_run_id,
-                actor=actor,
-                created_at=now,
-            )
-        )
+        _record_event(conn, action, before, after, run_id=event_run_id, actor=actor, now=now)
         return after
+
+    def _supersede(
+        self,
+        conn: Connection,
+        current: LearningRecord,
+        record: LearningRecord,
+        embedding: bytes | None,
+        now: datetime,
+        run_id: str | None,
+        actor: str | None,
+    ) -> LearningRecord:
+        """Close the active row ``current`` in favour of ``record`` and insert ``record``
+        (history: "supersede" on ``current`` here; the caller records the new row's "create")."""
+        if record.status != "active":
+            raise InvalidArgumentError(f"a successor must be active, got {record.status!r}")
+        starts = record.valid_from if record.valid_from is not None else now
+        ends = starts if current.valid_to is None else min(current.valid_to, starts)
+        changes: dict[str, Any] = {
+            "status": "superseded",
+            "valid_to": ends,
+            "superseded_by": record.id,
+        }
+        closed = self._write_version(conn, current, now, changes, changes, status="active")
+        _record_event(conn, "supersede", current, closed, run_id=run_id, actor=actor, now=now)
+        # After the old row left "active", so a keyed successor takes the key without conflict.
+        return self._insert_learning(
+            conn, replace(record, valid_from=starts), embedding, now, run_id
+        )
+
+    def _close(
+        self, conn: Connection, op: Close, current: LearningRecord | None, now: datetime
+    ) -> LearningRecord:
+        if current is None or current.status != "active":
+            raise ConflictError(_conflict_message(op.id, current, None).replace("update", "close"))
+        ends = op.valid_to if op.valid_to is not None else now
+        if current.valid_from is not None and ends < current.valid_from:
+            raise InvalidArgumentError(
+                f"cannot close learning {op.id!r} at {ends.isoformat()}: it holds only from "
+                f"{current.valid_from.isoformat()}"
+            )
+        changes = {"valid_to": ends}
+        return self._write_version(conn, current, now, changes, changes, status="active")
 
     def _insert_learning(
         self,
@@ -184,9 +234,10 @@ class LearningsSql(SqlBase):
         return LearningRecord(**values)
 
     def _put(
-        self, conn: Connection, op: Put, now: datetime, run_id: str | None
+        self, conn: Connection, op: Put, now: datetime, run_id: str | None, actor: str | None
     ) -> tuple[LearningRecord | None, LearningRecord]:
-        """(the row before, the row after) of a keyed write; before is None for an insert."""
+        """(the row before, the row after) of a keyed write; before is None for an insert (or
+        a superseding write, whose old row gets its own "supersede" event)."""
         record = op.record
         if record.key is None or record.status != "active":
             raise InvalidArgumentError(f"Put needs a key and status 'active', got {record!r}")
@@ -204,6 +255,9 @@ class LearningsSql(SqlBase):
                     raise ConflictError(
                         f"key {record.key!r} of {record.store} changed during the write"
                     ) from None
+        if op.supersede and current.content_hash != record.content_hash:
+            new = self._supersede(conn, current, record, op.embedding, now, run_id, actor)
+            return None, new
         after = self._rewrite(
             conn,
             current,
@@ -362,7 +416,8 @@ class LearningsSql(SqlBase):
 def learning_clauses(where: LearningFilter) -> list[ColumnElement[bool]]:
     """``where`` as SQL conditions: each field that is not None must match (``scopes``,
     ``kinds`` and ``ids`` are IN lists; an empty list matches nothing); ``statuses`` always applies;
-    ``created_after`` is inclusive and ``created_before`` exclusive."""
+    ``created_after`` is inclusive and ``created_before`` exclusive. The time filters
+    (``valid_at``, ``valid_during``, ``unexpired_at``) treat an unknown bound as open."""
     c = learnings.c
     clauses: list[ColumnElement[bool]] = [c.status.in_(list(where.statuses))]
     if where.store is not None:
@@ -385,6 +440,18 @@ def learning_clauses(where: LearningFilter) -> list[ColumnElement[bool]]:
         clauses.append(c.created_at < where.created_before)
     if where.ids is not None:
         clauses.append(among(c.id, where.ids))
+    if where.valid_at is not None:
+        at = where.valid_at
+        clauses.append(or_(c.valid_from.is_(None), c.valid_from <= at))
+        clauses.append(or_(c.valid_to.is_(None), c.valid_to > at))
+    if where.valid_during is not None:
+        start, end = where.valid_during
+        clauses.append(or_(c.valid_from.is_(None), c.valid_from < end))
+        clauses.append(or_(c.valid_to.is_(None), c.valid_to > start))
+    if where.unexpired_at is not None:
+        clauses.append(or_(c.expires_at.is_(None), c.expires_at > where.unexpired_at))
+    if where.pinned is not None:
+        clauses.append(c.pinned == where.pinned)
     return clauses
 
 
@@ -413,6 +480,11 @@ def _insert_values(record: LearningRecord, now: datetime, run_id: str | None) ->
         # A naive created_at is refused by the column type (StorageError), not guessed at.
         "updated_at": max(now, created_at) if aware else now,
         "metadata": dict(record.metadata),
+        "valid_from": record.valid_from,
+        "valid_to": record.valid_to,
+        "expires_at": record.expires_at,
+        "pinned": record.pinned,
+        "superseded_by": record.superseded_by,
     }
 
 
@@ -443,14 +515,49 @@ def _lock_active_key(conn: Connection, store: str, scope: str, key: str) -> Lear
 
 
 def _snapshot(record: LearningRecord) -> dict[str, Any]:
-    """What history keeps of a row, before and after a change."""
-    return {
+    """What history keeps of a row, before and after a change (the time fields when set)."""
+    snapshot: dict[str, Any] = {
         "content": record.content,
         "text": record.text,
         "status": record.status,
         "version": record.version,
         "metadata": record.metadata,
     }
+    for name in ("valid_from", "valid_to", "expires_at"):
+        value = getattr(record, name)
+        if value is not None:
+            snapshot[name] = value.astimezone(UTC).isoformat()
+    if record.pinned:
+        snapshot["pinned"] = True
+    if record.superseded_by is not None:
+        snapshot["superseded_by"] = record.superseded_by
+    return snapshot
+
+
+def _record_event(
+    conn: Connection,
+    action: HistoryAction,
+    before: LearningRecord | None,
+    after: LearningRecord,
+    *,
+    run_id: str | None,
+    actor: str | None,
+    now: datetime,
+) -> None:
+    conn.execute(
+        insert(learning_history).values(
+            learning_id=after.id,
+            store=after.store,
+            scope=after.scope,
+            user_id=after.user_id,
+            action=action,
+            before=None if before is None else _snapshot(before),
+            after=_snapshot(after),
+            run_id=run_id,
+            actor=actor,
+            created_at=now,
+        )
+    )
 
 
 def _conflict_message(

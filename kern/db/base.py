@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 __all__ = [
+    "Close",
     "Create",
     "Db",
     "HistoryAction",
@@ -29,6 +30,7 @@ __all__ = [
     "SearchHit",
     "SessionRecord",
     "SetStatus",
+    "Supersede",
     "Update",
     "WriteOp",
 ]
@@ -106,7 +108,15 @@ class Db(Protocol):
 
 LearningStatus = Literal["active", "proposed", "superseded", "deleted", "rejected"]
 HistoryAction = Literal[
-    "create", "update", "delete", "approve", "reject", "prune", "merge", "restore", "supersede",
+    "create",
+    "update",
+    "delete",
+    "approve",
+    "reject",
+    "prune",
+    "merge",
+    "restore",
+    "supersede",
     "close",
 ]
 
@@ -160,10 +170,15 @@ class Create:
 class Put:
     """Set a keyed item: update the active row with ``record.key`` in ``record.scope`` (new
     content, version + 1), or insert ``record`` when there is none. Concurrent ``Put``s on the
-    same key serialise; none is lost (each is one history event)."""
+    same key serialise; none is lost (each is one history event).
+
+    With ``supersede``, a current row whose content differs is not rewritten but superseded
+    (as by ``Supersede``) by ``record``, so the key keeps its past values: a profile field's
+    history in time."""
 
     record: LearningRecord
     embedding: bytes | None = None
+    supersede: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +206,31 @@ class SetStatus:
     from_statuses: tuple[LearningStatus, ...] = ("active",)
 
 
-WriteOp: TypeAlias = Create | Put | Update | SetStatus
+@dataclass(frozen=True, slots=True)
+class Supersede:
+    """Replace the active row ``id`` by ``record`` (a new row) in one step. The old row keeps
+    its content and gets status ``superseded``, ``valid_to`` = when the new one starts to hold
+    (``record.valid_from``, now when ``None``; the new row gets that ``valid_from`` too) and
+    ``superseded_by`` = ``record.id``. History: "supersede" on the old row, "create" on the
+    new one, which ``apply`` returns. ``expected_version`` makes it a compare-and-swap."""
+
+    id: str
+    record: LearningRecord
+    embedding: bytes | None = None
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """End the validity of the active row ``id`` at ``valid_to`` (now when ``None``), with no
+    successor ("I no longer have a dog"). The row stays ``active`` and readable as a past
+    fact: a closed item and one added with a ``valid_to`` are the same thing. History "close"."""
+
+    id: str
+    valid_to: datetime | None = None
+
+
+WriteOp: TypeAlias = Create | Put | Update | SetStatus | Supersede | Close
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +250,15 @@ class LearningFilter:
     created_before: datetime | None = None
     created_after: datetime | None = None
     ids: Sequence[str] | None = None
+    #: Only rows that held in the world at this instant (``valid_from`` unknown or not after
+    #: it, ``valid_to`` unknown or after it).
+    valid_at: datetime | None = None
+    #: Only rows that held at some time in ``[start, end)``.
+    valid_during: tuple[datetime, datetime] | None = None
+    #: Only rows not expired at this instant (``expires_at`` unset or after it).
+    unexpired_at: datetime | None = None
+    #: Only pinned (``True``) or unpinned (``False``) rows.
+    pinned: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +326,10 @@ class JobRecord:
 @runtime_checkable
 class LearningDb(Db, Protocol):
     """A ``Db`` that can also hold learnings, their history and the extraction queue."""
+
+    def now(self) -> datetime:
+        """The database's clock (timezone-aware UTC): "now" for validity and expiry filters."""
+        ...
 
     def apply(
         self,

@@ -57,7 +57,16 @@ EXPORT_FORMAT = "kern.user-export"
 _Status = Literal["active", "proposed", "superseded", "deleted", "rejected"]
 _STATUSES: tuple[_Status, ...] = ("active", "proposed", "superseded", "deleted", "rejected")
 _Action = Literal[
-    "create", "update", "delete", "approve", "reject", "prune", "merge", "restore", "supersede"
+    "create",
+    "update",
+    "delete",
+    "approve",
+    "reject",
+    "prune",
+    "merge",
+    "restore",
+    "supersede",
+    "close",
 ]
 
 
@@ -107,6 +116,12 @@ class ExportedLearning(_Row):
     created_at: UtcDatetime
     updated_at: UtcDatetime
     metadata: dict[str, Any]
+    # The second clock, expiry, pinning and supersession (absent from exports made before them).
+    valid_from: UtcDatetime | None = None
+    valid_to: UtcDatetime | None = None
+    expires_at: UtcDatetime | None = None
+    pinned: bool = False
+    superseded_by: str | None = None
     embedding: str | None = Field(None, description="float32 vector, base64")
 
     @field_validator("embedding")

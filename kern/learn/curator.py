@@ -74,7 +74,7 @@ class Curator:
             max_count is not None and max_count < 0
         ):
             raise ConfigError("max_age_days and max_count must be ≥ 0")
-        now = self._machine.db.now()  # type: ignore[attr-defined]
+        now = self._machine.db.now()
         removed: list[Removal] = []
         for store, where in self._targets(user_id, stores):
             records = self._machine.db.list_learnings(where, limit=1_000_000)  # newest first
