@@ -19,6 +19,12 @@ from kern.learn.timeline import (
 )
 
 NOW = datetime(2026, 3, 15, 12, tzinfo=UTC)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
 DAY = timedelta(days=1)
 
 
@@ -35,9 +41,9 @@ def row(text: str, **fields: object) -> LearningRecord:
         ("Where did I live before Berlin?", None),
         ("What did I use to drink every morning?", None),
         ("Which car did I have previously?", None),
-        ("Which company did I work at in 2023?", (datetime(2023, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC))),
-        ("What was I doing in March 2025?", (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC))),
-        ("Where did I work last year?", (datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))),
+        ("Which company did I work at in 2023?", (utc(2023, 1, 1), utc(2024, 1, 1))),
+        ("What was I doing in March 2025?", (utc(2025, 3, 1), utc(2025, 4, 1))),
+        ("Where did I work last year?", (utc(2025, 1, 1), utc(2026, 1, 1))),
     ],
 )  # fmt: skip
 def test_questions_about_the_past_are_recognised(
