@@ -38,6 +38,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "open_db",
     ],
     "kern.db.base": [
+        "Close",
         "Create",
         "Db",
         "HistoryAction",
@@ -54,6 +55,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "SearchHit",
         "SessionRecord",
         "SetStatus",
+        "Supersede",
         "Update",
         "WriteOp",
     ],
