@@ -4,6 +4,7 @@ Two ways to run it::
 
     .venv/bin/python -m benchmarks.temporal.run                       # scripted extraction
     .venv/bin/python -m benchmarks.temporal.run --model M --base-url URL [--json OUT]
+    .venv/bin/python -m benchmarks.temporal.run --llamacpp [GGUF]        # in-process, SmolLM2
 
 Each scenario runs through the product: an ``Agent`` (whose answers are the scenario's scripted
 assistant lines) with ``LearningMachine(user_memory=True, background=False)`` on a fresh SQLite
@@ -170,6 +171,10 @@ async def run_scenario(
             output = await agent.arun(step.user, user_id=USER, session_id=f"{scenario.id}-{n}")
             errors = [getattr(output, "learning_error", None)]
             problems_in_turns += [f"turn {n}: {e}" for e in errors if e]
+            if n == len(scenario.turns) - 2 and scenario.background:
+                clock.set(scenario.background_date, TURN_TIME)
+                for text in scenario.background:
+                    await asyncio.to_thread(lm.user_memory.add, text, user_id=USER)
         jobs = db.list_jobs(status="failed")
         problems_in_turns += [f"extraction failed: {j.error}" for j in jobs]
         problems_in_turns += script.unresolved
@@ -238,13 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="extraction model name at --base-url (default: scripted)")
     parser.add_argument("--base-url", help="an OpenAI-compatible endpoint, e.g. .../v1")
     parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "none"))
+    parser.add_argument(
+        "--llamacpp",
+        nargs="?",
+        const="",
+        metavar="GGUF",
+        help="extract in-process with kern's LlamaCpp (default GGUF: SmolLM2-135M-Instruct)",
+    )
     parser.add_argument("--kind", choices=KINDS, action="append", help="only these kinds")
     parser.add_argument("--limit", type=int, help="at most this many scenarios")
+    parser.add_argument("--per-kind", type=int, help="at most this many scenarios of each kind")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per question")
     args = parser.parse_args(argv)
 
     selected = [s for s in scenarios() if not args.kind or s.kind in args.kind]
+    if args.per_kind:
+        selected = [s for k in KINDS for s in [s for s in selected if s.kind == k][: args.per_kind]]
     if args.limit:
         selected = selected[: args.limit]
     extraction: Model | None = None
@@ -252,10 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         from kern.models.openai import OpenAIChat
 
         extraction = OpenAIChat(args.model, base_url=args.base_url, api_key=args.api_key)
+    elif args.llamacpp is not None:
+        from kern.models.llamacpp import LlamaCpp
+
+        extraction = LlamaCpp(model_path=args.llamacpp or None)
     started = time.perf_counter()
     outcomes = asyncio.run(run_all(selected, extraction, verbose=args.verbose))
     result = summary(outcomes)
-    result["extraction"] = args.model or "scripted"
+    result["extraction"] = extraction.name if extraction is not None else "scripted"
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(table(result))
     what = f"{result['scenarios']} scenarios, {result['seconds']} s"

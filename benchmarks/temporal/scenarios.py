@@ -59,6 +59,11 @@ class Scenario:
     kind: str
     turns: list[Step]
     questions: list[Question]
+    #: Unrelated memories stored (direct API) on ``background_date``, between the turns: the
+    #: newest items, so a cascade's dependent fact is shown to extraction only as an item
+    #: related to the changed one, not as one of the latest.
+    background: list[str] = field(default_factory=list)
+    background_date: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -236,6 +241,22 @@ _POOLS = {
 
 _ACK = "Got it, thanks for telling me."
 
+# Unrelated memories; none shares a content word with a scenario's turns or facts.
+FILLERS = [
+    "The user likes jazz.",
+    "The user has two siblings.",
+    "The user enjoys hiking in autumn.",
+    "The user reads science fiction.",
+    "The user is afraid of spiders.",
+    "The user's favourite colour is green.",
+    "The user collects stamps.",
+    "The user cooks pasta on Fridays.",
+    "The user watches football on Sundays.",
+    "The user was born in April.",
+    "The user prefers window seats.",
+    "The user dislikes cilantro.",
+]
+
 
 def _start(rng: random.Random) -> date:
     """A first-turn date between 2024-01 and 2025-12."""
@@ -330,9 +351,9 @@ def _cascade(rng: random.Random, n: int) -> Scenario:
     if variant == 0:
         a, b = _pick(rng, CITIES, 2)
         gym = rng.choice(GYMS)
-        say = f"I live in {a}, and I train at {gym}, a gym near my flat in {a}."
+        say, also = f"I live in {a}.", f"I train at {gym}, a gym near my flat in {a}."
         main, dependent = f"The user lives in {a}.", f"The user trains at {gym} in {a}."
-        change = f"Big news: I moved to {b} {phrase}."
+        change = f"I live in {b} now, since {phrase}."
         new = f"The user lives in {b}."
         questions = [
             Question("", "Which city do I live in?", must=[b], must_not=[a]),
@@ -341,9 +362,9 @@ def _cascade(rng: random.Random, n: int) -> Scenario:
     elif variant == 1:
         a, b = _pick(rng, COMPANIES, 2)
         boss = rng.choice(PEOPLE)
-        say = f"I work at {a}; my manager at {a} is {boss}."
+        say, also = f"I work at {a}.", f"My manager at {a} is {boss}."
         main, dependent = f"The user works at {a}.", f"The user's manager at {a} is {boss}."
-        change = f"I quit {a} and joined {b} {phrase}."
+        change = f"I changed jobs: I work at {b} now, since {phrase}."
         new = f"The user works at {b}."
         questions = [
             Question("", "Which company do I work at?", must=[b], must_not=[a]),
@@ -352,17 +373,21 @@ def _cascade(rng: random.Random, n: int) -> Scenario:
     else:
         a, b = _pick(rng, CARS, 2)
         street = rng.choice(STREETS)
-        say = f"I drive a {a}, and I park the {a} in the garage on {street}."
+        say, also = f"I drive a {a}.", f"I park the {a} in the garage on {street}."
         main = f"The user drives a {a}."
         dependent = f"The user parks the {a} in a garage on {street}."
-        change = f"I sold my {a} and got a {b} {phrase}; it has a spot at the office."
+        change = f"I drive a {b} now, I got it {phrase}."
         new = f"The user drives a {b}."
         questions = [
             Question("", "Which car do I drive?", must=[b], must_not=[a]),
             Question("", "Where do I park my car?", must_not=[street]),
         ]
+    # The dependent fact comes in a later conversation, so nothing but its relation to the
+    # changed fact (a shared name) brings it in front of extraction when the change comes.
+    d1b = d1 + timedelta(days=rng.randrange(1, 20))
     turns = [
-        Step(_iso(d1), say, _ACK, {"add": [{"content": main}, {"content": dependent}]}),
+        Step(_iso(d1), say, _ACK, {"add": [{"content": main}]}),
+        Step(_iso(d1b), also, _ACK, {"add": [{"content": dependent}]}),
         Step(
             _iso(d2),
             change,
@@ -375,7 +400,8 @@ def _cascade(rng: random.Random, n: int) -> Scenario:
     ]
     asked = _iso(d2 + timedelta(days=rng.randrange(2, 40)))
     questions = [Question(asked, q.text, q.must, q.must_not, q.past) for q in questions]
-    return Scenario(f"cascade-{n:02d}", "cascade", turns, questions)
+    between = _iso(d1b + (d2 - d1b) / 2)
+    return Scenario(f"cascade-{n:02d}", "cascade", turns, questions, FILLERS[:10], between)
 
 
 def _absence(rng: random.Random, n: int) -> Scenario:
