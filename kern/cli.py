@@ -11,15 +11,24 @@ from typing import Annotated, Any, cast, get_args
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kern.agent import Agent, ContentDelta, RunCompleted, RunOutput, ToolCallCompleted
 from kern.errors import KernError
 from kern.learn import CurationReport, LearningMachine
-from kern.models.base import Model
+from kern.models.selection import MODEL_CHOICES, pick_model
 from kern.tools import tool
 
 __all__ = ["app", "main"]
+
+ModelOption = Annotated[str | None, typer.Option(help=f"{MODEL_CHOICES} (see docs/models.md)")]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The model server's URL, e.g. http://localhost:8080/v1 (with openai-chat:ID)"
+    ),
+]
 
 app = typer.Typer(
     help="kern: agents that learn. Run `kern demo` to see it work offline.",
@@ -36,27 +45,6 @@ def main() -> None:
     except KernError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise SystemExit(1) from exc
-
-
-def pick_model(model: str | None = None) -> Model:
-    """``--model`` if given, else OpenAI when OPENAI_API_KEY is set, else the local model."""
-    choice = model or ("openai:gpt-5-mini" if os.environ.get("OPENAI_API_KEY") else "local")
-    provider, _, model_id = choice.partition(":")
-    if provider == "local":
-        from kern.models.llamacpp import LlamaCpp
-
-        # Greedy: SmolLM2-135M is most coherent without sampling noise, and LlamaCpp bounds
-        # every JSON string, so a greedy loop inside one cannot run away.
-        return LlamaCpp(model_path=model_id or None, seed=7, temperature=0.0, max_tokens=512)
-    if provider == "openai":
-        from kern.models.openai import OpenAIResponses
-
-        return OpenAIResponses(id=model_id)
-    if provider == "anthropic":
-        from kern.models.anthropic import Anthropic
-
-        return Anthropic(id=model_id)
-    raise typer.BadParameter(f"unknown model {choice!r}; use local, openai:ID or anthropic:ID")
 
 
 @tool
@@ -83,7 +71,8 @@ DEMO_SCRIPT: list[tuple[str, list[str]]] = [
 
 @app.command()
 def demo(
-    model: Annotated[str | None, typer.Option(help="local, openai:ID or anthropic:ID")] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
     db_file: Annotated[Path, typer.Option(help="Demo database (recreated)")] = Path("tmp/demo.db"),
 ) -> None:
     """A short scripted conversation over two sessions, then what was stored."""
@@ -91,7 +80,7 @@ def demo(
 
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
-    chosen = pick_model(model)
+    chosen = pick_model(model, base_url=base_url)
     console.print(f"[bold]kern demo[/bold] · model [cyan]{chosen.name}[/cyan] · db {db_file}")
     if not os.environ.get("OPENAI_API_KEY") and model is None:
         console.print("[dim]offline: set OPENAI_API_KEY to run the demo against OpenAI[/dim]")
@@ -182,14 +171,15 @@ def _chat_turn(agent: Agent, text: str, *, user_id: str, session_id: str) -> Run
 def chat(
     user_id: Annotated[str, typer.Option(help="Who you are")] = "me",
     session_id: Annotated[str | None, typer.Option(help="Resume a session")] = None,
-    model: Annotated[str | None, typer.Option(help="local, openai:ID or anthropic:ID")] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
     db_file: Annotated[Path, typer.Option(help="Database file")] = Path("tmp/kern.db"),
 ) -> None:
     """Chat with a learning agent in the terminal (Ctrl-D or /quit to leave)."""
     from kern.db.sqlite import SqliteDb
 
     agent = Agent(
-        model=pick_model(model),
+        model=pick_model(model, base_url=base_url),
         db=SqliteDb(db_file=str(db_file)),
         session_id=session_id,
         learning=True,
@@ -208,10 +198,20 @@ def chat(
             _slash_command(text, lm, user_id)
         elif text:
             try:
-                _chat_turn(agent, text, user_id=user_id, session_id=agent.session_id)
+                output = _chat_turn(agent, text, user_id=user_id, session_id=agent.session_id)
             except KernError as exc:
                 console.print(f"\n[red]error:[/red] {exc}")
+            else:
+                _warn_if_learning_failed(output, timeout=lm.consistency_timeout)
     agent.close()
+
+
+def _warn_if_learning_failed(output: RunOutput, *, timeout: float) -> None:
+    """One line after a turn whose learning failed. The next turn would wait for the job
+    anyway (read-your-writes), so waiting here costs no extra time."""
+    if output.learning is not None and output.learning.wait(timeout) == "failed":
+        error = escape(output.learning.error or "")
+        console.print(f"[yellow]learning from this turn failed:[/yellow] {error}", soft_wrap=True)
 
 
 def _slash_command(text: str, lm: LearningMachine, user_id: str) -> None:

@@ -6,6 +6,8 @@ can catch ``KernError`` (or one branch of it) without importing any SDK.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "ConfigError",
     "ConflictError",
@@ -21,6 +23,7 @@ __all__ = [
     "RunLimitError",
     "StorageError",
     "ToolError",
+    "short_error",
 ]
 
 
@@ -97,3 +100,22 @@ class ConflictError(StorageError):
 class JobLostError(StorageError):
     """A job's claim is no longer held (its lease expired and another worker took it, or it is
     already done); the work was not applied, so it cannot be applied twice."""
+
+
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+def short_error(error: BaseException | str, limit: int = 500) -> str:
+    """An error as one bounded line, for logs and stored job errors.
+
+    Servers put Python tracebacks in their error bodies; only a traceback's last line (the
+    exception itself) is kept, whitespace is collapsed and the text is cut at ``limit``
+    characters, so one failing request cannot fill a log or a database row.
+    """
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    if _TRACEBACK in text:
+        head, _, trace = text.partition(_TRACEBACK)
+        lines = [line for line in trace.splitlines() if line.strip()]
+        text = f"{head.strip()} {lines[-1].strip() if lines else ''}".strip()
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

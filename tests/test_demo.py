@@ -51,7 +51,7 @@ def test_demo_shows_what_session_one_taught_session_two(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     model = FunctionModel(scripted)
-    monkeypatch.setattr(kern.cli, "pick_model", lambda choice=None: model)
+    monkeypatch.setattr(kern.cli, "pick_model", lambda choice=None, **_: model)
 
     result = runner.invoke(app, ["demo", "--db-file", str(tmp_path / "demo.db")])
 
@@ -80,7 +80,7 @@ def test_a_failed_turn_and_a_failed_extraction_do_not_stop_the_demo(
             raise ModelError("the model is down", provider="function")
         return "Hello."
 
-    monkeypatch.setattr(kern.cli, "pick_model", lambda choice=None: FunctionModel(broken))
+    monkeypatch.setattr(kern.cli, "pick_model", lambda choice=None, **_: FunctionModel(broken))
     # A failed job keeps its retry scheduled, and every later run of the user waits up to
     # consistency_timeout (5 s) for it; a short one keeps this test fast.
     monkeypatch.setattr(

@@ -23,15 +23,12 @@ from kern.models.base import (
     ToolResultMessage,
     UserMessage,
 )
+from kern.models.grammar import MAX_REPEAT, bounded_schema, json_grammar, json_length_bound
 from kern.models.llamacpp import (
     AFTER_TOOL_RESULTS,
-    MAX_REPEAT,
     LlamaCpp,
-    bounded_schema,
     chat_messages,
     default_model_path,
-    json_grammar,
-    json_length_bound,
     output_grammar_schema,
     parse_tool_envelope,
     repeats_answered_calls,

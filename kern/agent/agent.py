@@ -286,6 +286,10 @@ class Agent:
             await self._save_run(ctx, created_at, new_messages, metrics, error=exc)
             raise
         metrics.duration = time.perf_counter() - started
+        await self._save_run(ctx, created_at, new_messages, metrics)
+        learning = None
+        if self.learning_machine is not None:
+            learning = await self.learning_machine.learn(ctx, Turn(ctx.input, response.text or ""))
         output = RunOutput(
             run_id=ctx.run_id,
             session_id=ctx.session_id,
@@ -295,10 +299,8 @@ class Agent:
             metrics=metrics,
             recalled=recalled.context,
             recalled_items=tuple(i for r in recalled.recalled.values() for i in r.items),
+            learning=learning,
         )
-        await self._save_run(ctx, created_at, new_messages, metrics)
-        if self.learning_machine is not None:
-            await self.learning_machine.learn(ctx, Turn(ctx.input, response.text or ""))
         yield RunCompleted(output)
 
     async def _recall(self, ctx: RunContext) -> RecallResult:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from kern.learn.items import Item
+from kern.learn.status import LearningStatus
 from kern.models.base import Message, ToolCall, Usage
 
 __all__ = [
@@ -68,6 +69,9 @@ class RunOutput:
     #: drops the least relevant), as items with their store and search ``score``: what an
     #: application shows without parsing the rendered context.
     recalled_items: tuple[Item[Any], ...] = ()
+    #: What became of this turn's learning (``queued``, then ``done`` or ``failed`` with the
+    #: error) once known; ``None`` without learning. ``output.learning.wait(timeout)`` waits.
+    learning: LearningStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)

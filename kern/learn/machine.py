@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from kern._sync import call_any, run_sync
 from kern.context import RunContext
 from kern.db.base import Db, JobRecord, LearningDb, LearningFilter, SearchHit, WriteOp
-from kern.errors import ConfigError, JobLostError, KernError, ModelOutputError
+from kern.errors import ConfigError, JobLostError, KernError, ModelOutputError, short_error
 from kern.learn.config import (
     DecisionLogConfig,
     EntityMemoryConfig,
@@ -36,6 +36,7 @@ from kern.learn.config import (
 )
 from kern.learn.items import new_id
 from kern.learn.prompts import EXTRACTION_SYSTEM, LEARNED_CONTEXT_HEADER, extraction_prompt
+from kern.learn.status import LearningStatus
 from kern.learn.stores.base import ExtractionView, LearningStore, Recalled, Store, Turn
 from kern.models.base import AssistantMessage, Model, ModelRequest, OutputSchema, UserMessage
 from kern.search.embedders import Embedder
@@ -45,6 +46,9 @@ from kern.tools import Tool
 __all__ = ["LearningMachine", "RecallResult"]
 
 log = logging.getLogger("kern.learn")
+
+#: Characters of a failed job's error kept (in the queue, the log line and the run's output).
+JOB_ERROR_LIMIT = 500
 
 StoreArg = bool | StoreConfig | Store[Any] | None
 
@@ -162,6 +166,8 @@ class LearningMachine:
         if not self.stores:
             raise ConfigError("a LearningMachine needs at least one store")
         self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
+        # job id → the status a run's output carries, until this process has run the job.
+        self._statuses: dict[str, LearningStatus] = {}
         self._resumed = False
         from kern.learn.curator import Curator
         from kern.learn.proposals import Proposals
@@ -296,10 +302,11 @@ class LearningMachine:
             if not isinstance(s, Store) and s.mode is LearningMode.ALWAYS
         ]
 
-    async def learn(self, ctx: RunContext, turn: Turn) -> None:
-        """After a run: persist one extraction job, then run it (in the background)."""
+    async def learn(self, ctx: RunContext, turn: Turn) -> LearningStatus | None:
+        """After a run: persist one extraction job, then run it (in the background). Returns
+        the job's live status (None when no store learns from turns)."""
         if not self._extracting_stores() and not self._processing_stores():
-            return
+            return None
         job = JobRecord(
             id=new_id(),
             kind=EXTRACT_JOB,
@@ -310,15 +317,18 @@ class LearningMachine:
             run_id=ctx.run_id,
         )
         await asyncio.to_thread(self.db.enqueue_job, job)
+        status = LearningStatus(job.id)
         if not self.run_jobs:
-            return  # a worker claims it
+            return status  # a worker claims it
+        self._statuses[job.id] = status
         if not self.background:
             await self._run_claimed(job.id)
-            return
+            return status
         task = asyncio.create_task(self._run_claimed(job.id), name=f"kern-extract-{job.id}")
         tasks = self._tasks.setdefault(ctx.user_id, set())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        return status
 
     async def wait_for_jobs(
         self, user_id: str | None = None, *, timeout: float | None = None
@@ -393,9 +403,17 @@ class LearningMachine:
             )
         except KernError as exc:  # the job stays pending; the next process picks it up
             log.error("could not claim extraction job %s: %s", job_id, exc)
+            self._settle(job_id, f"could not claim the job: {short_error(exc)}")
             return
         if job is not None:
             await self._execute(job)
+        self._statuses.pop(job_id, None)  # claimed elsewhere: that process reports it
+
+    def _settle(self, job_id: str, error: str | None = None) -> None:
+        """Report a job's outcome to the run output that waits for it, if any."""
+        status = self._statuses.pop(job_id, None)
+        if status is not None:
+            status.settle(error)
 
     async def _execute(self, job: JobRecord) -> None:
         """Run a claimed job; a failure is recorded on the job and never reaches the run."""
@@ -412,15 +430,23 @@ class LearningMachine:
             for store in self._processing_stores():
                 await call_any(store.process, ctx, turn)
             await self.extract(ctx, turn, stores=self._extracting_stores(), job=job)
+            self._settle(job.id)
         except JobLostError:
             log.info("job %s was taken over by another worker; not applied here", job.id)
         except Exception as exc:
-            log.warning("extraction job %s failed: %s", job.id, exc)
+            # One bounded line: the log, the stored job and the run's output all show it.
+            error = short_error(exc, JOB_ERROR_LIMIT)
+            log.warning(
+                "extraction job %s failed (attempt %d/%d): %s",
+                job.id,
+                job.attempts,
+                job.max_attempts,
+                error,
+            )
+            self._settle(job.id, error)
             retry = 2.0**job.attempts if job.attempts < job.max_attempts else None
             try:
-                await asyncio.to_thread(
-                    self.db.fail_job, job, f"{type(exc).__name__}: {exc}", retry_in=retry
-                )
+                await asyncio.to_thread(self.db.fail_job, job, error, retry_in=retry)
             except KernError as storage_exc:
                 # The job stays claimed; its lease expires and another process retries it.
                 log.error("could not record the failure of job %s: %s", job.id, storage_exc)

@@ -9,8 +9,9 @@ Mapping to the wire format:
   ``tool_choice`` forces that tool, so the tool's ``input`` *is* the answer; it is returned
   as the response text (JSON). With other tools present the model may call any tool instead
   (``tool_choice: any``), and the schema tool then marks the final answer.
-- Retries (429, 5xx, timeouts) are the SDK's; what remains is translated into kern errors,
-  and a body the SDK cannot parse, or one of the wrong shape, becomes ``ModelError``.
+- Retries are kern's (``kern.models._sdk.send_with_retries``: what can succeed, honouring
+  ``Retry-After``), the SDK's are off; what remains is translated into kern errors, and a body
+  the SDK cannot parse, or one of the wrong shape, becomes ``ModelError``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kern.models._sdk import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     SdkClients,
+    send_with_retries,
     translate_error,
 )
 from kern.models.base import (
@@ -81,7 +83,9 @@ class Anthropic(Model):
         self.max_retries = max_retries
         self.timeout = timeout
         self.max_tokens = max_tokens
-        self._clients: SdkClients[Any] = SdkClients(self._make_client, client)
+        # The SDK would retry every 5xx, deterministic ones too: kern retries instead.
+        injected = client.with_options(max_retries=0) if client is not None else None
+        self._clients: SdkClients[Any] = SdkClients(self._make_client, injected)
 
     def client(self) -> Any:
         """The ``AsyncAnthropic`` client of the running loop; ``ConfigError`` without a key."""
@@ -93,7 +97,7 @@ class Anthropic(Model):
             client = sdk.AsyncAnthropic(
                 api_key=self.api_key,
                 base_url=self.base_url,
-                max_retries=self.max_retries,
+                max_retries=0,
                 timeout=self.timeout,
             )
         except Exception as exc:  # e.g. a broken credentials profile named in the env
@@ -113,7 +117,11 @@ class Anthropic(Model):
         params = request_params(request, model=self.id, max_tokens=self.max_tokens)
         client = self.client()
         try:
-            message = await client.messages.create(**params)
+            message = await send_with_retries(
+                lambda: client.messages.create(**params),
+                provider=PROVIDER,
+                max_retries=self.max_retries,
+            )
         except KernError:
             raise
         except Exception as exc:
@@ -125,7 +133,11 @@ class Anthropic(Model):
         client = self.client()
         assembly = StreamAssembly(request.output_schema)
         try:
-            events = await client.messages.create(**params, stream=True)
+            events = await send_with_retries(
+                lambda: client.messages.create(**params, stream=True),
+                provider=PROVIDER,
+                max_retries=self.max_retries,
+            )
             async with events:
                 async for event in events:
                     delta = assembly.feed(event)

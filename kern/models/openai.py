@@ -2,18 +2,20 @@
 
 ``OpenAIResponses`` speaks ``POST /responses``; ``OpenAIChat`` speaks ``POST /chat/completions``,
 which every OpenAI-compatible server (Ollama, vLLM, llama.cpp server) also serves. Both share
-one driver (``_OpenAIModel``): lazy client, error boundary, and the streaming loop. Each class
-only maps kern's request to its wire format and its wire events into an ``_Assembly``, the one
-place a ``ModelResponse`` is built.
+one driver (``_OpenAIModel``): lazy client, retries (``kern.models._sdk``), error boundary, and
+the streaming loop. Each class only maps kern's request to its wire format and its wire events
+into an ``_Assembly``, the one place a ``ModelResponse`` is built. ``OpenAIChat`` also asks for
+structured output in whatever way the endpoint supports (``kern.models.structured``).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypedDict, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypedDict, TypeVar
+from urllib.parse import urlsplit
 
 import openai
 from openai import AsyncOpenAI, AsyncStream
@@ -24,6 +26,7 @@ from openai.types.chat import (
     ChatCompletionMessageFunctionToolCallParam,
     ChatCompletionMessageParam,
     ChatCompletionStreamOptionsParam,
+    ChatCompletionToolChoiceOptionParam,
 )
 from openai.types.responses import (
     FunctionToolParam,
@@ -33,10 +36,20 @@ from openai.types.responses import (
     ResponseStreamEvent,
     ResponseTextConfigParam,
 )
-from openai.types.shared_params import ResponseFormatJSONSchema
+from openai.types.shared_params import (
+    ResponseFormatJSONObject,
+    ResponseFormatJSONSchema,
+    ResponseFormatText,
+)
 
 from kern.errors import ConfigError, ModelError
-from kern.models._sdk import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, SdkClients, translate_error
+from kern.models._sdk import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    SdkClients,
+    send_with_retries,
+    translate_error,
+)
 from kern.models.base import (
     AssistantMessage,
     Message,
@@ -51,9 +64,21 @@ from kern.models.base import (
     Usage,
     UserMessage,
 )
+from kern.models.structured import (
+    StructuredMode,
+    check_mode,
+    is_capability_error,
+    json_text,
+    modes_to_try,
+    remember_mode,
+    schema_instructions,
+)
 
-__all__ = ["OpenAIChat", "OpenAIResponses"]
+__all__ = ["OpenAIChat", "OpenAIResponses", "TokenLimitParam"]
 
+TokenLimitParam: TypeAlias = Literal["max_tokens", "max_completion_tokens"]
+
+_T = TypeVar("_T")
 _Raw = TypeVar("_Raw")
 _Event = TypeVar("_Event")
 
@@ -137,8 +162,10 @@ class _OpenAIModel(Model, Generic[_Raw, _Event]):
     ) -> None:
         """``id`` is the model name (``"gpt-5.2"``). ``api_key`` / ``base_url`` default to
         ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``, read when the first request makes the client;
-        ``client`` replaces that client (its own settings then apply, and it is not closed
-        by ``aclose``). ``max_retries`` and ``timeout`` are the SDK's.
+        ``client`` replaces that client (its own settings then apply, except retries, which
+        are kern's; it is not closed by ``aclose``). ``max_retries`` counts kern's retries of
+        what can succeed (429, 408, 502-504, timeouts, connection errors, a 500 that does not
+        say the request is unsupported); ``timeout`` is per request, in seconds.
         """
         self.id = id
         self.temperature = temperature
@@ -148,14 +175,16 @@ class _OpenAIModel(Model, Generic[_Raw, _Event]):
         self._base_url = base_url
         self._max_retries = max_retries
         self._timeout = timeout
-        self._clients: SdkClients[AsyncOpenAI] = SdkClients(self._make_client, client)
+        # The SDK would retry every 5xx, deterministic ones too: kern retries instead.
+        injected = client.with_options(max_retries=0) if client is not None else None
+        self._clients: SdkClients[AsyncOpenAI] = SdkClients(self._make_client, injected)
 
     def _make_client(self) -> AsyncOpenAI:
         try:
             return AsyncOpenAI(
                 api_key=self._api_key,
                 base_url=self._base_url,
-                max_retries=self._max_retries,
+                max_retries=0,
                 timeout=self._timeout,
             )
         except openai.OpenAIError as exc:
@@ -172,6 +201,9 @@ class _OpenAIModel(Model, Generic[_Raw, _Event]):
     async def aclose(self) -> None:
         """Close the HTTP clients this model made; an injected client is the caller's."""
         await self._clients.aclose()
+
+    #: Advice added to an HTTP error of this API, per status.
+    _hints: ClassVar[Mapping[int, str]] = {}
 
     @contextmanager
     def _boundary(self) -> Iterator[None]:
@@ -191,12 +223,17 @@ class _OpenAIModel(Model, Generic[_Raw, _Event]):
             message = f"unexpected response body: {type(exc).__name__}: {exc}"
             raise ModelError(message, provider=self.provider) from exc
         except openai.OpenAIError as exc:
-            raise translate_error(exc, provider=self.provider) from exc
+            raise translate_error(exc, provider=self.provider, hints=self._hints) from exc
+
+    async def _send(self, create: Callable[[], Awaitable[_T]]) -> _T:
+        return await send_with_retries(
+            create, provider=self.provider, max_retries=self._max_retries
+        )
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         client = self._sdk()
         with self._boundary():
-            raw = await self._create(client, request)
+            raw = await self._send(lambda: self._create(client, request))
             assembly = _Assembly(self.id)
             self._read(assembly, raw)
             return assembly.response()
@@ -205,7 +242,8 @@ class _OpenAIModel(Model, Generic[_Raw, _Event]):
         client = self._sdk()
         assembly = _Assembly(self.id)
         with self._boundary():
-            events = await self._create_stream(client, request)
+            # Only opening the stream is retried: after the first event, text has been shown.
+            events = await self._send(lambda: self._create_stream(client, request))
         async with events:  # closes the HTTP response if the consumer stops early
             while True:
                 # Only SDK/parsing work sits inside the boundary, never the ``yield``: an
@@ -307,6 +345,10 @@ class OpenAIResponses(_OpenAIModel[Response, ResponseStreamEvent]):
     """An OpenAI model through the Responses API (``client.responses.create``)."""
 
     provider = "openai-responses"
+    _hints: ClassVar[Mapping[int, str]] = {
+        404: "no such model, or no /responses endpoint here; for a server without "
+        "/v1/responses use OpenAIChat (`openai-chat:ID` on the command line)",
+    }
 
     def _args(self, request: ModelRequest) -> _ResponsesArgs:
         args: _ResponsesArgs = {"model": self.id, "input": _responses_input(request.messages)}
@@ -379,9 +421,11 @@ class _ChatArgs(TypedDict, total=False):
     model: str
     messages: list[ChatCompletionMessageParam]
     tools: list[ChatCompletionFunctionToolParam]
+    tool_choice: ChatCompletionToolChoiceOptionParam
     parallel_tool_calls: bool
-    response_format: ResponseFormatJSONSchema
+    response_format: ResponseFormatJSONSchema | ResponseFormatJSONObject | ResponseFormatText
     temperature: float
+    max_tokens: int
     max_completion_tokens: int
 
 
@@ -441,30 +485,148 @@ def _chat_format(schema: OutputSchema) -> ResponseFormatJSONSchema:
     return fmt
 
 
+def _schema_tool(schema: OutputSchema) -> ToolDefinition:
+    """The output schema as a tool: its arguments are the answer (``tool`` mode)."""
+    description = schema.description or "Give your answer by calling this function."
+    return ToolDefinition(schema.name, description, schema.schema)
+
+
+#: Hosts that take ``max_completion_tokens`` (OpenAI's reasoning models refuse ``max_tokens``);
+#: compatible servers take ``max_tokens`` and some silently ignore the newer name.
+_COMPLETION_TOKEN_HOSTS = ("api.openai.com", ".openai.azure.com")
+
+
+def token_limit_param(base_url: str) -> TokenLimitParam:
+    """The token-limit parameter an endpoint understands, judged by its host."""
+    host = urlsplit(base_url).hostname or ""
+    if any(host == h or (h.startswith(".") and host.endswith(h)) for h in _COMPLETION_TOKEN_HOSTS):
+        return "max_completion_tokens"
+    return "max_tokens"
+
+
 class OpenAIChat(_OpenAIModel[ChatCompletion, ChatCompletionChunk]):
     """A model behind Chat Completions (``client.chat.completions.create``): OpenAI itself or
     any compatible server, given ``base_url`` (and any non-empty ``api_key``).
 
-    ``max_output_tokens`` is sent as ``max_completion_tokens``, the parameter OpenAI's
-    reasoning models require (``max_tokens`` is deprecated there).
+    Structured output goes by capability (``structured_output``, see
+    ``kern.models.structured``): ``"auto"`` tries ``json_schema``, then one forced tool, then
+    ``json_object``, then plain text, and remembers per endpoint what worked. The token limit
+    ``max_output_tokens`` is sent as ``max_completion_tokens`` to OpenAI and Azure OpenAI and as
+    ``max_tokens`` to every other server, unless ``token_limit_param`` names one.
     """
 
     provider = "openai-chat"
 
+    def __init__(
+        self,
+        id: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        timeout: float = DEFAULT_TIMEOUT,
+        temperature: float | None = None,
+        max_output_tokens: int | None = None,
+        client: AsyncOpenAI | None = None,
+        structured_output: StructuredMode = "auto",
+        token_limit_param: TokenLimitParam | None = None,
+    ) -> None:
+        """Arguments as ``OpenAIResponses``, plus ``structured_output`` (``"auto"``,
+        ``"json_schema"``, ``"tool"``, ``"json_object"`` or ``"text"``) and
+        ``token_limit_param`` (``"max_tokens"`` or ``"max_completion_tokens"``; by default
+        chosen from the endpoint's host)."""
+        super().__init__(
+            id,
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=max_retries,
+            timeout=timeout,
+            temperature=temperature,
+            max_output_tokens=max_output_tokens,
+            client=client,
+        )
+        self.structured_output = check_mode(structured_output)
+        if token_limit_param not in (None, "max_tokens", "max_completion_tokens"):
+            raise ConfigError(
+                f"token_limit_param must be 'max_tokens' or 'max_completion_tokens', "
+                f"not {token_limit_param!r}"
+            )
+        self.token_limit_param = token_limit_param
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        schema = request.output_schema
+        if schema is None:
+            return await super().request(request)
+        if any(t.name == schema.name for t in request.tools):
+            raise ConfigError(
+                f"output schema {schema.name!r} has the same name as a tool; rename one of them"
+            )
+        endpoint = (str(self._sdk().base_url), self.id)
+        modes = modes_to_try(self.structured_output, endpoint)
+        for mode in modes:
+            try:
+                response = await super().request(_StructuredRequest.wrap(request, mode))
+            except ModelError as exc:
+                if mode == modes[-1] or not is_capability_error(exc):
+                    raise
+                continue
+            if self.structured_output == "auto":
+                remember_mode(endpoint, mode, provider=self.provider)
+            return self._answer(response, schema, mode)
+        raise AssertionError("unreachable: the last mode returns or raises")
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelStreamEvent]:
+        if request.output_schema is not None:
+            # A structured answer is only useful whole; the fallback ladder needs whole calls.
+            async for event in Model.stream(self, request):
+                yield event
+            return
+        async for event in super().stream(request):
+            yield event
+
+    def _answer(self, response: ModelResponse, schema: OutputSchema, mode: str) -> ModelResponse:
+        """The response with the structured answer as its text, however it arrived."""
+        if mode == "tool":
+            answers = [c for c in response.tool_calls if c.name == schema.name]
+            if answers:
+                others = tuple(c for c in response.tool_calls if c.name != schema.name)
+                return replace(response, text=answers[0].arguments, tool_calls=others)
+        if mode in ("json_object", "text", "tool"):
+            return replace(response, text=json_text(response.text))
+        return response
+
     def _args(self, request: ModelRequest) -> _ChatArgs:
+        mode = request.mode if isinstance(request, _StructuredRequest) else None
+        schema = request.output_schema
+        instructions = request.instructions
+        tools = list(request.tools)
+        if schema is not None and mode in ("json_object", "text"):
+            instructions = schema_instructions(instructions, schema)
+        if schema is not None and mode == "tool":
+            tools.append(_schema_tool(schema))
         args: _ChatArgs = {
             "model": self.id,
-            "messages": _chat_messages(request.instructions, request.messages),
+            "messages": _chat_messages(instructions, request.messages),
         }
-        if request.tools:
-            args["tools"] = [_chat_tool(t) for t in request.tools]
+        if tools:
+            args["tools"] = [_chat_tool(t) for t in tools]
             args["parallel_tool_calls"] = True
-        if request.output_schema is not None:
-            args["response_format"] = _chat_format(request.output_schema)
+        if schema is not None and mode == "tool":
+            # Alone, the schema tool is forced by name; with other tools, some call is.
+            args["tool_choice"] = (
+                {"type": "function", "function": {"name": schema.name}}
+                if not request.tools
+                else "required"
+            )
+        if schema is not None and mode == "json_schema":
+            args["response_format"] = _chat_format(schema)
+        elif schema is not None and mode == "json_object":
+            args["response_format"] = {"type": "json_object"}
         if self.temperature is not None:
             args["temperature"] = self.temperature
         if self.max_output_tokens is not None:
-            args["max_completion_tokens"] = self.max_output_tokens
+            param = self.token_limit_param or token_limit_param(str(self._sdk().base_url))
+            args[param] = self.max_output_tokens
         return args
 
     async def _create(self, client: AsyncOpenAI, request: ModelRequest) -> ChatCompletion:
@@ -513,3 +675,20 @@ class OpenAIChat(_OpenAIModel[ChatCompletion, ChatCompletionChunk]):
             if choice.finish_reason is not None:
                 assembly.done = True
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class _StructuredRequest(ModelRequest):
+    """A request with the structured-output mode chosen for this attempt."""
+
+    mode: str = "json_schema"
+
+    @classmethod
+    def wrap(cls, request: ModelRequest, mode: str) -> _StructuredRequest:
+        return cls(
+            messages=request.messages,
+            instructions=request.instructions,
+            tools=request.tools,
+            output_schema=request.output_schema,
+            mode=mode,
+        )
