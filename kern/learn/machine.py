@@ -36,8 +36,8 @@ from kern.learn.config import (
 )
 from kern.learn.items import new_id
 from kern.learn.prompts import EXTRACTION_SYSTEM, LEARNED_CONTEXT_HEADER, extraction_prompt
-from kern.learn.status import LearningStatus
 from kern.learn.stores.base import ExtractionView, LearningStore, Recalled, Store, Turn
+from kern.learn.turn import TurnLearning
 from kern.models.base import AssistantMessage, Model, ModelRequest, OutputSchema, UserMessage
 from kern.search.embedders import Embedder
 from kern.search.hybrid import embed_sync, hybrid_search, resolve_embedder
@@ -167,7 +167,7 @@ class LearningMachine:
             raise ConfigError("a LearningMachine needs at least one store")
         self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
         # job id → the status a run's output carries, until this process has run the job.
-        self._statuses: dict[str, LearningStatus] = {}
+        self._statuses: dict[str, TurnLearning] = {}
         self._resumed = False
         from kern.learn.curator import Curator
         from kern.learn.proposals import Proposals
@@ -302,7 +302,7 @@ class LearningMachine:
             if not isinstance(s, Store) and s.mode is LearningMode.ALWAYS
         ]
 
-    async def learn(self, ctx: RunContext, turn: Turn) -> LearningStatus | None:
+    async def learn(self, ctx: RunContext, turn: Turn) -> TurnLearning | None:
         """After a run: persist one extraction job, then run it (in the background). Returns
         the job's live status (None when no store learns from turns)."""
         if not self._extracting_stores() and not self._processing_stores():
@@ -317,7 +317,7 @@ class LearningMachine:
             run_id=ctx.run_id,
         )
         await asyncio.to_thread(self.db.enqueue_job, job)
-        status = LearningStatus(job.id)
+        status = TurnLearning(job.id)
         if not self.run_jobs:
             return status  # a worker claims it
         self._statuses[job.id] = status

@@ -19,14 +19,14 @@ from tests.fakes.server import Recorded, Reply
 
 __all__ = ["LLAMA_CPP_PYTHON_REFUSAL", "Endpoint"]
 
-#: What llama-cpp-python 0.3's server sends for ``response_format: json_schema`` (HTTP 500).
+#: The error message llama-cpp-python 0.3.36's server sends, with HTTP 500, for
+#: ``response_format: json_schema`` (recorded from ``python -m llama_cpp.server``).
 LLAMA_CPP_PYTHON_REFUSAL = (
     "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
     "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
-    "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"/srv/llama_cpp/server/"
-    'app.py", line 400\nTraceback (most recent call last):\n  File "/srv/errors.py", '
-    "line 173, in custom_route_handler\n    response = await original_route_handler(request)\n"
-    "fastapi.exceptions.RequestValidationError: 1 validation error"
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"/srv/venv/lib/python3.11/"
+    'site-packages/llama_cpp/server/app.py", line 376, in create_chat_completion\n'
+    "    POST /v1/chat/completions"
 )
 
 

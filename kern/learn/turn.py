@@ -13,12 +13,12 @@ from typing import Literal, TypeAlias
 
 from kern._sync import run_sync
 
-__all__ = ["LearningState", "LearningStatus"]
+__all__ = ["TurnLearning", "TurnLearningState"]
 
-LearningState: TypeAlias = Literal["queued", "done", "failed"]
+TurnLearningState: TypeAlias = Literal["queued", "done", "failed"]
 
 
-class LearningStatus:
+class TurnLearning:
     """The state of one turn's extraction job: ``"queued"`` until it ends, then ``"done"`` or
     ``"failed"`` (with ``error``, one bounded line). A failed job keeps its retries: a later
     process or ``kern worker`` may still run it; this status reports the attempt made here.
@@ -31,7 +31,7 @@ class LearningStatus:
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        self.state: LearningState = "queued"
+        self.state: TurnLearningState = "queued"
         self.error: str | None = None
         # A threading event: jobs may be settled on another thread's event loop.
         self._settled = threading.Event()
@@ -46,15 +46,15 @@ class LearningStatus:
         self.state = "failed" if error is not None else "done"
         self._settled.set()
 
-    async def wait_for(self, timeout: float | None = None) -> LearningState:
+    async def wait_for(self, timeout: float | None = None) -> TurnLearningState:
         """Wait (at most ``timeout`` seconds) until the job has ended; return the state."""
         await asyncio.to_thread(self._settled.wait, timeout)
         return self.state
 
-    def wait(self, timeout: float | None = None) -> LearningState:
+    def wait(self, timeout: float | None = None) -> TurnLearningState:
         """Synchronous ``wait_for``."""
         return run_sync(self.wait_for(timeout))
 
     def __repr__(self) -> str:
         error = f", error={self.error!r}" if self.error else ""
-        return f"LearningStatus({self.state!r}, job_id={self.job_id!r}{error})"
+        return f"TurnLearning({self.state!r}, job_id={self.job_id!r}{error})"
