@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.fakes.openai import ResponsesProtocol
+from tests.fakes.openai import ChatProtocol, ResponsesProtocol
 from tests.fakes.server import FakeServer, Recorded, Reply
 
 
@@ -102,3 +102,55 @@ def test_chat_repl_learns_and_shows_memory_and_profile(tmp_path: Path) -> None:
             if term.process.poll() is None:
                 term.process.kill()
             os.close(term.master)
+
+
+def test_chat_on_a_compatible_server_warns_after_a_turn_whose_learning_failed(
+    tmp_path: Path,
+) -> None:
+    """``--model openai-chat:ID --base-url URL`` with no key; a server on which every
+    structured-output mode fails: the answer is shown, then one line saying learning failed."""
+
+    def no_json(request: Recorded) -> Reply:
+        body = request.body
+        if body.get("response_format") or body.get("tools"):
+            return Reply(status=400, text="not supported here")
+        if "JSON schema" in json.dumps(body):
+            return Reply(text="Sorry, no JSON today.")
+        return Reply(text="Hello from the compatible server!")
+
+    with FakeServer(ChatProtocol(), no_json) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+        env.update({"COLUMNS": "200", "TERM": "xterm"})
+        term = Terminal(
+            [
+                sys.executable,
+                "-m",
+                "kern.cli",
+                "chat",
+                "--model",
+                "openai-chat:local-model",
+                "--base-url",
+                f"{server.url}/v1",
+                "--db-file",
+                str(tmp_path / "chat.db"),
+            ],
+            env,
+        )
+        try:
+            term.expect("you ›")
+            term.send("Hi, I'm Alice and I keep bees")
+            term.expect("Hello from the compatible server!")
+            term.expect("learning from this turn failed:")
+            term.expect("you ›")
+            term.send("/quit")
+            assert term.process.wait(timeout=30) == 0
+        finally:
+            if term.process.poll() is None:
+                term.process.kill()
+            os.close(term.master)
+    warning = term.output.split("learning from this turn failed:")[1].split("you ›")[0]
+    assert "ModelOutputError" in warning
+    keys = {
+        v for r in server.requests for k, v in r.headers.items() if k.lower() == "authorization"
+    }
+    assert keys == {"Bearer none"}
