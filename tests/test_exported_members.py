@@ -82,6 +82,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "RunLimitError",
         "StorageError",
         "ToolError",
+        "short_error",
     ],
     "kern.learn": [
         "CurationReport",
@@ -157,6 +158,21 @@ PUBLIC_API: dict[str, list[str]] = {
     "kern.models.openai": [
         "OpenAIChat",
         "OpenAIResponses",
+        "TokenLimitParam",
+    ],
+    "kern.models.selection": [
+        "MODEL_CHOICES",
+        "model_from_string",
+        "pick_model",
+    ],
+    "kern.models.structured": [
+        "MODES",
+        "StructuredMode",
+        "forget_modes",
+        "json_text",
+        "modes_to_try",
+        "remember_mode",
+        "schema_instructions",
     ],
     "kern.models.testing": [
         "FunctionModel",

@@ -11,8 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from kern.errors import ModelError
 from kern._extras import require
+from kern.errors import ModelError
 
 __all__ = ["MAX_REPEAT", "bounded_schema", "json_grammar", "json_length_bound"]
 
