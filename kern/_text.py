@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from kern.limits import MAX_QUERY_TERMS
+
 __all__ = ["STOPWORDS", "WORD", "query_terms", "tokenize"]
 
 # \w is Unicode-aware in Python: letters and digits of any script, plus "_". FTS5's unicode61
@@ -37,18 +39,29 @@ def tokenize(text: str) -> list[str]:
     return [m.group(0).replace("’", "'").lower() for m in WORD.finditer(text)]
 
 
-def query_terms(text: str, *, stopwords: Iterable[str] = STOPWORDS) -> list[str]:
-    """Distinct search terms of ``text`` in first-seen order, stopwords dropped.
+def query_terms(
+    text: str, *, stopwords: Iterable[str] = STOPWORDS, limit: int | None = MAX_QUERY_TERMS
+) -> list[str]:
+    """Distinct search terms of ``text`` in first-seen order, stopwords dropped, at most
+    ``limit`` of them (``kern.limits.MAX_QUERY_TERMS``; ``None``: all).
 
     Possessives lose their ``'s`` ("Caroline's" → "caroline"). If every word is a stopword
-    the words are kept, so "who am I?" still searches for something.
+    the words are kept, so "who am I?" still searches for something. Linear in the length of
+    ``text`` (a set remembers the words seen), and it stops reading once ``limit`` terms are
+    found: a 100,000-character message costs what its first terms cost.
     """
     stop = stopwords if isinstance(stopwords, frozenset | set) else frozenset(stopwords)
-    words: list[str] = []
-    for word in tokenize(text):
+    seen: dict[str, None] = {}  # insertion-ordered set
+    kept: list[str] = []
+    for match in WORD.finditer(text):
+        word = match.group(0).replace("’", "'").lower()
         base = word[:-2] if word.endswith("'s") else word
         for part in base.split("'"):
-            if part and part not in words:
-                words.append(part)
-    kept = [w for w in words if w not in stop]
-    return kept or words
+            if not part or part in seen:
+                continue
+            seen[part] = None
+            if part not in stop:
+                kept.append(part)
+                if limit is not None and len(kept) >= limit:
+                    return kept
+    return kept or list(seen)[:limit]

@@ -500,10 +500,12 @@ def learnings_import(
 ) -> None:
     """Load a user's export back (ids, history and timestamps kept)."""
     from kern.db.userdata import UserExport, import_user
+    from kern.learn.imports import import_check
 
     data = UserExport.model_validate_json(file.read_text())
+    machine = _machine(db)
     with console.status(f"importing {data.user_id} …"):
-        result = import_user(_machine(db).db, data.user_id, data)
+        result = import_user(machine.db, data.user_id, data, check=import_check(machine.stores))
     console.print(f"imported {data.user_id}: {result}")
 
 

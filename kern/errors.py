@@ -22,6 +22,7 @@ __all__ = [
     "NotFoundError",
     "RunLimitError",
     "StorageError",
+    "TooLargeError",
     "ToolError",
     "short_error",
 ]
@@ -39,6 +40,17 @@ class InvalidArgumentError(ConfigError, ValueError):
     """A call was given a value it cannot use (a negative limit, something that is not a write
     operation); the message names the argument. Also a ``ValueError``, as Python code expects
     of a bad argument."""
+
+
+class TooLargeError(InvalidArgumentError):
+    """An input is over one of kern's size limits (``kern.limits``); the REST API answers 413."""
+
+    def __init__(self, what: str, size: int, limit: int, unit: str = "characters") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} is too large: {size:,} {unit}, the limit is {limit:,} (kern.limits)"
+        )
 
 
 class MissingDependencyError(ConfigError):

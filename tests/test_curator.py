@@ -113,3 +113,48 @@ def test_shared_namespace_curation_by_user_only_touches_that_users_rows(db: Any)
     )
     assert machine.curator.prune(user_id="alice", max_age_days=30).ids == [mine.id]
     assert [i.id for i in machine.learned_knowledge.list(user_id="bob")] == [theirs.id]
+
+
+class FirstWordEmbedder:
+    """Every text that starts with the same word gets the same vector: cosine 1.0 between
+    "Alice has two kids." and "Alice has three kids." (MiniLM gives them ≥ 0.92)."""
+
+    dimensions = 8
+
+    async def embed(self, texts: Any) -> list[Any]:
+        import numpy as np
+
+        vectors = []
+        for text in texts:
+            vector = np.zeros(self.dimensions, dtype=np.float32)
+            vector[hash(text.split()[0].lower()) % self.dimensions] = 1.0
+            vectors.append(vector)
+        return vectors
+
+
+@pytest.mark.parametrize("embedder", [None, "first-word"])
+def test_deduplicate_never_merges_facts_that_differ_in_a_number_date_name_or_negation(
+    db: Any, embedder: str | None
+) -> None:
+    machine = LearningMachine(
+        db=db, user_memory=True, embedder=FirstWordEmbedder() if embedder else None
+    )
+    Agent(model=TestModel(), db=db, learning=machine)
+    distinct = [
+        "Alice has two kids.",
+        "Alice has three kids.",
+        "Alice's flight is on May 3.",
+        "Alice's flight is on May 4.",
+        "Alice works with Bob on the launch.",
+        "Alice works with Carol on the launch.",
+        "Alice likes the new office.",
+        "Alice does not like the new office.",
+    ]
+    for days, text in enumerate(distinct):
+        machine.user_memory.add(text, user_id="alice", created_at=NOW - timedelta(days=20 - days))
+    paraphrase = machine.user_memory.add("Alice has 2 kids.", user_id="alice")
+    report = machine.curator.deduplicate(user_id="alice")
+    # Only the same fact in other words is merged, and only where similarity says so.
+    assert report.ids == ([paraphrase.id] if embedder else [])
+    kept = {i.content for i in machine.user_memory.list(user_id="alice")}
+    assert set(distinct) <= kept

@@ -16,13 +16,14 @@ import kern
 # Which layer each part of the package belongs to (the longest matching prefix wins).
 LAYER_OF = {
     # Below everything: the error tree, the sync facade, the run context, words of a text,
-    # the optional-extras guard and the app-spec loader.
+    # the optional-extras guard, the app-spec loader and the input limits.
     "kern.errors": "foundation",
     "kern._sync": "foundation",
     "kern.context": "foundation",
     "kern._text": "foundation",
     "kern._extras": "foundation",
     "kern._load": "foundation",  # `module:name` specs (serve --app, mcp --app)
+    "kern.limits": "foundation",  # input limits and the checks every entry point applies
     "kern.models": "models",
     "kern.tools": "tools",
     "kern.db": "db",

@@ -17,6 +17,7 @@ from kern.db.sqlite import SqliteDb
 from kern.server.access import ALL_STATUSES
 from tests.test_server_support import (
     ADMIN,
+    ALICE,
     agent,
     app,
     auth,
@@ -181,3 +182,103 @@ def test_import_refuses_what_would_merge_or_mislead(client: TestClient, agent: A
     # Once the id is free again, the same document imports.
     client.delete("/v1/users/bob", headers=A)
     assert attempt("alice", document).status_code == 201
+
+
+def _row(document: dict[str, Any], store: str, kind: str | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = next(
+        r for r in document["learnings"] if r["store"] == store and kind in (None, r["kind"])
+    )
+    return row
+
+
+def test_import_refuses_rows_the_app_would_not_have_written_for_the_user(
+    client: TestClient, agent: Agent, server_db: SqliteDb
+) -> None:
+    """A crafted export cannot put rows into another user's scope, a namespace its store does
+    not use, an unknown store or kind, or content that later reads could not parse: one bad
+    row refuses the whole import and nothing is written."""
+    rich_user(agent, client, "alice")
+    document = export(client, "alice")
+    assert client.delete("/v1/users/alice", headers=A).status_code == 200
+
+    def forged(change: Any) -> dict[str, Any]:
+        body = copy.deepcopy(document)
+        change(body)
+        return body
+
+    def memory(body: dict[str, Any]) -> dict[str, Any]:
+        return _row(body, "user_memory")
+
+    attacks = {
+        "another user's scope": lambda b: memory(b).update(scope="user/bob"),
+        "the global namespace": lambda b: memory(b).update(scope="ns/global"),
+        "a group namespace": lambda b: _row(b, "learned_knowledge").update(
+            scope="ns/engineering", namespace="engineering"
+        ),
+        "another session's scope": lambda b: _row(b, "session_context").update(
+            scope="user/alice/session/elsewhere"
+        ),
+        "an unknown store": lambda b: memory(b).update(store="secrets"),
+        "an unknown kind": lambda b: memory(b).update(kind="password"),
+        "content of the wrong type": lambda b: memory(b).update(content={"content": 5}),
+        "content with unknown fields": lambda b: memory(b).update(
+            content={"content": "x", "admin": True}
+        ),
+        "a profile field the schema lacks": lambda b: _row(b, "user_profile").update(
+            content={"field": "password", "value": "1234"}
+        ),
+        "a profile value the schema refuses": lambda b: _row(b, "user_profile").update(
+            content={"field": "plan", "value": "platinum"}
+        ),
+        "history moved to another scope": lambda b: next(
+            h for h in b["history"] if h["learning_id"] == memory(b)["id"]
+        ).update(scope="user/bob"),
+    }
+    for name, change in attacks.items():
+        response = client.post(
+            "/v1/users/alice/import",
+            headers=A,
+            json={**forged(change), "exported_at": "2026-01-01T00:00:00Z"},
+        )
+        assert response.status_code == 400, (name, response.text)
+        assert "nothing was imported" in response.json()["detail"], name
+        assert export(client, "alice")["learnings"] == [], name
+        assert export(client, "bob")["learnings"] == [], name
+
+    # The untouched document still imports, and every read of the user works afterwards.
+    body = {**document, "exported_at": "2026-01-01T00:00:00Z"}
+    assert client.post("/v1/users/alice/import", headers=A, json=body).status_code == 201
+    for path in ("profile", "stores/user_memory/items", "search?q=zebracorn"):
+        assert client.get(f"/v1/users/alice/{path}", headers=A).status_code == 200, path
+
+
+def test_a_user_forgetting_themselves_keeps_the_shared_items_they_wrote(
+    client: TestClient, agent: Agent, server_db: SqliteDb
+) -> None:
+    """A user token cannot delete shared items directly (403), so forgetting the user must not
+    delete them either: they stay, detached from the user. An admin's forget removes them."""
+    ids = seed(agent, "alice")
+    shared_ids = {ids["fact"], ids["event"], ids["relation"], ids["learning"], ids["decision"]}
+    forgotten = client.delete("/v1/users/alice", headers=auth(ALICE))
+    assert forgotten.status_code == 200
+    assert export(client, "alice")["learnings"] == []  # nothing of Alice's own is left
+    lm = agent.get_learning_machine()
+    assert lm is not None
+    kept = {i: lm.db.get_learning(i) for i in shared_ids}
+    assert all(r is not None and r.status == "active" for r in kept.values())
+    assert all(r.user_id is None and r.run_id is None for r in kept.values() if r is not None)
+    history = [h for i in shared_ids for h in lm.db.history(learning_id=i)]
+    assert history and all(h.user_id is None for h in history)
+    assert lm.db.get_learning(ids["memory"]) is None  # her own memory is gone
+    found = client.get("/v1/users/bob/search", headers=A, params={"q": "anvils"}).json()
+    assert [i["id"] for i in found["results"]["entity_memory"]] == [ids["fact"]]
+
+
+def test_an_admin_forgetting_a_user_removes_their_shared_items_too(
+    client: TestClient, agent: Agent
+) -> None:
+    ids = seed(agent, "alice")
+    assert client.delete("/v1/users/alice", headers=A).status_code == 200
+    lm = agent.get_learning_machine()
+    assert lm is not None
+    assert lm.db.get_learning(ids["fact"]) is None

@@ -20,10 +20,11 @@ from kern.agent.output import (
     ToolCallStarted,
 )
 from kern.context import DEFAULT_USER_ID, RunContext
-from kern.db.base import Db, RunRecord
+from kern.db.base import Db, JobRecord, LearningDb, RunRecord
 from kern.errors import ConfigError, ModelError, RunLimitError
 from kern.learn.machine import RecallResult
 from kern.learn.stores.base import Turn
+from kern.limits import check_id, check_message, check_metadata
 from kern.models.base import (
     Message,
     Model,
@@ -89,8 +90,10 @@ class Agent:
         self.add_history_to_context = add_history_to_context
         self.num_history_runs = num_history_runs
         self.max_steps = max_steps
-        self.agent_id = agent_id
-        self.session_id = session_id or str(uuid.uuid4())
+        self.agent_id = None if agent_id is None else check_id(agent_id, "agent_id")
+        self.session_id = (
+            str(uuid.uuid4()) if session_id is None else check_id(session_id, "session_id")
+        )
         self.learning_machine = _learning_machine(learning, self)
 
     # ----------------------------------------------------------------- public API
@@ -216,15 +219,17 @@ class Agent:
         session_id: str | None,
         metadata: dict[str, Any] | None,
     ) -> RunContext:
-        if not isinstance(message, str):
-            raise ConfigError(f"message must be a string, got {type(message).__name__}")
+        """Every argument of a run, checked here (``kern.limits``) before anything is stored:
+        a refused run leaves no trace."""
         return RunContext(
             run_id=str(uuid.uuid4()),
-            session_id=session_id or self.session_id,
-            user_id=user_id or DEFAULT_USER_ID,
+            session_id=self.session_id
+            if session_id is None
+            else check_id(session_id, "session_id"),
+            user_id=DEFAULT_USER_ID if user_id is None else check_id(user_id, "user_id"),
             agent_id=self.agent_id,
-            input=message,
-            metadata=dict(metadata or {}),
+            input=check_message(message),
+            metadata={} if metadata is None else check_metadata(metadata),
         )
 
     async def _run(self, ctx: RunContext, *, stream_model: bool) -> AsyncIterator[RunEvent]:
@@ -233,11 +238,13 @@ class Agent:
         created_at = datetime.now(UTC)
         metrics = RunMetrics()
         new_messages: list[Message] = [UserMessage(ctx.input)]
+        # Outside the try: a session refused to this user (another user's) stores no failed
+        # run in it, which would put this user's text in the other user's history.
+        await asyncio.to_thread(
+            self.db.upsert_session, ctx.session_id, user_id=ctx.user_id, agent_id=self.agent_id
+        )
         yield RunStarted(ctx.run_id, ctx.session_id)
         try:
-            await asyncio.to_thread(
-                self.db.upsert_session, ctx.session_id, user_id=ctx.user_id, agent_id=self.agent_id
-            )
             recall_started = time.perf_counter()
             recalled = await self._recall(ctx)
             metrics.recall_duration = time.perf_counter() - recall_started
@@ -286,10 +293,17 @@ class Agent:
             await self._save_run(ctx, created_at, new_messages, metrics, error=exc)
             raise
         metrics.duration = time.perf_counter() - started
-        await self._save_run(ctx, created_at, new_messages, metrics)
+        machine = self.learning_machine
+        turn = Turn(ctx.input, response.text or "")
+        # With one database, the run and its extraction job are stored in one transaction: a
+        # stored turn always has its job (a crash or a locked database in between cannot leave
+        # a completed run that is never learned).
+        job = machine.extraction_job(ctx, turn) if machine is not None else None
+        together = job is not None and machine is not None and machine.db is self.db
+        await self._save_run(ctx, created_at, new_messages, metrics, job=job if together else None)
         learning = None
-        if self.learning_machine is not None:
-            learning = await self.learning_machine.learn(ctx, Turn(ctx.input, response.text or ""))
+        if machine is not None:
+            learning = await machine.learn(ctx, turn, enqueued=job if together else None)
         output = RunOutput(
             run_id=ctx.run_id,
             session_id=ctx.session_id,
@@ -340,6 +354,7 @@ class Agent:
         metrics: RunMetrics,
         *,
         error: Exception | None = None,
+        job: JobRecord | None = None,
     ) -> None:
         last = messages[-1]
         record = RunRecord(
@@ -355,7 +370,11 @@ class Agent:
             created_at=created_at,
             error=f"{type(error).__name__}: {error}" if error else None,
         )
-        await asyncio.to_thread(self.db.add_run, record)
+        if job is None:
+            await asyncio.to_thread(self.db.add_run, record)
+        else:
+            assert isinstance(self.db, LearningDb)  # the machine's db, checked by the caller
+            await asyncio.to_thread(self.db.add_run, record, job=job)
 
 
 async def _final_output(events: AsyncIterator[RunEvent]) -> RunOutput:

@@ -31,7 +31,7 @@ from kern.db.base import (
 from kern.db.schema import jobs
 from kern.errors import ConflictError, InvalidArgumentError, JobLostError, NotFoundError
 
-__all__ = ["JobsSql", "complete_job", "runnable_jobs"]
+__all__ = ["JobsSql", "check_new_job", "complete_job", "insert_job", "runnable_jobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,32 +50,10 @@ class JobsSql(SqlBase):
     def enqueue_job(self, job: JobRecord) -> None:
         """Insert ``job`` as pending (whatever its ``status``), available at
         ``job.available_at`` or now; its id must be new."""
-        if job.max_attempts < 1 or not 0 <= job.attempts < job.max_attempts:
-            raise InvalidArgumentError(
-                f"a job needs 0 <= attempts < max_attempts, got {job.attempts}/{job.max_attempts}"
-            )
+        check_new_job(job)
         now = self.now()
         with self.transaction(action=f"enqueue job {job.id!r}") as conn:
-            conn.execute(
-                insert(jobs).values(
-                    id=job.id,
-                    kind=job.kind,
-                    payload=job.payload,
-                    user_id=job.user_id,
-                    session_id=job.session_id,
-                    agent_id=job.agent_id,
-                    run_id=job.run_id,
-                    status="pending",
-                    attempts=job.attempts,
-                    max_attempts=job.max_attempts,
-                    error=job.error,
-                    lease_token=None,
-                    lease_until=None,
-                    available_at=job.available_at or now,
-                    created_at=job.created_at or now,
-                    updated_at=now,
-                )
-            )
+            insert_job(conn, job, now)
 
     def claim_job(
         self, *, job_id: str | None = None, user_id: str | None = None, lease_seconds: float = 60
@@ -172,14 +150,19 @@ class JobsSql(SqlBase):
                 )
             )
 
-    def count_unfinished_jobs(self, *, user_id: str | None = None) -> int:
+    def count_unfinished_jobs(self, *, user_id: str | None = None, due_only: bool = False) -> int:
         """Jobs (of ``user_id``, or everyone's) that may still finish: pending (a retry that
-        is scheduled included) or running, except those abandoned on their last attempt."""
+        is scheduled included) or running, except those abandoned on their last attempt.
+        ``due_only`` leaves out retries still backing off: what a run's consistency wait may
+        wait for (a job backing off after a failure will not finish within the wait)."""
+        now = self.now()
         query = (
             select(func.count())
             .select_from(jobs)
-            .where(jobs.c.status.in_(("pending", "running")), ~_abandoned(self.now()))
+            .where(jobs.c.status.in_(("pending", "running")), ~_abandoned(now))
         )
+        if due_only:
+            query = query.where(or_(jobs.c.status == "running", jobs.c.available_at <= now))
         if user_id is not None:
             query = query.where(jobs.c.user_id == user_id)
         with self.transaction(write=False, action="count unfinished jobs") as conn:
@@ -310,3 +293,35 @@ def _held(job: JobRecord) -> ColumnElement[bool]:
 
 def _job_record(row: RowMapping) -> JobRecord:
     return JobRecord(**{c.name: row[c.name] for c in jobs.c})
+
+
+def check_new_job(job: JobRecord) -> None:
+    if job.max_attempts < 1 or not 0 <= job.attempts < job.max_attempts:
+        raise InvalidArgumentError(
+            f"a job needs 0 <= attempts < max_attempts, got {job.attempts}/{job.max_attempts}"
+        )
+
+
+def insert_job(conn: Connection, job: JobRecord, now: datetime) -> None:
+    """Insert ``job`` as pending in the caller's transaction (``enqueue_job``, or
+    ``add_run`` storing a turn with its extraction job)."""
+    conn.execute(
+        insert(jobs).values(
+            id=job.id,
+            kind=job.kind,
+            payload=job.payload,
+            user_id=job.user_id,
+            session_id=job.session_id,
+            agent_id=job.agent_id,
+            run_id=job.run_id,
+            status="pending",
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            error=job.error,
+            lease_token=None,
+            lease_until=None,
+            available_at=job.available_at or now,
+            created_at=job.created_at or now,
+            updated_at=now,
+        )
+    )

@@ -42,6 +42,14 @@ from kern.db.base import (
 )
 from kern.db.schema import among, learning_history, learnings
 from kern.errors import ConflictError, InvalidArgumentError
+from kern.limits import (
+    MAX_CONTENT_CHARS,
+    MAX_ID_CHARS,
+    check_aware,
+    check_content,
+    check_metadata,
+    check_text,
+)
 
 __all__ = ["LEARNING_COLUMNS", "LearningsSql", "learning_clauses", "learning_record"]
 
@@ -97,6 +105,7 @@ class LearningsSql(SqlBase):
         for op in ops:
             if not isinstance(op, Create | Put | Update | SetStatus | Supersede | Close):
                 raise InvalidArgumentError(f"not a learning write operation: {op!r}")
+            _check_write(op)
         now = self.now()
         what = f"apply {len(ops)} learning write(s)" + (f" for job {job.id!r}" if job else "")
         with self.transaction(action=what) as conn:
@@ -586,3 +595,28 @@ def _history_record(row: RowMapping) -> HistoryRecord:
         actor=row["actor"],
         created_at=row["created_at"],
     )
+
+
+def _check_write(op: WriteOp) -> None:
+    """Every learning write, whatever its path (extraction, tools, the direct API, REST),
+    holds only what both engines store and stays within ``kern.limits``: clean strings, a
+    bounded content and metadata, timezone-aware dates. Refused before the transaction."""
+    if isinstance(op, SetStatus):
+        return
+    metadata: dict[str, Any] | None
+    if isinstance(op, Create | Put):
+        record = op.record
+        for name in ("id", "store", "kind", "scope", "user_id", "session_id", "agent_id", "key"):
+            value = getattr(record, name)
+            if value is not None:
+                check_text(value, name, max_chars=MAX_ID_CHARS * 4)
+        content, text, metadata = record.content, record.text, record.metadata
+        for name in ("created_at", "updated_at"):
+            if getattr(record, name) is not None:
+                check_aware(getattr(record, name), name)
+    else:
+        content, text, metadata = op.content, op.text, op.metadata
+    check_content(content)
+    check_text(text, "text", max_chars=MAX_CONTENT_CHARS)
+    if metadata is not None:
+        check_metadata(metadata)

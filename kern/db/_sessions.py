@@ -13,8 +13,10 @@ from sqlalchemy import (
     update,
 )
 
+from kern.db._jobs import check_new_job, insert_job
 from kern.db._sqlbase import SqlBase, check_limit
 from kern.db.base import (
+    JobRecord,
     RunRecord,
     SessionRecord,
 )
@@ -93,9 +95,16 @@ class SessionsSql(SqlBase):
             rows = conn.execute(query).mappings().all()
         return [_session_record(row) for row in rows]
 
-    def add_run(self, run: RunRecord) -> None:
-        """Append a run; the session must exist and ``run_id`` must be new (runs never change)."""
+    def add_run(self, run: RunRecord, *, job: JobRecord | None = None) -> None:
+        """Append a run; the session must exist and ``run_id`` must be new (runs never change).
+
+        With ``job`` (the turn's extraction job), the job is enqueued in the same transaction:
+        a stored turn always has its job, and a job never exists without its turn.
+        """
         action = f"append run {run.run_id!r} to session {run.session_id!r}"
+        if job is not None:
+            check_new_job(job)
+        now = self.now()
         with self.transaction(action=action) as conn:
             if _one_session(conn, run.session_id) is None:
                 raise StorageError(
@@ -116,6 +125,8 @@ class SessionsSql(SqlBase):
                     created_at=run.created_at,
                 )
             )
+            if job is not None:
+                insert_job(conn, job, now)
 
     def get_runs(
         self, session_id: str, *, limit: int | None = None, status: str | None = "completed"

@@ -146,6 +146,12 @@ class SqlBase:
 def check_limit(limit: int, name: str = "limit") -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise InvalidArgumentError(f"{name} must be a non-negative integer, got {limit!r}")
+    if limit > MAX_ROWS:  # the driver would raise OverflowError past 2**63
+        raise InvalidArgumentError(f"{name} must be at most {MAX_ROWS:,}, got {limit!r}")
+
+
+#: The largest ``limit`` a read accepts (2**31 - 1: any engine's LIMIT takes it).
+MAX_ROWS = 2**31 - 1
 
 
 def check_seconds(value: float, name: str, *, positive: bool = False) -> None:

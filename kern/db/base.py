@@ -344,6 +344,11 @@ class LearningDb(Db, Protocol):
         ``JobLostError`` and applies nothing if the claim is no longer held (idempotence)."""
         ...
 
+    def add_run(self, run: RunRecord, *, job: JobRecord | None = None) -> None:
+        """Append a run and, with ``job``, enqueue the turn's extraction job in the same
+        transaction (a stored turn always has its job)."""
+        ...
+
     def get_learning(self, learning_id: str) -> LearningRecord | None: ...
 
     def list_learnings(
@@ -398,9 +403,10 @@ class LearningDb(Db, Protocol):
         """History events, newest first."""
         ...
 
-    def delete_user(self, user_id: str) -> int:
+    def delete_user(self, user_id: str, *, keep_shared: bool = False) -> int:
         """Remove every row of a user: learnings (and their vectors), history, jobs, runs,
-        sessions. Returns the number of rows removed."""
+        sessions. Returns the number of rows removed. ``keep_shared`` keeps (detached from the
+        user) the items they wrote in shared namespaces."""
         ...
 
     def enqueue_job(self, job: JobRecord) -> None: ...
@@ -421,8 +427,9 @@ class LearningDb(Db, Protocol):
         longer held (another worker took the job over, or it finished)."""
         ...
 
-    def count_unfinished_jobs(self, *, user_id: str | None = None) -> int:
-        """Jobs pending or running (for the consistency wait)."""
+    def count_unfinished_jobs(self, *, user_id: str | None = None, due_only: bool = False) -> int:
+        """Jobs pending or running; ``due_only`` leaves out retries still backing off (for the
+        consistency wait)."""
         ...
 
     def delete_done_jobs(self, *, older_than: float) -> int:

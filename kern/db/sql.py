@@ -30,7 +30,9 @@ NOTHING`` followed by an update of the row that won.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, or_, select
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
 
 from kern.db._candidates import CandidatesSql
 from kern.db._jobs import JobsSql, runnable_jobs
@@ -58,20 +60,42 @@ class SqlDb(SessionsSql, LearningsSql, CandidatesSql, JobsSql):
     to be migrated already (``kern.db.migrations.migrate``); subclasses do that on open.
     """
 
-    def delete_user(self, user_id: str) -> int:
+    def delete_user(self, user_id: str, *, keep_shared: bool = False) -> int:
         """Remove, in one transaction, every row of ``user_id``: learnings (their text index
         entries and vectors with them), the history of those rows and the user's other history
         events, jobs, runs (also any run in the user's sessions) and sessions. Returns the
-        number of rows removed."""
+        number of rows removed.
+
+        ``keep_shared=True`` (a user forgetting themselves) keeps the items the user wrote in
+        shared namespaces, which the user could not delete directly: they belong to everyone
+        who shares the namespace. They are detached from the user (user, session and run ids
+        cleared, in their history too), so nothing of the user is left that names them.
+        """
         if not isinstance(user_id, str) or not user_id:
             raise InvalidArgumentError(f"delete_user needs a user id, got {user_id!r}")
-        mine = select(learnings.c.id).where(learnings.c.user_id == user_id)
+        shared = and_(learnings.c.namespace.is_not(None), learnings.c.namespace != "user")
+        own = learnings.c.user_id == user_id
+        if keep_shared:
+            own = and_(own, ~shared)
+        mine = select(learnings.c.id).where(own)
+        kept = select(learnings.c.id).where(learnings.c.user_id == user_id, shared)
         their_sessions = select(sessions.c.session_id).where(sessions.c.user_id == user_id)
+        detach: list[Any] = []
+        if keep_shared:
+            detach = [
+                update(learning_history)
+                .where(learning_history.c.learning_id.in_(kept))
+                .values(user_id=None, run_id=None),
+                update(learnings)
+                .where(learnings.c.user_id == user_id, shared)
+                .values(user_id=None, session_id=None, run_id=None),
+            ]
         statements = [
+            *detach,
             delete(learning_history).where(
                 or_(learning_history.c.user_id == user_id, learning_history.c.learning_id.in_(mine))
             ),
-            delete(learnings).where(learnings.c.user_id == user_id),
+            delete(learnings).where(own),
             delete(jobs).where(jobs.c.user_id == user_id),
             delete(runs).where(
                 or_(runs.c.user_id == user_id, runs.c.session_id.in_(their_sessions))
@@ -79,4 +103,5 @@ class SqlDb(SessionsSql, LearningsSql, CandidatesSql, JobsSql):
             delete(sessions).where(sessions.c.user_id == user_id),
         ]
         with self.transaction(action=f"delete user {user_id!r}") as conn:
-            return sum(conn.execute(statement).rowcount for statement in statements)
+            counts = [conn.execute(statement).rowcount for statement in statements]
+        return sum(counts[len(detach) :])

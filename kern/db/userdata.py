@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -46,6 +47,7 @@ __all__ = [
     "ExportedRun",
     "ExportedSession",
     "ImportResult",
+    "RowCheck",
     "UserExport",
     "export_user",
     "import_user",
@@ -228,15 +230,24 @@ def export_user(db: Db, user_id: str) -> UserExport:
     )
 
 
-def import_user(db: Db, user_id: str, data: UserExport) -> ImportResult:
+#: What is wrong with a learning row of ``user_id``'s export, or ``None`` when it may be
+#: written. The rule depends on the app's stores, which this layer does not know:
+#: ``kern.learn.imports.import_check(machine.stores)`` builds it.
+RowCheck = Callable[[str, ExportedLearning], str | None]
+
+
+def import_user(db: Db, user_id: str, data: UserExport, *, check: RowCheck) -> ImportResult:
     """Write an export back, unchanged, in one transaction: all or nothing.
 
-    Refused (``ConfigError``) when the document is for another user or holds a row of
-    another user; refused (``ConflictError``) when the user already has data or an id is
-    taken, so an import never merges into or overwrites anything.
+    Refused (``ConfigError``), with nothing written, when the document is for another user,
+    holds a row of another user, or a learning row that ``check`` refuses (a store, kind,
+    scope or content the app would not have written for this user); refused
+    (``ConflictError``) when the user already has data or an id is taken, so an import never
+    merges into or overwrites anything.
     """
     sql = _sql(db)
     _check_owner(user_id, data)
+    _check_rows(user_id, data, check)
     with sql.transaction(action=f"import user {user_id!r}") as conn:
         _check_free(conn, user_id, data)
         try:
@@ -327,6 +338,27 @@ def _check_owner(user_id: str, data: UserExport) -> None:
     ):
         if len(set(ids)) != len(ids):
             raise ConfigError(f"the export lists a {what} id twice")
+
+
+def _check_rows(user_id: str, data: UserExport, check: RowCheck) -> None:
+    stored = {row.id: row for row in data.learnings}
+    problems = [
+        f"learning {row.id!r}: {problem}"
+        for row in data.learnings
+        if (problem := check(user_id, row)) is not None
+    ]
+    problems += [
+        f"history of {h.learning_id!r}: its store or scope is not the learning's"
+        for h in data.history
+        if (row := stored.get(h.learning_id)) is not None
+        and (h.store, h.scope) != (row.store, row.scope)
+    ]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ConfigError(
+            f"nothing was imported: the export of {user_id!r} holds {len(problems)} row(s) this "
+            f"app would not have written for that user: {'; '.join(problems[:5])}{more}"
+        )
 
 
 def _check_free(conn: Connection, user_id: str, data: UserExport) -> None:

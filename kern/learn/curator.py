@@ -18,6 +18,7 @@ import numpy as np
 from kern.context import DEFAULT_USER_ID, RunContext
 from kern.db.base import LearningFilter, LearningRecord, SetStatus
 from kern.errors import ConfigError
+from kern.learn.distinct import may_be_duplicates
 from kern.learn.scope import USER
 from kern.learn.stores.listing import ListStore
 
@@ -101,7 +102,8 @@ class Curator:
     ) -> CurationReport:
         """Merge exact duplicates (same canonical content) and near-duplicates (word overlap
         ≥ ``threshold``, or embedding cosine ≥ ``max(threshold, 0.92)`` when an embedder is
-        set) into the oldest item of each group."""
+        set) into the oldest item of each group. Items that differ in a number, a date, a name
+        or a negation are never near-duplicates (``kern.learn.distinct``)."""
         removed: list[Removal] = []
         for store, where in self._targets(user_id, stores):
             records = self._machine.db.list_learnings(where, limit=1_000_000, newest_first=False)
@@ -165,7 +167,10 @@ class Curator:
                 (
                     k
                     for k in kept
-                    if _similar(
+                    # Similar texts that differ in a number, date, name or negation are two
+                    # facts ("two kids" / "three kids"): never merged, whatever the cosine.
+                    if may_be_duplicates(k.text, record.text)
+                    and _similar(
                         words[k.id],
                         words[record.id],
                         vectors.get(k.id),

@@ -168,6 +168,7 @@ class LearningMachine:
         self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
         # job id → the status a run's output carries, until this process has run the job.
         self._statuses: dict[str, TurnLearning] = {}
+        self._retries: set[asyncio.Task[Any]] = set()  # failed jobs waiting out their backoff
         self._resumed = False
         from kern.learn.curator import Curator
         from kern.learn.proposals import Proposals
@@ -302,12 +303,15 @@ class LearningMachine:
             if not isinstance(s, Store) and s.mode is LearningMode.ALWAYS
         ]
 
-    async def learn(self, ctx: RunContext, turn: Turn) -> TurnLearning | None:
-        """After a run: persist one extraction job, then run it (in the background). Returns
-        the job's live status (None when no store learns from turns)."""
+    def extraction_job(self, ctx: RunContext, turn: Turn) -> JobRecord | None:
+        """The extraction job of a finished turn, or ``None`` when no store learns by itself.
+
+        The agent stores it with the turn's run in one transaction (``LearningDb.add_run(run,
+        job=…)``), so a stored turn always has its job, then hands it to ``learn``.
+        """
         if not self._extracting_stores() and not self._processing_stores():
             return None
-        job = JobRecord(
+        return JobRecord(
             id=new_id(),
             kind=EXTRACT_JOB,
             payload={"user": turn.user, "assistant": turn.assistant, "input": ctx.input},
@@ -316,7 +320,18 @@ class LearningMachine:
             agent_id=ctx.agent_id,
             run_id=ctx.run_id,
         )
-        await asyncio.to_thread(self.db.enqueue_job, job)
+
+    async def learn(
+        self, ctx: RunContext, turn: Turn, *, enqueued: JobRecord | None = None
+    ) -> TurnLearning | None:
+        """After a run: run its extraction job (in the background). ``enqueued`` is the job
+        already stored with the run; without it, the job is stored here first. Returns the
+        job's live status (None when no store learns from turns)."""
+        job = enqueued or self.extraction_job(ctx, turn)
+        if job is None:
+            return None
+        if enqueued is None:
+            await asyncio.to_thread(self.db.enqueue_job, job)
         status = TurnLearning(job.id)
         if not self.run_jobs:
             return status  # a worker claims it
@@ -346,8 +361,12 @@ class LearningMachine:
         ]
         if mine:
             await asyncio.wait(mine, timeout=max(0.0, deadline - time.monotonic()))
-        # Jobs of other processes (or other event loops): poll the queue.
-        while await asyncio.to_thread(self.db.count_unfinished_jobs, user_id=user_id):
+        # Jobs of other processes (or other event loops): poll the queue. A job backing off
+        # after a failure is not waited for: it runs later (``_retry_later``), and waiting for
+        # it would stall every turn of its user for the whole timeout.
+        while await asyncio.to_thread(
+            self.db.count_unfinished_jobs, user_id=user_id, due_only=True
+        ):
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
@@ -358,6 +377,9 @@ class LearningMachine:
         connections. The database is left open: it was given to the machine and may be shared.
         Closing twice, or closing a model the agent closes too, is harmless."""
         await self.wait_for_jobs()
+        for task in list(self._retries):  # durable: the next process or a worker retries
+            with contextlib.suppress(RuntimeError):  # its loop is already closed
+                task.get_loop().call_soon_threadsafe(task.cancel)
         if self._model is not None:
             await self._model.aclose()
         close = getattr(self.embedder, "aclose", None)
@@ -450,11 +472,27 @@ class LearningMachine:
             except KernError as storage_exc:
                 # The job stays claimed; its lease expires and another process retries it.
                 log.error("could not record the failure of job %s: %s", job.id, storage_exc)
+            else:
+                if retry is not None and self.run_jobs:
+                    self._retry_later(job.id, retry)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         await self._delete_old_jobs()
+
+    def _retry_later(self, job_id: str, delay: float) -> None:
+        """Claim the job again once its backoff is over, in this process: no restart or worker
+        is needed. If another process claims it first, this claim finds nothing to do. Not a
+        job the consistency wait waits for; ``aclose`` cancels it (the job stays queued)."""
+
+        async def retry() -> None:
+            await asyncio.sleep(delay)
+            await self._run_claimed(job_id)
+
+        task = asyncio.create_task(retry(), name=f"kern-retry-{job_id}")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
     async def _keep_lease(self, job: JobRecord) -> None:
         """Renew the job's claim every third of ``job_lease`` while it runs, so a slow

@@ -10,6 +10,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from kern.limits import EXTRACTION_INPUT_CHARS, EXTRACTION_ITEM_CHARS, cut
+
 __all__ = ["EXTRACTION_SYSTEM", "data_block", "escape", "extraction_prompt"]
 
 
@@ -49,7 +51,13 @@ the user says are wrong or obsolete.
 
 
 def extraction_prompt(user: str, assistant: str, sections: Iterable[tuple[str, str]]) -> str:
-    """The user-message half of the extraction call: the exchange and the stored data."""
+    """The user-message half of the extraction call: the exchange and the stored data.
+
+    Within a budget (``kern.limits``): the exchange is cut to ``EXTRACTION_INPUT_CHARS`` (the
+    user's message keeps at least two thirds when both are long) and each stored item's line to
+    ``EXTRACTION_ITEM_CHARS``, so one huge message or memory never goes to the model whole.
+    """
+    user, assistant = _fit_exchange(user, assistant, EXTRACTION_INPUT_CHARS)
     parts = [
         "<exchange>",
         escape(json.dumps({"user": user}, ensure_ascii=False)),
@@ -57,6 +65,14 @@ def extraction_prompt(user: str, assistant: str, sections: Iterable[tuple[str, s
         "</exchange>",
     ]
     for title, body in sections:
-        parts.append(f"\n## {title}\n{body}")
+        lines = (cut(line, EXTRACTION_ITEM_CHARS) for line in body.splitlines())
+        parts.append(f"\n## {title}\n" + "\n".join(lines))
     parts.append("\nReturn the changes as JSON.")
     return "\n".join(parts)
+
+
+def _fit_exchange(user: str, assistant: str, budget: int) -> tuple[str, str]:
+    """Both texts within ``budget`` characters together; what one does not use, the other may."""
+    user_share = max(budget * 2 // 3, budget - len(assistant))
+    user = cut(user, user_share)
+    return user, cut(assistant, budget - len(user))

@@ -23,6 +23,7 @@ from kern._sync import run_sync
 from kern._text import query_terms
 from kern.db.base import LearningDb, LearningFilter, RankingRow, SearchHit
 from kern.errors import ConfigError
+from kern.limits import MAX_PAGE, MAX_QUERY_CHARS, check_count, check_text
 from kern.search.embedders import Embedder, HashEmbedder, LocalEmbedder
 from kern.search.ranking import RankingConfig, rank
 
@@ -58,8 +59,11 @@ def hybrid_search(
     """The ``limit`` best rows matching ``where`` for ``query``, best first.
 
     ``now`` (default: the current time) anchors "last week" in the query and the recency
-    prior; pass it to search as of another moment.
+    prior; pass it to search as of another moment. ``limit`` and ``query`` are checked here
+    (``kern.limits``), the one path every search takes.
     """
+    check_count(limit, "limit", maximum=MAX_PAGE)
+    query = _bounded(check_text(query, "query"))
     if limit <= 0 or not query_terms(query):
         return []
     text = dict(db.search_text_scores(query, where, limit=config.candidates))
@@ -105,3 +109,18 @@ def _context(
     created_at = {row.id: row.created_at for row in rows}
     subjects = {row.id: row.subject for row in rows}
     return list(sessions.values()), created_at, subjects
+
+
+def _bounded(query: str) -> str:
+    """A long query (a run's message is its recall query) as search reads it: its last
+    ``_QUESTION_CHARS`` characters, then its head, ``MAX_QUERY_CHARS`` in all. The end comes
+    first because a long message usually asks its question last, and query terms are capped
+    (``MAX_QUERY_TERMS``) in the order they appear."""
+    if len(query) <= MAX_QUERY_CHARS:
+        return query
+    end = query[len(query) - _QUESTION_CHARS :]
+    return end + " " + query[: MAX_QUERY_CHARS - _QUESTION_CHARS - 1]
+
+
+#: The end of a long query read first: a sentence or two, fewer words than the term cap.
+_QUESTION_CHARS = 300

@@ -58,6 +58,8 @@ _TIME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("sy", re.compile(rf"\b(spring|summer|autumn|fall)\s+(?:of\s+)?({_YEAR_RE})\b")),
     ("y", re.compile(rf"\b(?:in|during|of|since|from|year)\s+({_YEAR_RE})\b")),
 )
+#: Calendar ranges one query may name; more would make the overlap check quadratic.
+_MAX_TIME_RANGES = 16
 _RELATIVE = re.compile(r"\b(today|yesterday|(?:last|this|past)\s+(?:week|month|year))\b")
 
 
@@ -113,6 +115,8 @@ def time_ranges(text: str, *, now: datetime | None = None) -> list[TimeRange]:
 
     for kind, pattern in _TIME_PATTERNS:
         for m in pattern.finditer(lowered):
+            if len(found) >= _MAX_TIME_RANGES:  # a long message: its first dates are enough
+                break
             if not free(m.span()):
                 continue
             g = m.groups()

@@ -150,7 +150,7 @@ def boost_matching_subjects(
     for key, value in scores.items():
         subject = subjects.get(key) or ""
         if subject not in named:
-            words = query_terms(subject, stopwords=())
+            words = query_terms(subject, stopwords=(), limit=None)
             named[subject] = bool(words) and wanted.issuperset(words)
         out[key] = value * (1 + boost) if named[subject] else value
     return out
@@ -264,7 +264,7 @@ def rank(
     scores = spread_to_neighbours(scores, sequences, config.neighbour_weights)
     if subjects:
         scores = boost_matching_subjects(
-            scores, subjects, query_terms(query, stopwords=()), config.subject_boost
+            scores, subjects, query_terms(query, stopwords=(), limit=None), config.subject_boost
         )
     if now is not None:
         scores = recency_prior(

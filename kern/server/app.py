@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kern.agent import Agent
-from kern.errors import ConfigError, KernError
+from kern.errors import ConfigError, KernError, TooLargeError
+from kern.limits import MAX_IMPORT_BYTES, MAX_REQUEST_BYTES
 from kern.server.auth import BearerAuth, TokenConfig
 from kern.server.errors import install_error_handlers
 from kern.server.items import items_router
@@ -113,9 +115,72 @@ def create_app(agent: Agent, *, tokens: TokenConfig, ui: bool = True) -> FastAPI
         def root() -> RedirectResponse:
             return RedirectResponse("/ui/")
 
+    app.add_middleware(BodyLimit)  # inside BearerAuth: an unknown token is 401 before 413
     app.add_middleware(BearerAuth, tokens=tokens)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+class BodyLimit:
+    """Refuse (413) a request body over ``kern.limits.MAX_REQUEST_BYTES`` before any of it is
+    parsed (``MAX_IMPORT_BYTES`` for a user import, a whole export). A declared
+    ``Content-Length`` is judged at once; a body without one is read up to the limit and then
+    handed on, so no route ever holds more than the limit in memory."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        limit = MAX_IMPORT_BYTES if path.endswith("/import") else MAX_REQUEST_BYTES
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await _too_large(send, int(declared), limit)
+                return
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                await _too_large(send, size, limit, at_least=True)
+                return
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], then=receive), send)
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _too_large(send: Send, size: int, limit: int, *, at_least: bool = False) -> None:
+    received = f"more than {limit:,}" if at_least else f"{size:,}"
+    detail = (
+        f"the request body is too large: {received} bytes, the limit is {limit:,} (kern.limits)"
+    )
+    body = json.dumps({"detail": detail, "error": TooLargeError.__name__}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class SecurityHeaders:

@@ -244,7 +244,10 @@ class ForgetResult(BaseModel):
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, max_length=100_000)
+    message: str = Field(
+        min_length=1,
+        description="At most kern.limits.MAX_MESSAGE_CHARS characters (413 above)",
+    )
     session_id: Id | None = Field(
         None, description="Continue this session; a new one is started when omitted"
     )

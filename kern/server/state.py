@@ -61,8 +61,9 @@ class ServerState:
             )
         return self.agent.db
 
-    def forget(self, user_id: str) -> int:
-        """``delete_user`` on every database holding the user's rows."""
+    def forget(self, user_id: str, *, keep_shared: bool = False) -> int:
+        """``delete_user`` on every database holding the user's rows; ``keep_shared`` for a
+        user token, which may not delete shared items (``LearningDb.delete_user``)."""
         databases: list[Db] = [self.agent.db]
         if self.machine is not None and self.machine.db is not self.agent.db:
             databases.append(self.machine.db)
@@ -70,7 +71,7 @@ class ServerState:
         for db in databases:
             if not isinstance(db, LearningDb):
                 raise ConfigError(f"{type(db).__name__} cannot delete a user")
-            removed += db.delete_user(user_id)
+            removed += db.delete_user(user_id, keep_shared=keep_shared)
         return removed
 
     def record(

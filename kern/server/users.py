@@ -3,6 +3,7 @@ forget (every row of the user, in every store, with vectors and history)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query
@@ -11,6 +12,7 @@ from pydantic import BaseModel, create_model
 
 from kern.db.base import SessionRecord
 from kern.db.userdata import ImportResult, UserExport, export_user, import_user, list_users
+from kern.learn.imports import import_check
 from kern.server.auth import Admin, Caller, ForUser
 from kern.server.schemas import (
     AnyItem,
@@ -103,7 +105,8 @@ def users_router(state: ServerState) -> APIRouter:
     def import_(
         user_id: UserId, principal: Admin, body: Annotated[UserExport, Body()]
     ) -> ImportResult:
-        return import_user(state.one_db, user_id, body)
+        stores = state.machine.stores if state.machine is not None else {}
+        return import_user(state.one_db, user_id, body, check=import_check(stores))
 
     @router.delete(
         "/users/{user_id}",
@@ -112,7 +115,11 @@ def users_router(state: ServerState) -> APIRouter:
     )
     async def forget(user_id: UserId, principal: ForUser) -> ForgetResult:
         await _settle(state, user_id)
-        removed = await run_in_threadpool(state.forget, user_id)
+        # A user token forgets the user's own data; what they wrote in a shared namespace
+        # stays (detached), as they could not delete it directly. An admin forgets it all.
+        removed = await run_in_threadpool(
+            functools.partial(state.forget, user_id, keep_shared=not principal.is_admin)
+        )
         return ForgetResult(user_id=user_id, rows_removed=removed)
 
     return router

@@ -28,6 +28,7 @@ from kern.db.base import (
 from kern.errors import ConfigError, NotFoundError
 from kern.learn.config import LearningMode, StoreConfig
 from kern.learn.items import Item, content_hash, new_id, text_of
+from kern.limits import check_content, check_id
 from kern.tools import Tool
 
 if TYPE_CHECKING:
@@ -161,11 +162,12 @@ class Store(Generic[S]):
     # -------------------------------------------------------------- rows
 
     def _context(self, user_id: str | None, session_id: str | None = None) -> RunContext:
-        """A context for direct API calls made outside any run."""
+        """A context for direct API calls made outside any run; the ids are checked here, at
+        the edge (``kern.limits.check_id``: an empty or unstorable id is refused)."""
         return RunContext(
             run_id="",
-            session_id=session_id or "",
-            user_id=user_id or DEFAULT_USER_ID,
+            session_id="" if session_id is None else check_id(session_id, "session_id"),
+            user_id=DEFAULT_USER_ID if user_id is None else check_id(user_id, "user_id"),
             agent_id=self.machine.agent_id,
         )
 
@@ -184,7 +186,7 @@ class Store(Generic[S]):
         metadata: dict[str, Any] | None = None,
     ) -> LearningRecord:
         kind = kind or self.kind
-        content = data.model_dump(mode="json")
+        content = check_content(data.model_dump(mode="json"))
         return LearningRecord(
             id=new_id(),
             store=self.name,
@@ -210,7 +212,7 @@ class Store(Generic[S]):
     def _update(
         self, current: LearningRecord, data: BaseModel, metadata: dict[str, Any] | None = None
     ) -> Update:
-        content = data.model_dump(mode="json")
+        content = check_content(data.model_dump(mode="json"))
         text = text_of(data)
         return Update(
             id=current.id,
