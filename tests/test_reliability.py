@@ -67,10 +67,10 @@ def test_a_run_whose_job_cannot_be_stored_is_not_stored_either(
     lm = LearningMachine(user_memory=True, run_jobs=False)
     agent = Agent(model=TestModel("ok"), db=sqlite_db, learning=lm)
 
-    def fail(self: SqlDb, conn: Any, job: Any, now: Any) -> None:
+    def fail(conn: Any, job: Any, now: Any) -> None:
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(SqlDb, "_insert_job", fail)
+    monkeypatch.setattr("kern.db._sessions.insert_job", fail)
     with pytest.raises(StorageError, match="locked"):
         agent.run("I like tea", user_id="alice", session_id="s1")
     assert (count(sqlite_db, runs), count(sqlite_db, jobs)) == (0, 0)
