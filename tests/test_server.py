@@ -384,8 +384,11 @@ def test_another_users_proposal_in_a_shared_namespace_stays_private(server_db: S
         mine = items(client, "learned_knowledge", user="bob", token=BOB, status="proposed")
         assert [i["id"] for i in mine["items"]] == [proposal.id]
         assert items(client, "learned_knowledge", status="proposed")["total"] == 1  # admin
+        # Bob proposed it but may not approve shared knowledge himself: an admin does.
+        refused = client.post(f"/v1/proposals/{proposal.id}/approve", headers=BO)
+        assert refused.status_code == 403 and "only an admin" in refused.json()["detail"]
         # Once approved it is shared knowledge, for alice too (without bob's ids).
-        assert client.post(f"/v1/proposals/{proposal.id}/approve", headers=BO).status_code == 200
+        assert client.post(f"/v1/proposals/{proposal.id}/approve", headers=A).status_code == 200
         shared = client.get(f"{base}/{proposal.id}", headers=AL).json()
         assert shared["content"] == "Always cc the CEO" and shared["user_id"] is None
 

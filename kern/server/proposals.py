@@ -2,7 +2,9 @@
 
 Admins see and decide every proposal. A user token sees and decides only proposals made in
 that user's runs and in a scope the user can read: the same rule ``confirm_proposal`` applies
-when the user agrees in the chat. Any other proposal id is a 404, like a missing one.
+when the user agrees in the chat. Any other proposal id is a 404, like a missing one. A
+proposal for a shared namespace is approved by an admin only (``kern.learn.policy``); its
+user may still reject it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from kern.db.base import LearningRecord
 from kern.learn.machine import LearningMachine
+from kern.learn.policy import is_shared
 from kern.server.auth import Admin, Caller, ForUser, Principal
 from kern.server.schemas import AnyItem, Id, PathId, item_out
 from kern.server.state import ServerState
@@ -96,6 +99,12 @@ def proposals_router(state: ServerState) -> APIRouter:
         record = state.learning_db.get_learning(proposal_id)
         if record is None or not may_decide(principal, record):
             raise HTTPException(404, f"no proposal with id {proposal_id!r}")
+        if verdict == "approve" and is_shared(record) and not principal.is_admin:
+            raise HTTPException(
+                403,
+                f"{proposal_id} is a proposal for the shared {record.namespace!r} namespace: "
+                "only an admin approves shared knowledge (the proposing user may reject it)",
+            )
         decided = (proposals.approve if verdict == "approve" else proposals.reject)(proposal_id)
         return item_out(decided, AnyItem, viewer=principal)
 
