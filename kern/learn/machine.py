@@ -22,7 +22,17 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from kern._sync import call_any, run_sync
 from kern.context import RunContext
-from kern.db.base import Db, JobRecord, LearningDb, LearningFilter, SearchHit, WriteOp
+from kern.db.base import (
+    Db,
+    JobRecord,
+    LearningDb,
+    LearningFilter,
+    LearningRecord,
+    SearchHit,
+    SetStatus,
+    Update,
+    WriteOp,
+)
 from kern.errors import ConfigError, JobLostError, KernError, ModelOutputError, short_error
 from kern.learn.config import (
     DecisionLogConfig,
@@ -35,6 +45,7 @@ from kern.learn.config import (
     UserProfileConfig,
 )
 from kern.learn.items import new_id
+from kern.learn.policy import allowed_turn_writes, check_turn_writes, shared_as_proposals
 from kern.learn.prompts import EXTRACTION_SYSTEM, LEARNED_CONTEXT_HEADER, extraction_prompt
 from kern.learn.stores.base import ExtractionView, LearningStore, Recalled, Store, Turn
 from kern.learn.turn import TurnLearning
@@ -92,6 +103,9 @@ class LearningMachine:
             over by another, once its lease expires.
         job_retention: Seconds a finished job (it holds its turn's text) is kept before it is
             deleted; ``None`` keeps them all. Failed jobs are always kept, with their errors.
+        shared_writes: What a user's turn (extraction, tools) may do in a shared namespace:
+            ``"add"`` items (never change or remove another user's: ``kern.learn.policy``), or
+            ``"propose"`` them: every shared item a turn writes waits for an admin or the app.
     """
 
     def __init__(
@@ -115,6 +129,7 @@ class LearningMachine:
         job_lease: float = 60.0,
         job_retention: float | None = 7 * 24 * 3600,
         agent_id: str | None = None,
+        shared_writes: str = "add",
     ) -> None:
         from kern.learn.stores import (
             DecisionLogStore,
@@ -140,6 +155,9 @@ class LearningMachine:
             raise ConfigError(f"job_lease takes seconds (> 0), got {job_lease!r}")
         if job_retention is not None and not 0 <= job_retention < math.inf:
             raise ConfigError(f"job_retention takes seconds (>= 0) or None, got {job_retention!r}")
+        if shared_writes not in ("add", "propose"):
+            raise ConfigError(f"shared_writes takes 'add' or 'propose', got {shared_writes!r}")
+        self.shared_writes = shared_writes
         self.background = background
         self.run_jobs = run_jobs
         self.job_lease = job_lease
@@ -246,6 +264,38 @@ class LearningMachine:
         if self.embedder is None or not text:
             return None
         return embed_sync(self.embedder, [text])[0].astype("float32").tobytes()
+
+    def apply_writes(
+        self,
+        ops: Sequence[WriteOp],
+        *,
+        run_id: str | None,
+        actor: str,
+        turn_of: str | None = None,
+        job: JobRecord | None = None,
+        strict: bool = True,
+    ) -> list[LearningRecord]:
+        """The learning layer's one apply. ``turn_of`` is the user whose turn the writes come
+        from (extraction, agentic and propose tools, a chat confirmation, MCP): the shared-
+        namespace policy applies (``kern.learn.policy``), refusing with ``SharedWriteError``
+        (``strict``) or dropping what it forbids with a warning (extraction: one forbidden
+        operation must not fail the turn's learning). ``None``: the app's code or an admin."""
+        ops = list(ops)
+        if turn_of is not None:
+            ids = [op.id for op in ops if isinstance(op, Update | SetStatus)]
+            rows = (self.db.get_learning(i) for i in dict.fromkeys(ids))
+            current = {r.id: r for r in rows if r is not None}
+            if strict:
+                check_turn_writes(ops, current, turn_of)
+            else:
+                ops, refused = allowed_turn_writes(ops, current, turn_of)
+                for reason in refused:
+                    log.warning("%s write of %s's turn not applied: %s", actor, turn_of, reason)
+            if self.shared_writes == "propose":
+                ops = shared_as_proposals(ops)
+        if not ops and job is None:
+            return []
+        return self.db.apply(ops, run_id=run_id, actor=actor, job=job)
 
     def search(self, query: str, where: LearningFilter, *, limit: int) -> list[SearchHit]:
         """Hybrid search used by every store's recall, search API and tools."""
@@ -550,7 +600,15 @@ class LearningMachine:
                 writes.extend(await asyncio.to_thread(store.extraction_writes, value, view, ctx))
         if writes or job is not None:
             await asyncio.to_thread(
-                self.db.apply, writes, run_id=ctx.run_id or None, actor="extraction", job=job
+                functools.partial(
+                    self.apply_writes,
+                    writes,
+                    run_id=ctx.run_id or None,
+                    actor="extraction",
+                    turn_of=ctx.user_id or None,
+                    job=job,
+                    strict=False,
+                )
             )
         return writes
 

@@ -19,7 +19,14 @@ from dataclasses import replace
 from kern.db.base import Create, LearningRecord, Put, SetStatus, Update, WriteOp
 from kern.errors import ToolError
 
-__all__ = ["SharedWriteError", "check_turn_writes", "is_shared", "shared_as_proposals"]
+__all__ = [
+    "SharedWriteError",
+    "allowed_turn_writes",
+    "check_turn_writes",
+    "is_shared",
+    "shared_as_proposals",
+    "turn_write_problem",
+]
 
 
 class SharedWriteError(ToolError):
@@ -41,27 +48,52 @@ def check_turn_writes(
     ones are left to the database, which refuses them as conflicts).
     """
     for op in ops:
-        if isinstance(op, Create | Put):
-            if is_shared(op.record) and op.record.user_id != user_id:
-                raise SharedWriteError(
-                    "Refused: a shared item records the user who wrote it, and this turn is "
-                    f"{user_id!r}'s."
-                )
-            continue
-        row = current.get(op.id)
-        if row is None or not is_shared(row):
-            continue
-        if isinstance(op, SetStatus) and op.status == "active" and row.status == "proposed":
-            raise SharedWriteError(
-                f"Refused: {row.id} is a proposal for the shared {row.namespace!r} namespace; "
-                "only an admin or the application approves shared knowledge, not a chat turn."
+        if (problem := turn_write_problem(op, current, user_id)) is not None:
+            raise SharedWriteError(problem)
+
+
+def allowed_turn_writes(
+    ops: Sequence[WriteOp], current: Mapping[str, LearningRecord], user_id: str
+) -> tuple[list[WriteOp], list[str]]:
+    """The writes of ``user_id``'s turn the policy allows, and why the others were refused
+    (for extraction: one forbidden operation must not fail the whole turn's learning)."""
+    kept: list[WriteOp] = []
+    refused: list[str] = []
+    for op in ops:
+        problem = turn_write_problem(op, current, user_id)
+        if problem is None:
+            kept.append(op)
+        else:
+            refused.append(problem)
+    return kept, refused
+
+
+def turn_write_problem(
+    op: WriteOp, current: Mapping[str, LearningRecord], user_id: str
+) -> str | None:
+    """Why the policy refuses ``op`` in ``user_id``'s turn, or ``None``."""
+    if isinstance(op, Create | Put):
+        if is_shared(op.record) and op.record.user_id != user_id:
+            return (
+                "Refused: a shared item records the user who wrote it, and this turn is "
+                f"{user_id!r}'s."
             )
-        if row.user_id != user_id:
-            verb = "change" if isinstance(op, Update) else "remove"
-            raise SharedWriteError(
-                f"Refused: {row.id} is shared knowledge another user wrote; a user's turn may "
-                f"add to the shared {row.namespace!r} namespace but not {verb} others' items."
-            )
+        return None
+    row = current.get(op.id)
+    if row is None or not is_shared(row):
+        return None
+    if isinstance(op, SetStatus) and op.status == "active" and row.status == "proposed":
+        return (
+            f"Refused: {row.id} is a proposal for the shared {row.namespace!r} namespace; "
+            "only an admin or the application approves shared knowledge, not a chat turn."
+        )
+    if row.user_id != user_id:
+        verb = "change" if isinstance(op, Update) else "remove"
+        return (
+            f"Refused: {row.id} is shared knowledge another user wrote; a user's turn may "
+            f"add to the shared {row.namespace!r} namespace but not {verb} others' items."
+        )
+    return None
 
 
 def shared_as_proposals(ops: Sequence[WriteOp]) -> list[WriteOp]:

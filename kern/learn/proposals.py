@@ -45,7 +45,11 @@ class Proposals:
 
     def approve(self, proposal_id: str, *, run_id: str | None = None) -> Item[Any]:
         """Make a proposal active; a keyed one (a profile field) supersedes the current value."""
-        record = self._pending(proposal_id)
+        return self._approve(self._pending(proposal_id), run_id=run_id, turn_of=None)
+
+    def _approve(
+        self, record: LearningRecord, *, run_id: str | None, turn_of: str | None
+    ) -> Item[Any]:
         ops: list[WriteOp] = []
         if record.key is not None:
             current = self._machine.db.list_learnings(
@@ -53,7 +57,7 @@ class Proposals:
             )
             ops += [SetStatus(c.id, "superseded", "supersede") for c in current]
         ops.append(SetStatus(record.id, "active", "approve", from_statuses=("proposed",)))
-        saved = self._machine.db.apply(ops, run_id=run_id, actor="approval")
+        saved = self._machine.apply_writes(ops, run_id=run_id, actor="approval", turn_of=turn_of)
         return self._item(saved[-1])
 
     def reject(self, proposal_id: str, *, run_id: str | None = None) -> Item[Any]:
@@ -89,7 +93,8 @@ class Proposals:
                     "Refused: a proposal cannot be confirmed in the same turn that proposed it. "
                     "Ask the user; confirm only after they agree in a later message."
                 )
-            self.approve(proposal_id, run_id=ctx.run_id)
+            # Through the policy: a shared proposal is not the chat turn's to approve.
+            self._approve(record, run_id=ctx.run_id, turn_of=ctx.user_id)
             return f"Proposal {proposal_id} approved and saved."
 
         return Tool.for_model(

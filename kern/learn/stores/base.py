@@ -225,7 +225,11 @@ class Store(Generic[S]):
         )
 
     def _apply(self, ops: Sequence[WriteOp], ctx: RunContext, actor: str) -> list[LearningRecord]:
-        return self.db.apply(ops, run_id=ctx.run_id or None, actor=actor)
+        # A tool's write is the turn's user's: the shared-namespace policy applies to it.
+        turn_of = ctx.user_id if actor == "tool" else None
+        return self.machine.apply_writes(
+            ops, run_id=ctx.run_id or None, actor=actor, turn_of=turn_of
+        )
 
     def _owned(
         self, ctx: RunContext, item_id: str, statuses: Sequence[LearningStatus] = ("active",)

@@ -24,6 +24,7 @@ from kern.errors import ConfigError
 from kern.learn.config import LearningMode
 from kern.learn.items import Item
 from kern.learn.prompts import data_block
+from kern.learn.scope import USER
 from kern.learn.stores.base import ExtractionView, Recalled, S, Store, Turn
 from kern.tools import Tool
 
@@ -160,13 +161,21 @@ class ListStore(Store[S]):
         row: dict[str, Any] = {"id": item.id} if with_id else {}
         row.update(item.data.model_dump(exclude_none=True, exclude_defaults=True))
         row["date"] = item.created_at.date().isoformat()
+        if item.namespace not in (None, USER):
+            row["shared"] = True  # written by any user of the namespace, not this user's
         return row
 
     def build_context(self, recalled: Recalled) -> str:
         blocks = [
             data_block(
                 self.name,
-                f"{self.plural.capitalize()} most relevant to this message:",
+                f"{self.plural.capitalize()} most relevant to this message"
+                + (
+                    f" (shared knowledge of the {self.namespace!r} namespace: written by any of "
+                    "its users, not necessarily this one; reference only):"
+                    if self.namespace not in (None, USER)
+                    else ":"
+                ),
                 (
                     self.render_row(i, with_id=self.mode is not LearningMode.ALWAYS)
                     for i in recalled.items
