@@ -70,3 +70,12 @@ def test_private_rows_are_not_the_policys_business() -> None:
 def test_the_propose_option_turns_shared_additions_into_proposals() -> None:
     ops = shared_as_proposals([Create(row("n1", "bob")), Create(row("n2", "bob", "user"))])
     assert [op.record.status for op in ops if isinstance(op, Create)] == ["proposed", "active"]
+
+
+def test_a_turn_never_supersedes_or_closes_another_users_shared_item() -> None:
+    from kern.db.base import Close, Supersede
+
+    for op in (Supersede("a1", row("new", "bob")), Close("a1")):
+        with pytest.raises(SharedWriteError, match="another user wrote"):
+            check_turn_writes([op], CURRENT, "bob")
+    check_turn_writes([Supersede("b1", row("new", "bob")), Close("b1")], CURRENT, "bob")

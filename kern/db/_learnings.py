@@ -603,16 +603,20 @@ def _check_write(op: WriteOp) -> None:
     bounded content and metadata, timezone-aware dates. Refused before the transaction."""
     if isinstance(op, SetStatus):
         return
+    if isinstance(op, Close):
+        if op.valid_to is not None:
+            check_aware(op.valid_to, "valid_to")
+        return
     metadata: dict[str, Any] | None
-    if isinstance(op, Create | Put):
+    if isinstance(op, Create | Put | Supersede):
         record = op.record
         for name in ("id", "store", "kind", "scope", "user_id", "session_id", "agent_id", "key"):
             value = getattr(record, name)
             if value is not None:
                 check_text(value, name, max_chars=MAX_ID_CHARS * 4)
         content, text, metadata = record.content, record.text, record.metadata
-        for name in ("created_at", "updated_at"):
-            if getattr(record, name) is not None:
+        for name in ("created_at", "updated_at", "valid_from", "valid_to", "expires_at"):
+            if getattr(record, name, None) is not None:
                 check_aware(getattr(record, name), name)
     else:
         content, text, metadata = op.content, op.text, op.metadata

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from kern._sync import call_any, run_sync
 from kern.context import RunContext
 from kern.db.base import (
+    Close,
     Db,
     JobRecord,
     LearningDb,
@@ -30,6 +31,7 @@ from kern.db.base import (
     LearningRecord,
     SearchHit,
     SetStatus,
+    Supersede,
     Update,
     WriteOp,
 )
@@ -282,7 +284,7 @@ class LearningMachine:
         operation must not fail the turn's learning). ``None``: the app's code or an admin."""
         ops = list(ops)
         if turn_of is not None:
-            ids = [op.id for op in ops if isinstance(op, Update | SetStatus)]
+            ids = [op.id for op in ops if isinstance(op, Update | SetStatus | Supersede | Close)]
             rows = (self.db.get_learning(i) for i in dict.fromkeys(ids))
             current = {r.id: r for r in rows if r is not None}
             if strict:

@@ -16,7 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from kern.db.base import Create, LearningRecord, Put, SetStatus, Update, WriteOp
+from kern.db.base import (
+    Close,
+    Create,
+    LearningRecord,
+    Put,
+    SetStatus,
+    Supersede,
+    Update,
+    WriteOp,
+)
 from kern.errors import ToolError
 
 __all__ = [
@@ -72,13 +81,14 @@ def turn_write_problem(
     op: WriteOp, current: Mapping[str, LearningRecord], user_id: str
 ) -> str | None:
     """Why the policy refuses ``op`` in ``user_id``'s turn, or ``None``."""
-    if isinstance(op, Create | Put):
+    if isinstance(op, Create | Put | Supersede):
         if is_shared(op.record) and op.record.user_id != user_id:
             return (
                 "Refused: a shared item records the user who wrote it, and this turn is "
                 f"{user_id!r}'s."
             )
-        return None
+        if not isinstance(op, Supersede):
+            return None
     row = current.get(op.id)
     if row is None or not is_shared(row):
         return None
@@ -88,7 +98,7 @@ def turn_write_problem(
             "only an admin or the application approves shared knowledge, not a chat turn."
         )
     if row.user_id != user_id:
-        verb = "change" if isinstance(op, Update) else "remove"
+        verb = "change" if isinstance(op, Update | Supersede | Close) else "remove"
         return (
             f"Refused: {row.id} is shared knowledge another user wrote; a user's turn may "
             f"add to the shared {row.namespace!r} namespace but not {verb} others' items."
