@@ -480,7 +480,7 @@ class LearningMachine:
             self._settle(job_id, f"could not claim the job: {short_error(exc)}")
             return
         if job is not None:
-            await self._execute(job)
+            await self._execute(job, retry_here=True)
         self._statuses.pop(job_id, None)  # claimed elsewhere: that process reports it
 
     def _settle(self, job_id: str, error: str | None = None) -> None:
@@ -489,8 +489,10 @@ class LearningMachine:
         if status is not None:
             status.settle(error)
 
-    async def _execute(self, job: JobRecord) -> None:
-        """Run a claimed job; a failure is recorded on the job and never reaches the run."""
+    async def _execute(self, job: JobRecord, *, retry_here: bool = False) -> None:
+        """Run a claimed job; a failure is recorded on the job and never reaches the run.
+        ``retry_here``: a turn's own job is retried in this process after its backoff (a
+        worker's loop, which claims from the queue, retries it by itself)."""
         ctx = RunContext(
             run_id=job.run_id or "",
             session_id=job.session_id or "",
@@ -525,7 +527,7 @@ class LearningMachine:
                 # The job stays claimed; its lease expires and another process retries it.
                 log.error("could not record the failure of job %s: %s", job.id, storage_exc)
             else:
-                if retry is not None and self.run_jobs:
+                if retry is not None and retry_here and self.run_jobs:
                     self._retry_later(job.id, retry)
         finally:
             heartbeat.cancel()
