@@ -109,6 +109,18 @@ def run_worker_process(target: str, app: str, concurrency: int = 2) -> None:
     serve(db_url=target, app=app, concurrency=concurrency, poll_interval=0.05, until_idle=True)
 
 
-def run_idle_worker_process(target: str) -> None:
-    """A worker that never runs out of patience: only a signal stops it."""
+def run_idle_worker_process(target: str, ready: Any) -> None:
+    """A worker that never runs out of patience: only a signal stops it. ``ready`` (a
+    multiprocessing Event) is set once its signal handlers are installed, so the test's signal
+    cannot arrive before them, however slowly this process imports on a busy machine."""
+    from kern.learn import worker
+
+    install = worker._stop_on_signals
+
+    def install_then_report(stop: Any) -> Any:
+        restore = install(stop)
+        ready.set()
+        return restore
+
+    worker._stop_on_signals = install_then_report  # type: ignore[assignment]
     serve(db_url=target, app="tests.learning_workers:job_machine", poll_interval=0.05)

@@ -198,10 +198,11 @@ def test_a_failed_attempt_is_retried_after_a_backoff(db: Any) -> None:
 
 def test_sigterm_stops_an_idle_worker_cleanly(backend: Backend) -> None:
     spawn = multiprocessing.get_context("spawn")
-    worker = spawn.Process(target=run_idle_worker_process, args=(backend.target,))
+    ready = spawn.Event()
+    worker = spawn.Process(target=run_idle_worker_process, args=(backend.target, ready))
     worker.start()
     try:
-        time.sleep(3)  # imported, opened, polling
+        assert ready.wait(timeout=120), "the worker never installed its signal handlers"
         assert worker.is_alive() and worker.pid is not None
         os.kill(worker.pid, signal.SIGTERM)
         worker.join(timeout=20)
