@@ -296,6 +296,9 @@ def test_the_jobs_view_shows_a_failed_job_and_retries_it(
     seed(agent, "alice")
     job = failed_job(agent, "alice", "ModelHTTPError: HTTP 500\n" + "Traceback line\n" * 100)
     sign_in(page, base, ALICE)
+    # The tab says a job failed before the view is opened.
+    badge = page.locator("[data-testid=tab-jobs] [data-testid=failed-jobs]")
+    playwright.expect(badge).to_have_text("1 failed")
     page.click("[data-testid=tab-jobs]")
     card = page.locator(f"[data-testid=job][data-id='{job.id}']")
     error = card.locator("[data-testid=job-error]")
@@ -309,6 +312,7 @@ def test_the_jobs_view_shows_a_failed_job_and_retries_it(
     # The view looks again while the job is pending or running; it ends done.
     playwright.expect(card).to_have_attribute("data-status", "done")
     assert card.get_by_role("button", name="Retry").count() == 0
+    playwright.expect(badge).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "16-jobs-retried.png"), full_page=True)
 
 

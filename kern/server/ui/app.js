@@ -22,7 +22,7 @@ function storeLabel(store) {
   return view ? view.label : store.replace(/_/g, " ");
 }
 
-const state = { me: null, user: null, stores: {}, view: "memories", session: null };
+const state = { me: null, user: null, stores: {}, view: "memories", session: null, failedJobs: 0 };
 
 // ------------------------------------------------------------------ helpers
 
@@ -148,6 +148,7 @@ function pickUser(userId) {
   resetRecalled();
   $("history").hidden = true;
   show(state.view);
+  refreshFailedJobs();
 }
 
 function resetRecalled() {
@@ -183,9 +184,23 @@ function renderTabs() {
           onclick: () => show(view.id),
         },
         view.label,
+        view.id === "jobs" && state.failedJobs ? el("span", { class: "count", testid: "failed-jobs" }, state.failedJobs + " failed") : null,
       ),
     );
   }
+}
+
+/** How many of the user's extraction jobs failed, shown on the Jobs tab: a turn that taught
+ * nothing should be visible without opening the view. */
+async function refreshFailedJobs() {
+  if (!state.user) return;
+  try {
+    const failed = await json(userPath("jobs?status=failed&limit=500"));
+    state.failedJobs = failed.length;
+  } catch (_) {
+    state.failedJobs = 0; // the views report errors; the badge is a hint
+  }
+  renderTabs();
 }
 
 async function show(viewId) {
@@ -490,6 +505,10 @@ async function showJobs(view) {
     }
     if (!jobs.length) list.append(el("li", { class: "empty" }, "No jobs" + (status.value ? " " + status.value : "") + "."));
     // Pending or running jobs finish on their own: look again shortly while this view is open.
+    if (!all && !status.value) {
+      state.failedJobs = jobs.filter((j) => j.status === "failed").length;
+      renderTabs();
+    }
     clearTimeout(timer);
     if (jobs.some((j) => j.status === "pending" || j.status === "running")) {
       timer = setTimeout(() => { if (list.isConnected) load().catch(() => {}); }, 1500);
@@ -594,6 +613,7 @@ async function send(event) {
       else if (name === "run_completed") {
         answer.textContent = data.content || "";
         showRecalled(data.recalled_items || []);
+        refreshFailedJobs();
       } else if (name === "error") {
         answer.textContent = "";
         answer.append(el("span", { class: "error" }, "Error: " + data.detail));
