@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, cast, get_args
 
@@ -13,12 +13,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from kern.agent import Agent, ContentDelta, RunCompleted, RunOutput, ToolCallCompleted
 from kern.errors import KernError
 from kern.learn import CurationReport, LearningMachine
+from kern.models.base import Model
 from kern.models.selection import MODEL_CHOICES, pick_model
-from kern.tools import tool
 
 __all__ = ["app", "main"]
 
@@ -34,6 +35,9 @@ app = typer.Typer(
     help="kern: agents that learn. Run `kern demo` to see it work offline.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain click help: it reads well at 80 columns, and flags show as flags (Rich panels
+    # squeeze the help text into a narrow column and label every flag `<bool>`).
+    rich_markup_mode=None,
 )
 console = Console(highlight=False)
 
@@ -43,29 +47,43 @@ def main() -> None:
     try:
         app()
     except KernError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise SystemExit(1) from exc
 
 
-@tool
-def current_time(city: str) -> str:
-    """The current UTC time, for questions about the time anywhere.
-
-    Args:
-        city: The city the user asked about.
-    """
-    return f"It is {datetime.now(UTC):%H:%M} UTC (asked for {city})."
+def _error(message: object, *, prefix: str = "error:") -> None:
+    """``message`` after a red prefix, escaped: error texts carry brackets (an install hint's
+    ``'kern-agents[mcp]'``) that Rich would otherwise read as markup and swallow."""
+    console.print(f"[red]{prefix}[/red] {escape(str(message))}")
 
 
+def _load_model(model: Model) -> None:
+    """Load an in-process model now, under a status line, rather than silently on the first
+    turn: the first load reads the weights from disk and takes seconds."""
+    from kern.models.llamacpp import LlamaCpp  # llama_cpp itself is imported only to load
+
+    if not isinstance(model, LlamaCpp):
+        return
+    started = time.monotonic()
+    with console.status(f"loading the local model {model.id} (usually a few seconds) …"):
+        model.llama()
+    console.print(f"[dim]loaded {model.id} in {time.monotonic() - started:.1f}s[/dim]")
+
+
+# One fact per sentence: a 135M model extracts a name, a company and a role far more reliably
+# when each comes alone. The second session shares no history with the first, so whatever the
+# agent knows there about Alice was learned and recalled. No tools: a 135M model offered a tool
+# calls it on every turn.
 DEMO_SCRIPT: list[tuple[str, list[str]]] = [
     (
         "session-1",
         [
-            "Hi! I'm Alice and I work at Netflix as a data engineer.",
-            "What time is it in Tokyo right now?",
+            "Hi! My name is Alice.",
+            "I work at Netflix.",
+            "I am a data engineer.",
         ],
     ),
-    ("session-2", ["What do you remember from our earlier chat?"]),
+    ("session-2", ["Hello again! What do you know about me?"]),
 ]
 
 
@@ -73,63 +91,81 @@ DEMO_SCRIPT: list[tuple[str, list[str]]] = [
 def demo(
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
-    db_file: Annotated[Path, typer.Option(help="Demo database (recreated)")] = Path("tmp/demo.db"),
+    db: Annotated[
+        Path, typer.Option("--db", help="Demo SQLite file (deleted and recreated)")
+    ] = Path("tmp/demo.db"),
 ) -> None:
     """A short scripted conversation over two sessions, then what was stored."""
     from kern.db.sqlite import SqliteDb
 
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
     chosen = pick_model(model, base_url=base_url)
-    console.print(f"[bold]kern demo[/bold] · model [cyan]{chosen.name}[/cyan] · db {db_file}")
+    console.print(
+        f"[bold]kern demo[/bold] · model [cyan]{chosen.name}[/cyan] · db {escape(str(db))}"
+    )
     if not os.environ.get("OPENAI_API_KEY") and model is None:
         console.print("[dim]offline: set OPENAI_API_KEY to run the demo against OpenAI[/dim]")
-    db = SqliteDb(db_file=str(db_file))
+    _load_model(chosen)
+    database = SqliteDb(db_file=str(db))
+    # The two per-user stores: what they hold is easy to check against the script. (The
+    # default learning=True also keeps a session summary, which a 135M model writes poorly.)
+    lm = LearningMachine(user_profile=True, user_memory=True)
     agent = Agent(
         model=chosen,
-        db=db,
-        instructions="You are a concise, friendly assistant. Answer in one or two sentences.",
-        tools=[current_time],
-        learning=True,
+        db=database,
+        instructions="You are a friendly assistant. Reply to the user in one short sentence.",
+        learning=lm,
     )
-    lm = agent.get_learning_machine()
-    assert lm is not None
     for session_id, messages in DEMO_SCRIPT:
-        console.rule(session_id)
+        console.rule(f"{session_id} (a new conversation: no shared chat history)")
         for text in messages:
+            console.print(f"[bold green]you ›[/bold green] {escape(text)}")
             try:
                 output = _chat_turn(agent, text, user_id="alice", session_id=session_id)
             except KernError as exc:  # a small local model can fail a turn; show it, go on
-                console.print(f"\n[red]this turn failed:[/red] {exc}")
+                console.print()
+                _error(exc, prefix="this turn failed:")
                 continue
-            recalled = output.recalled or "(nothing recalled)"
-            console.print(f"[dim]recalled into the instructions:\n{recalled}[/dim]")
-        with console.status("learning from the session (background extraction)…"):
+            console.print("[dim]recalled into the instructions:[/dim]")
+            console.print(_recalled_data(output.recalled), style="dim", markup=False)
+        with console.status("learning from the session (background extraction) …"):
             _wait_for_learning(lm, "alice", timeout=300)
         console.print(f"[bold magenta]learned after {session_id}:[/bold magenta]")
         _show_learnings(lm, "alice")
     console.rule("stored")
     table = Table("session", "run", "input", "model calls", "tokens in/out", "seconds")
-    for session in reversed(db.list_sessions(user_id="alice")):
-        for index, run in enumerate(db.get_runs(session.session_id), 1):
+    for session in reversed(database.list_sessions(user_id="alice")):
+        for index, run in enumerate(database.get_runs(session.session_id), 1):
             m = run.metrics
             table.add_row(
                 session.session_id,
                 str(index),
-                run.input[:40],
+                Text(run.input),  # wrapped by the table, never cut
                 str(m["model_calls"]),
                 f"{m['input_tokens']}/{m['output_tokens']}",
                 f"{m['duration']:.2f}",
             )
     console.print(table)
-    jobs = db.list_jobs()
+    jobs = database.list_jobs()
     done = sum(j.status == "done" for j in jobs)
     console.print(f"extraction jobs: {done}/{len(jobs)} done, one model call each")
     for job in jobs:
         if job.error:
-            console.print(f"[yellow]job {job.id[:8]} {job.status}: {job.error}[/yellow]")
+            _error(f"job {job.id[:8]} {job.status}: {job.error}", prefix="warning:")
+    console.print(
+        f"\nthe database is kept: [cyan]kern learnings list --db {db} --user-id alice[/cyan]"
+    )
     agent.close()
-    db.close()
+    database.close()
+
+
+def _recalled_data(recalled: str) -> str:
+    """What a run recalled, without the fixed header that introduces it to the model."""
+    from kern.learn.prompts import LEARNED_CONTEXT_HEADER
+
+    data = recalled.removeprefix(LEARNED_CONTEXT_HEADER).strip()
+    return "\n".join(line for line in data.splitlines() if line.strip()) or "(nothing recalled)"
 
 
 def _wait_for_learning(lm: LearningMachine, user_id: str, *, timeout: float) -> None:
@@ -142,24 +178,33 @@ def _wait_for_learning(lm: LearningMachine, user_id: str, *, timeout: float) -> 
             return
 
 
-def _show_learnings(lm: LearningMachine, user_id: str) -> None:
+def _profile_lines(lm: LearningMachine, user_id: str) -> list[str]:
+    """The user's profile as ``field: value`` lines, fields in the schema's order."""
     profile = lm.user_profile.get(user_id=user_id).model_dump(exclude_none=True)
-    console.print(f"[magenta]profile[/magenta] {profile or '(empty)'}")
+    return [f"{field.replace('_', ' ')}: {value}" for field, value in profile.items()]
+
+
+def _show_learnings(lm: LearningMachine, user_id: str) -> None:
+    profile = _profile_lines(lm, user_id)
+    console.print("[magenta]profile[/magenta]", escape(" · ".join(profile) or "(empty)"))
     memories = lm.user_memory.list(user_id=user_id)
     for memory in memories:
-        console.print(f"[magenta]memory[/magenta]  {memory.content}")
+        console.print("[magenta]memory[/magenta] ", escape(memory.content))
     if not memories:
         console.print("[magenta]memory[/magenta]  (none)")
 
 
 def _chat_turn(agent: Agent, text: str, *, user_id: str, session_id: str) -> RunOutput:
-    console.print(f"[bold green]you ›[/bold green] {text}")
+    """Run one turn, streaming the answer to the terminal."""
     console.print("[bold blue]agent ›[/bold blue] ", end="")
     for event in agent.run(text, user_id=user_id, session_id=session_id, stream=True):
         if isinstance(event, ContentDelta):
             console.print(event.text, end="", markup=False)
         elif isinstance(event, ToolCallCompleted):
-            console.print(f"[dim]\\[tool {event.call.name} → {event.content}][/dim] ", end="")
+            console.print(
+                f"[dim]\\[tool {escape(event.call.name)} → {escape(event.content)}][/dim] ",
+                end="",
+            )
         elif isinstance(event, RunCompleted):
             m = event.output.metrics
             console.print(f"\n[dim]({m.model_calls} model call(s), {m.duration:.2f}s)[/dim]")
@@ -173,34 +218,45 @@ def chat(
     session_id: Annotated[str | None, typer.Option(help="Resume a session")] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
-    db_file: Annotated[Path, typer.Option(help="Database file")] = Path("tmp/kern.db"),
+    db: Annotated[
+        str, typer.Option("--db", help="SQLite file (created if missing) or postgresql:// URL")
+    ] = "tmp/kern.db",
 ) -> None:
-    """Chat with a learning agent in the terminal (Ctrl-D or /quit to leave)."""
-    from kern.db.sqlite import SqliteDb
+    """Chat with a learning agent in the terminal.
 
-    agent = Agent(
-        model=pick_model(model, base_url=base_url),
-        db=SqliteDb(db_file=str(db_file)),
-        session_id=session_id,
-        learning=True,
-    )
+    Ctrl-C stops the answer being written; Ctrl-C at the prompt, Ctrl-D or /quit leaves.
+    """
+    from kern.db import open_db
+
+    chosen = pick_model(model, base_url=base_url)
+    _load_model(chosen)
+    agent = Agent(model=chosen, db=open_db(db), session_id=session_id, learning=True)
     lm = agent.get_learning_machine()
     assert lm is not None
-    console.print(f"session {agent.session_id} · /memory /profile /proposals /forget /quit")
+    console.print(
+        f"session {agent.session_id} · model {chosen.name} · /memory /profile /proposals "
+        "/forget /quit · Ctrl-C stops an answer"
+    )
     while True:
         try:
+            # The terminal echoes what is typed; the line is not printed again.
             text = console.input("[bold green]you ›[/bold green] ").strip()
         except (EOFError, KeyboardInterrupt):
+            console.print("\nbye: what was learned is kept in", db, markup=False)
             break
         if text in ("/quit", "/exit"):
+            console.print("bye: what was learned is kept in", db, markup=False)
             break
         if text.startswith("/"):
             _slash_command(text, lm, user_id)
         elif text:
             try:
                 output = _chat_turn(agent, text, user_id=user_id, session_id=agent.session_id)
+            except KeyboardInterrupt:
+                console.print("\n[yellow]stopped[/yellow] [dim](Ctrl-C at the prompt quits)[/dim]")
             except KernError as exc:
-                console.print(f"\n[red]error:[/red] {exc}")
+                console.print()
+                _error(exc)
             else:
                 _warn_if_learning_failed(output, timeout=lm.consistency_timeout)
     agent.close()
@@ -224,9 +280,9 @@ def _slash_command(text: str, lm: LearningMachine, user_id: str) -> None:
             console.print(f"  {memory.id[:8]}  {memory.content}", markup=False)
         console.print(f"[dim]{len(memories)} memor{'y' if len(memories) == 1 else 'ies'}[/dim]")
     elif command == "/profile":
-        profile = lm.user_profile.get(user_id=user_id).model_dump(exclude_none=True)
-        for field, value in profile.items():
-            console.print(f"  {field}: {value}", markup=False)
+        profile = _profile_lines(lm, user_id)
+        for line in profile:
+            console.print(f"  {line}", markup=False)
         if not profile:
             console.print("[dim](empty profile)[/dim]")
     elif command == "/proposals":
@@ -236,23 +292,34 @@ def _slash_command(text: str, lm: LearningMachine, user_id: str) -> None:
         console.print(f"[dim]{len(proposals)} pending proposal(s)[/dim]")
     elif command == "/forget":
         removed = lm.db.delete_user(user_id)
-        console.print(f"forgot everything about {user_id} ({removed} rows)")
+        console.print(f"forgot everything about {user_id} ({removed} rows)", markup=False)
     else:
         console.print(
-            f"[yellow]unknown command {command}[/yellow]: /memory /profile /proposals /forget /quit"
+            f"[yellow]unknown command {escape(command)}[/yellow]: "
+            "/memory /profile /proposals /forget /quit"
         )
 
 
 @app.command()
 def serve(
-    app_spec: Annotated[str, typer.Option("--app", help="module:name of an Agent or FastAPI app")],
+    app_spec: Annotated[
+        str,
+        typer.Option(
+            "--app", help="module:name of an Agent, a FastAPI app, or a function returning one"
+        ),
+    ],
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     tokens_file: Annotated[
-        Path | None, typer.Option(help="JSON/TOML file of admin and user tokens")
+        Path | None,
+        typer.Option(help="JSON or TOML file of admin and user tokens (else the environment)"),
     ] = None,
 ) -> None:
-    """The REST API, SSE chat and web UI (/ui) for an agent (the `server` extra)."""
+    """The REST API, SSE chat and web UI for an agent (the `server` extra).
+
+    Tokens come from KERN_ADMIN_TOKENS and KERN_USER_TOKENS or --tokens-file; see
+    docs/server.md.
+    """
     from kern.server.serve import serve as serve_app
 
     serve_app(app_spec, host=host, port=port, tokens_file=tokens_file)
@@ -260,19 +327,25 @@ def serve(
 
 @app.command()
 def worker(
-    app_spec: Annotated[str, typer.Option("--app", help="module:name of the app's machine")],
+    app_spec: Annotated[
+        str, typer.Option("--app", help="module:name of the app's Agent or LearningMachine")
+    ],
     db: Annotated[
         str | None,
         typer.Option(
             "--db",
-            help="SQLite file or postgresql:// URL, for an app that is a factory or a machine "
-            "without a database (a database the app already has is never replaced)",
+            help="SQLite file or postgresql:// URL, for an app without a database of its own",
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
-    until_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once")] = 4,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Exit when the queue is empty")
+    ] = False,
 ) -> None:
-    """Process extraction jobs from the durable queue until stopped (SIGTERM/SIGINT)."""
+    """Run extraction jobs from the durable queue until stopped (SIGTERM/SIGINT).
+
+    A database the app already has is never replaced by --db.
+    """
     import logging
 
     from kern.learn.worker import serve as serve_worker
@@ -331,7 +404,9 @@ def learnings_list(
     if store is not None and store not in lm.stores:
         raise typer.BadParameter(f"unknown store {store!r}; one of {', '.join(lm.stores)}")
     where = LearningFilter(store=store, user_id=user_id, statuses=(status,))  # type: ignore[arg-type]
-    records = lm.db.list_learnings(where, limit=limit)
+    found = lm.db.list_learnings(where, limit=limit)
+    # A session context the extraction left empty is a row with nothing to read.
+    records = [r for r in found if r.text.strip()]
     _print_rows(
         [
             {
@@ -350,7 +425,7 @@ def learnings_list(
                 r.id[:12],
                 r.store,
                 r.kind,
-                r.text[:70],
+                r.text,
                 f"{r.created_at:%Y-%m-%d}" if r.created_at else "",
             )
             for r in records
@@ -358,6 +433,10 @@ def learnings_list(
         noun="item(s)",
         as_json=as_json,
     )
+    if len(records) < len(found) and not as_json:
+        console.print(
+            f"[dim]({len(found) - len(records)} empty session context(s) not shown)[/dim]"
+        )
 
 
 @learnings_app.command("jobs")
@@ -391,7 +470,7 @@ def learnings_jobs(
             }
             for job in jobs
         ],
-        ("id", "status", "attempts", "user", "created", "error"),
+        ("id", "status", "attempts", "user", "created"),
         [
             (
                 job.id[:12],
@@ -399,13 +478,24 @@ def learnings_jobs(
                 f"{job.attempts}/{job.max_attempts}",
                 job.user_id or "",
                 f"{job.created_at:%Y-%m-%d %H:%M}" if job.created_at else "",
-                job.error or "",
             )
             for job in jobs
         ],
         noun="job(s)",
         as_json=as_json,
     )
+    errors = [job for job in jobs if job.error] if not as_json else []
+    for job in errors:
+        # One line per error, at the terminal's width: an error can be a long server reply.
+        line = _one_line(job.error or "", console.width - 15)
+        console.print(f"  {job.id[:12]} ", escape(line), style="yellow", highlight=False)
+    if errors:
+        console.print("[dim]last error of each job; --json prints them whole[/dim]")
+
+
+def _one_line(text: str, width: int) -> str:
+    """``text`` on one line of at most ``width`` characters, cut at a word with an ellipsis."""
+    return textwrap.shorten(" ".join(text.split()), width=max(width, 20), placeholder=" …")
 
 
 def _print_rows(
@@ -423,7 +513,7 @@ def _print_rows(
         return
     table = Table(*headers)
     for row_cells in cells:
-        table.add_row(*row_cells)
+        table.add_row(*(Text(cell) for cell in row_cells))  # stored text is never markup
     console.print(table)
     console.print(f"[dim]{len(cells)} {noun}[/dim]")
 
@@ -437,22 +527,39 @@ def learnings_show(
     lm = _machine(db)
     record = lm.db.get_learning(_full_id(lm, item_id))
     if record is None:
-        console.print(f"[red]error:[/red] no item {item_id!r}")
+        _error(f"no item {item_id!r}")
         raise typer.Exit(2)
-    console.print(f"[bold]{record.store}[/bold] {record.kind} {record.id}")
-    console.print(f"status {record.status} · version {record.version} · user {record.user_id}")
-    console.print(record.content)
+    console.print(f"[bold]{record.store}[/bold] {record.kind} {record.id}", markup=False)
+    console.print(
+        f"status {record.status} · version {record.version} · user {record.user_id}",
+        markup=False,
+    )
+    content = record.content
+    if content.keys() == {"field", "value"}:  # a profile field: one row per field
+        content = {str(content["field"]): content["value"]}
+    for field, value in content.items():
+        if value not in (None, "", [], {}):
+            console.print(f"  {field.replace('_', ' ')}: {_readable(value)}", markup=False)
     table = Table("when", "action", "by", "run", "after")
     for event in lm.db.history(learning_id=record.id):
         after = (event.after or {}).get("text", "") if isinstance(event.after, dict) else ""
         table.add_row(
             f"{event.created_at:%Y-%m-%d %H:%M:%S}",
             event.action,
-            event.actor or "",
+            Text(event.actor or ""),
             (event.run_id or "")[:12],
-            str(after)[:50],
+            Text(str(after)),
         )
     console.print(table)
+
+
+def _readable(value: object) -> str:
+    """A stored value for people: lists joined with commas, mappings as ``key: value``."""
+    if isinstance(value, list):
+        return ", ".join(_readable(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_readable(v)}" for k, v in value.items())
+    return str(value)
 
 
 def _full_id(lm: LearningMachine, prefix: str) -> str:
@@ -469,7 +576,7 @@ def _full_id(lm: LearningMachine, prefix: str) -> str:
     with lm.db.transaction(write=False, action="find an item by id prefix") as conn:
         found = list(conn.execute(query.limit(2)).scalars())
     if len(found) > 1:
-        console.print(f"[red]error:[/red] several items start with {prefix!r}: give more of the id")
+        _error(f"several items start with {prefix!r}: give more of the id")
         raise typer.Exit(2)
     return found[0] if found else prefix
 
@@ -490,7 +597,7 @@ def learnings_export(
         typer.echo(data)
     else:
         output.write_text(data)
-        console.print(f"exported {user_id} to {output}")
+        console.print(f"exported {user_id} to {output}", markup=False)
 
 
 @learnings_app.command("import")
@@ -506,7 +613,7 @@ def learnings_import(
     machine = _machine(db)
     with console.status(f"importing {data.user_id} …"):
         result = import_user(machine.db, data.user_id, data, check=import_check(machine.stores))
-    console.print(f"imported {data.user_id}: {result}")
+    console.print(f"imported {data.user_id}: {result}", markup=False)
 
 
 @learnings_app.command("forget")
@@ -519,14 +626,14 @@ def learnings_forget(
     if not yes and not typer.confirm(f"Forget everything about {user_id}? This cannot be undone"):
         raise typer.Exit(1)
     removed = _machine(db).db.delete_user(user_id)
-    console.print(f"forgot {user_id}: {removed} row(s) removed")
+    console.print(f"forgot {user_id}: {removed} row(s) removed", markup=False)
 
 
 def _report(report: CurationReport, verb: str) -> None:
     for removal in report.removed:
         console.print(
-            f"  {removal.store:<18} {removal.id[:12]}  {removal.content[:60]}"
-            f"  [dim]({removal.reason})[/dim]"
+            f"  {removal.store:<18} {removal.id[:12]}  {escape(removal.content[:60])}"
+            f"  [dim]({escape(removal.reason)})[/dim]"
         )
     prefix = "would remove" if report.dry_run else verb
     console.print(f"{prefix} {len(report)} item(s)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from kern import DISTRIBUTION
+
 __all__ = [
     "ConfigError",
     "ConflictError",
@@ -60,7 +62,7 @@ class MissingDependencyError(ConfigError):
         self.package = package
         self.extra = extra
         super().__init__(
-            f"{package!r} is not installed. Install it with: pip install 'kern[{extra}]'"
+            f"{package!r} is not installed. Install it with: pip install '{DISTRIBUTION}[{extra}]'"
         )
 
 

