@@ -18,6 +18,10 @@ import kern
 
 # The modules users import (README, docs/, DESIGN.md) and exactly what each exports.
 PUBLIC_API: dict[str, list[str]] = {
+    "kern": [
+        "DISTRIBUTION",
+        "__version__",
+    ],
     "kern.agent": [
         "Agent",
         "ContentDelta",
