@@ -15,8 +15,10 @@ import kern
 
 # Which layer each part of the package belongs to (the longest matching prefix wins).
 LAYER_OF = {
-    # Below everything: the error tree, the sync facade, the run context, words of a text,
-    # the optional-extras guard, the app-spec loader and the input limits.
+    # Below everything: the package root (the version and the distribution name, nothing
+    # else), the error tree, the sync facade, the run context, words of a text, the
+    # optional-extras guard, the app-spec loader and the input limits.
+    "kern": "foundation",
     "kern.errors": "foundation",
     "kern._sync": "foundation",
     "kern.context": "foundation",
@@ -31,7 +33,6 @@ LAYER_OF = {
     "kern.learn": "learn",
     "kern.agent": "agent",
     # Applications built on the library: they may use any layer.
-    "kern": "apps",
     "kern.cli": "apps",
     "kern.mcp": "apps",
     "kern.server": "apps",

@@ -603,7 +603,7 @@ def test_load_app_builds_the_app_from_a_module(
 
 
 def test_serve_runs_uvicorn_with_tokens_from_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import uvicorn
 
@@ -623,6 +623,9 @@ def test_serve_runs_uvicorn_with_tokens_from_the_file(
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app, **options))
     serve("kern_server_serve_app:agent", host="127.0.0.1", port=8123, tokens_file=tokens)
     assert started["host"] == "127.0.0.1" and started["port"] == 8123
+    # Where the UI is, printed before the server starts.
+    printed = capsys.readouterr().out
+    assert "web UI at http://127.0.0.1:8123/ui/" in printed and "KERN_ADMIN_TOKENS" in printed
     with TestClient(started["app"]) as client:
         assert client.get("/v1/me", headers=AL).json() == {"role": "user", "user_id": "alice"}
         assert client.get("/v1/me", headers=A).status_code == 401

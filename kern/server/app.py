@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import metadata
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
@@ -14,6 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kern import __version__
 from kern.agent import Agent
 from kern.errors import ConfigError, KernError, TooLargeError
 from kern.limits import MAX_IMPORT_BYTES, MAX_REQUEST_BYTES
@@ -85,7 +85,7 @@ def create_app(agent: Agent, *, tokens: TokenConfig, ui: bool = True) -> FastAPI
 
     app = FastAPI(
         title="kern",
-        version=_version(),
+        version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
@@ -210,10 +210,3 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("kern")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0.0.0"

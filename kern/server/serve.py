@@ -40,7 +40,22 @@ def serve(
     access log has no headers, and the API takes tokens only in the Authorization header)."""
     uvicorn = require("uvicorn", "server")
     app = load_app(app_spec, tokens_file=tokens_file)
+    print(startup_message(app, host, port), flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def startup_message(app: Any, host: str, port: int) -> str:
+    """Where to point a browser and a client: the first thing ``kern serve`` prints."""
+    everywhere = host in ("0.0.0.0", "::", "")
+    shown = "localhost" if everywhere else host
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    note = " (listening on every interface)" if everywhere else ""
+    if not any(getattr(route, "path", None) == "/ui" for route in app.routes):
+        return f"kern serve: your app at {base}{note}"
+    return (
+        f"kern serve: web UI at {base}/ui/ · REST API at {base}/v1{note}\n"
+        "Sign in with a token from KERN_ADMIN_TOKENS, KERN_USER_TOKENS or --tokens-file."
+    )
 
 
 def _is_asgi_app(value: object) -> bool:
