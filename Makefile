@@ -24,7 +24,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # one progress line ("compiling llama.cpp [41/70]").
 SHOW_PROGRESS := awk '/^ *\[[0-9]+\/[0-9]+\] / { printf "\r  compiling llama.cpp %s ", $$1; \
 	fflush(); built = 1; next } \
-	/^(Collecting|Building wheel|Created wheel|Installing collected|Successfully|ERROR|error)/ { \
+	/^ *(Collecting|Building wheel|Created wheel|Installing collected|Successfully|ERROR|error)/ { \
 	if (built) { print ""; built = 0 } print; fflush() }'
 
 .PHONY: demo test lint typecheck pytest chromium clean
