@@ -355,10 +355,6 @@ def worker(
     console.print(f"worker stopped after {done} job(s)")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 # --------------------------------------------------------------------------- learnings
 
 learnings_app = typer.Typer(
@@ -690,3 +686,7 @@ def mcp(
         if value is not None:
             argv += [flag, value]
     mcp_main(argv + (["--create"] if create else []))
+
+
+if __name__ == "__main__":  # pragma: no cover - at the end, once every command is defined
+    main()

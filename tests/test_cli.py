@@ -270,3 +270,15 @@ def test_a_long_job_error_is_one_line_at_the_terminal_width(db_file: str) -> Non
     assert "j-long" in line
     full = runner.invoke(app, ["learnings", "jobs", "--db", db_file, "--json"])
     assert json.loads(full.output.splitlines()[0])["error"] == error
+
+
+def test_python_dash_m_knows_every_command() -> None:
+    # `python -m kern.cli` used to run main() before the learnings and mcp commands existed.
+    done = subprocess.run(
+        [sys.executable, "-m", "kern.cli", "learnings", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "export" in done.stdout
