@@ -108,9 +108,10 @@ def demo(
         console.print("[dim]offline: set OPENAI_API_KEY to run the demo against OpenAI[/dim]")
     _load_model(chosen)
     database = SqliteDb(db_file=str(db))
-    # The two per-user stores: what they hold is easy to check against the script. (The
-    # default learning=True also keeps a session summary, which a 135M model writes poorly.)
-    lm = LearningMachine(user_profile=True, user_memory=True)
+    # The script's facts are profile fields, so the profile is the one store: what it holds is
+    # easy to check against the script. (learning=True also keeps free-form memories and a
+    # session summary, which a 135M model writes poorly: it copies whole replies into them.)
+    lm = LearningMachine(user_profile=True)
     agent = Agent(
         model=chosen,
         db=database,
@@ -187,11 +188,6 @@ def _profile_lines(lm: LearningMachine, user_id: str) -> list[str]:
 def _show_learnings(lm: LearningMachine, user_id: str) -> None:
     profile = _profile_lines(lm, user_id)
     console.print("[magenta]profile[/magenta]", escape(" · ".join(profile) or "(empty)"))
-    memories = lm.user_memory.list(user_id=user_id)
-    for memory in memories:
-        console.print("[magenta]memory[/magenta] ", escape(memory.content))
-    if not memories:
-        console.print("[magenta]memory[/magenta]  (none)")
 
 
 def _chat_turn(agent: Agent, text: str, *, user_id: str, session_id: str) -> RunOutput:

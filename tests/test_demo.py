@@ -31,10 +31,7 @@ def scripted(request: ModelRequest) -> ModelResponse | str | dict[str, object]:
         profile = {field: value for value, field in facts.items() if value in said}
         if not profile:
             return {}
-        extracted: dict[str, object] = {"user_profile": profile}
-        if "Netflix" in said:
-            extracted["user_memory"] = {"add": [{"content": "The user works with data pipelines."}]}
-        return extracted
+        return {"user_profile": profile}
     last = request.messages[-1]
     if "Netflix" in (request.instructions or "") and "know about me" in str(last.content):
         return "You are Alice, a data engineer at Netflix."
@@ -60,7 +57,6 @@ def test_demo_shows_what_session_one_taught_session_two(
     learned, session_two = rest.split("session-2", 1)
     assert "(nothing recalled)" in session_one
     assert "profile name: Alice · role: data engineer · company: Netflix" in learned
-    assert "memory The user works with data pipelines." in learned
     recalled = session_two.split("recalled into the instructions:")[1]
     assert "<user_profile>" in recalled
     assert "Netflix" in recalled
