@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +38,9 @@ RESOURCES = {
 
 
 def version() -> str:
-    """kern's version, as the MCP server reports it to clients."""
-    found = getattr(kern, "__version__", None)
-    if isinstance(found, str) and found:
-        return found
-    try:
-        return metadata.version("kern")
-    except metadata.PackageNotFoundError:  # pragma: no cover - a source tree, not installed
-        return "0+unknown"
+    """kern's version, as the MCP server reports it to clients (``kern.__version__``: the
+    distribution is ``kern-agents``, and ``kern`` on PyPI is another project's)."""
+    return kern.__version__
 
 
 def open_mcp_db(target: str, *, create: bool = False) -> Any:
