@@ -400,7 +400,7 @@ async def test_local_embedder_explains_missing_extra(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(embedders, "require", missing)
     embedder = LocalEmbedder()
     assert embedder.dimensions == 384  # known without loading anything
-    with pytest.raises(MissingDependencyError, match=r"kern\[embed\]"):
+    with pytest.raises(MissingDependencyError, match=r"kern-agents\[embed\]"):
         await embedder.embed(["hello"])
 
 
