@@ -89,7 +89,7 @@ def test_commands_that_take_a_model_document_the_strings_and_base_url(command: s
 
 def test_an_unknown_model_on_the_command_line_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["demo", "--model", "gemini:pro", "--db-file", str(tmp_path / "d.db")]
+        app, ["demo", "--model", "gemini:pro", "--db", str(tmp_path / "d.db")]
     )
 
     assert result.exit_code != 0
