@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,9 @@ async def run(data: Path, memories: int, rounds: int) -> dict[str, Any]:
         if all(e + conv.sample_id in kept for e in question.evidence)
     ]
     embedder = LocalEmbedder()
-    vectors = await embed_memories(conversations, embedder)
+    vectors = await embed_memories(
+        [replace(conversations[0], turns=tuple(t for _, t in turns))], embedder
+    )
     with tempfile.TemporaryDirectory() as folder:
         db = SqliteDb(db_file=Path(folder) / "latency.db")
         writer = LearningMachine(db=db, user_memory=True, embedder=Precomputed(vectors))
