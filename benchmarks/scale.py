@@ -36,6 +36,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -46,6 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# The kern of this checkout, not whichever kern the environment has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from engines import open_engine
 from sqlalchemy import LargeBinary, bindparam, cast, insert
 
