@@ -3,6 +3,7 @@ with a message count and a preview, profile field labels, and what a run recalle
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -170,7 +171,12 @@ def test_a_run_says_what_it_recalled_from_which_store_and_why(
     seed(agent, "alice")
     lm = agent.get_learning_machine()
     assert lm is not None
-    lm.user_memory.add("alice is allergic to nuts", user_id="alice")
+    # Recorded a day earlier: not in the hiking memory's time context, so not a search hit.
+    lm.user_memory.add(
+        "alice is allergic to nuts",
+        user_id="alice",
+        created_at=datetime.now(UTC) - timedelta(days=1),
+    )
     response = client.post(
         "/v1/users/alice/runs",
         headers=auth(ALICE),
