@@ -43,10 +43,27 @@ class Item(Generic[S]):
     #: Relevance for search results (higher is better); ``None`` elsewhere.
     score: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: When the item held in the world (``None``: unknown, or still true); see docs/time.md.
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    #: After this it is no longer recalled.
+    expires_at: datetime | None = None
+    #: Never pruned or merged away by the curator.
+    pinned: bool = False
+    #: The item that replaced this one (status ``superseded``).
+    superseded_by: str | None = None
+    #: In results that include the past (``include_past``, ``as_of``, a question about the
+    #: past): the item no longer held at the time asked about.
+    past: bool = False
 
     @classmethod
     def from_record(
-        cls, record: LearningRecord, schema: type[S], *, score: float | None = None
+        cls,
+        record: LearningRecord,
+        schema: type[S],
+        *,
+        score: float | None = None,
+        past: bool = False,
     ) -> Item[S]:
         assert record.created_at is not None
         assert record.updated_at is not None
@@ -66,6 +83,12 @@ class Item(Generic[S]):
             namespace=record.namespace,
             run_id=record.run_id,
             score=score,
+            valid_from=record.valid_from,
+            valid_to=record.valid_to,
+            expires_at=record.expires_at,
+            pinned=record.pinned,
+            superseded_by=record.superseded_by,
+            past=past,
         )
 
 

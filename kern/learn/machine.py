@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError, create_model
@@ -328,7 +328,7 @@ class LearningMachine:
         items = {name: list(r.items) for name, r in recalled.items()}
         while True:
             blocks = [
-                self.stores[name].build_context(Recalled(items[name], recalled[name].pending))
+                self.stores[name].build_context(replace(recalled[name], items=items[name]))
                 for name in recalled
             ]
             blocks = [b for b in blocks if b]
@@ -500,7 +500,11 @@ class LearningMachine:
             agent_id=job.agent_id,
             input=str(job.payload.get("input", "")),
         )
-        turn = Turn(str(job.payload.get("user", "")), str(job.payload.get("assistant", "")))
+        turn = Turn(
+            str(job.payload.get("user", "")),
+            str(job.payload.get("assistant", "")),
+            date=job.created_at,  # relative dates in the turn are resolved against it
+        )
         heartbeat = asyncio.create_task(self._keep_lease(job), name=f"kern-lease-{job.id}")
         try:
             for store in self._processing_stores():
@@ -621,7 +625,7 @@ class LearningMachine:
         output_model, schema = _extraction_schema(tuple((v.key, v.output) for v in views))
         guidance = "\n".join(f"- {v.key}: {v.guidance}" for v in views)
         prompt = extraction_prompt(
-            turn.user, turn.assistant, [(f"Stored {v.key}", v.data) for v in views]
+            turn.user, turn.assistant, [(f"Stored {v.key}", v.data) for v in views], date=turn.date
         )
         messages: list[UserMessage | AssistantMessage] = [UserMessage(prompt)]
         instructions = f"{EXTRACTION_SYSTEM}\n\nWhat to extract:\n{guidance}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from kern.limits import EXTRACTION_INPUT_CHARS, EXTRACTION_ITEM_CHARS, cut
@@ -47,19 +48,36 @@ the user confirmed them).
 the user says are wrong or obsolete.
 - Each memory is one short, self-contained sentence in the third person ("The user …").
 - Leave every field empty when nothing new was learned. Most exchanges teach little.
-- Items are referred to by their number in square brackets, e.g. 2; never invent numbers."""
+- Items are referred to by their number in square brackets, e.g. 2; never invent numbers.
+- Facts change. When a stored item is no longer true because something replaced it (moved \
+city, new job, switched habit), SUPERSEDE it by number with the new content and valid_from; \
+never add the new fact beside the old one. When it simply stopped being true ("I don't have \
+a dog anymore"), CLOSE it by number with valid_to. When it was wrong all along (a \
+correction), UPDATE it. In the same answer, close stored items that depended on the old \
+fact (the old city's gym after a move).
+- Dates are YYYY-MM-DD, resolved against the exchange's date ("last month", "since March", \
+"until Friday"). A short-lived fact ("this week", "today", "until Sunday") gets expires_at: \
+the day after it ends."""
 
 
-def extraction_prompt(user: str, assistant: str, sections: Iterable[tuple[str, str]]) -> str:
-    """The user-message half of the extraction call: the exchange and the stored data.
+def extraction_prompt(
+    user: str,
+    assistant: str,
+    sections: Iterable[tuple[str, str]],
+    *,
+    date: datetime | None = None,
+) -> str:
+    """The user-message half of the extraction call: the exchange (with its date, which
+    relative dates are resolved against) and the stored data.
 
     Within a budget (``kern.limits``): the exchange is cut to ``EXTRACTION_INPUT_CHARS`` (the
     user's message keeps at least two thirds when both are long) and each stored item's line to
     ``EXTRACTION_ITEM_CHARS``, so one huge message or memory never goes to the model whole.
     """
     user, assistant = _fit_exchange(user, assistant, EXTRACTION_INPUT_CHARS)
+    when = f' date="{date:%Y-%m-%d} ({date:%A})"' if date is not None else ""
     parts = [
-        "<exchange>",
+        f"<exchange{when}>",
         escape(json.dumps({"user": user}, ensure_ascii=False)),
         escape(json.dumps({"assistant": assistant}, ensure_ascii=False)),
         "</exchange>",

@@ -11,10 +11,10 @@ or rejected is *past*. Recall shows what is current unless asked for more (``as_
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kern.db.base import LearningFilter, LearningRecord
 
@@ -30,6 +30,8 @@ __all__ = [
     "time_fields",
     "time_scope",
 ]
+
+T = TypeVar("T")
 
 #: The statuses a row that ever held can have: current rows are active; superseded rows (and
 #: active rows past their ``valid_to`` or ``expires_at``) are past.
@@ -170,16 +172,19 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(w.lower() for w in _WORD.findall(text))
 
 
-def distinct(records: Iterable[LearningRecord], *, threshold: float = 0.9) -> list[LearningRecord]:
-    """``records`` without near-identical repeats (same words, or ≥ ``threshold`` of them in
-    common), keeping the first of each group: the recalled block never says a thing twice.
-    A past row never hides a current one."""
-    kept: list[tuple[LearningRecord, frozenset[str]]] = []
-    for record in records:
-        words = _words(record.text)
-        if any(_similar(words, other, threshold) and _same_time(record, r) for r, other in kept):
+def distinct(rows: Iterable[T], text: Callable[[T], str], *, threshold: float = 0.9) -> list[T]:
+    """``rows`` without repeats: the same row twice, or near-identical text (the same words,
+    or at least ``threshold`` of them in common), keeping the first of each group: the
+    recalled block never says a thing twice. A past row never hides a current one."""
+    kept: list[tuple[T, frozenset[str]]] = []
+    for row in rows:
+        words = _words(text(row))
+        if any(
+            row is other or (_similar(words, seen, threshold) and _same_time(row, other))
+            for other, seen in kept
+        ):
             continue
-        kept.append((record, words))
+        kept.append((row, words))
     return [r for r, _ in kept]
 
 
@@ -189,8 +194,8 @@ def _similar(a: frozenset[str], b: frozenset[str], threshold: float) -> bool:
     return len(a & b) / len(a | b) >= threshold
 
 
-def _same_time(a: LearningRecord, b: LearningRecord) -> bool:
-    return (a.status, a.valid_to) == (b.status, b.valid_to)
+def _same_time(a: Any, b: Any) -> bool:
+    return (a.status, a.valid_to, a.expires_at) == (b.status, b.valid_to, b.expires_at)
 
 
 # -- dates from a model's answer ---------------------------------------------------------------

@@ -47,10 +47,12 @@ S = TypeVar("S", bound=BaseModel)
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One exchange, as extraction sees it."""
+    """One exchange, as extraction sees it; ``date`` is when it happened (relative dates in it
+    are resolved against it)."""
 
     user: str
     assistant: str
+    date: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class Recalled:
 
     items: Sequence[Item[Any]] = ()
     pending: Sequence[Item[Any]] = ()
+    #: The instant recalled for (its "now"): items that no longer held then render as past.
+    at: datetime | None = None
 
 
 @runtime_checkable
@@ -107,6 +111,8 @@ class ExtractionView:
     guidance: str
     data: str
     local_ids: dict[int, str] = field(default_factory=dict)
+    #: The date of the turn (what relative dates in the answer were resolved against).
+    at: datetime | None = None
 
 
 class Store(Generic[S]):
@@ -184,6 +190,10 @@ class Store(Generic[S]):
         status: LearningStatus = "active",
         created_at: datetime | None = None,
         metadata: dict[str, Any] | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
+        expires_at: datetime | None = None,
+        pinned: bool = False,
     ) -> LearningRecord:
         kind = kind or self.kind
         content = check_content(data.model_dump(mode="json"))
@@ -204,6 +214,10 @@ class Store(Generic[S]):
             run_id=ctx.run_id or None,
             created_at=created_at,
             metadata=dict(metadata or {}),
+            valid_from=valid_from,
+            valid_to=valid_to,
+            expires_at=expires_at,
+            pinned=pinned,
         )
 
     def _create(self, record: LearningRecord) -> Create:
@@ -254,8 +268,15 @@ class Store(Generic[S]):
     def kinds(self) -> list[str]:
         return [self.kind]
 
-    def _item(self, record: LearningRecord, score: float | None = None) -> Item[S]:
-        return Item.from_record(record, self.schema_for(record.kind), score=score)  # type: ignore[arg-type]
+    def _item(
+        self, record: LearningRecord, score: float | None = None, *, past: bool = False
+    ) -> Item[S]:
+        schema = self.schema_for(record.kind)
+        return Item.from_record(record, schema, score=score, past=past)  # type: ignore[arg-type]
+
+    def now(self) -> datetime:
+        """The database's "now", which validity and expiry are judged against."""
+        return self.db.now()
 
     # -------------------------------------------------------------- protocol defaults
 

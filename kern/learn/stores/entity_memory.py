@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, create_model
 
 from kern.context import RunContext
-from kern.db.base import SetStatus, WriteOp
+from kern.db.base import Close, SetStatus, WriteOp
 from kern.learn.config import EntityMemoryConfig, LearningMode
 from kern.learn.items import Item
 from kern.learn.schemas import EntityEvent, EntityRelation
 from kern.learn.scope import namespace_scope
 from kern.learn.stores.base import ExtractionView, Turn
-from kern.learn.stores.listing import ListStore
+from kern.learn.stores.listing import _NUMBER, _TIMES, ListStore
+from kern.learn.timeline import at_day_start
 from kern.tools import Tool
 
 __all__ = ["EntityMemoryStore"]
@@ -69,18 +71,30 @@ class EntityMemoryStore(ListStore[Any]):
         return self._add_kind("event", EntityEvent(entity=entity, event=event, date=date), user_id)
 
     def add_relation(
-        self, subject: str, relation: str, object: str, *, user_id: str | None = None
+        self,
+        subject: str,
+        relation: str,
+        object: str,
+        *,
+        user_id: str | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
     ) -> Item[Any]:
+        """A relation, e.g. (Alice, works_at, Netflix), with when it held if known; end it
+        with ``close`` or replace it with ``supersede`` when it changes."""
         data = EntityRelation(subject=subject, relation=relation, object=object)
-        return self._add_kind("relation", data, user_id)
+        return self._add_kind("relation", data, user_id, valid_from=valid_from, valid_to=valid_to)
 
-    def _add_kind(self, kind: str, data: BaseModel, user_id: str | None) -> Item[Any]:
+    def _add_kind(self, kind: str, data: BaseModel, user_id: str | None, **times: Any) -> Item[Any]:
         ctx = self._context(user_id)
-        (saved,) = self._apply([self._create(self._record(ctx, data, kind=kind))], ctx, "api")
+        record = self._record(ctx, data, kind=kind, **times)
+        (saved,) = self._apply([self._create(record)], ctx, "api")
         return self._item(saved)
 
-    def render_row(self, item: Item[Any], *, with_id: bool = True) -> dict[str, Any]:
-        row = super().render_row(item, with_id=with_id)
+    def render_row(
+        self, item: Item[Any], *, with_id: bool = True, at: datetime | None = None
+    ) -> dict[str, Any]:
+        row = super().render_row(item, with_id=with_id, at=at)
         row["kind"] = item.kind
         return row
 
@@ -136,14 +150,29 @@ class EntityMemoryStore(ListStore[Any]):
 
     @functools.cached_property
     def extraction_output(self) -> Any:
+        relation = create_model(
+            "entity_relation_new",
+            __base__=EntityRelation,
+            valid_from=_TIMES["valid_from"],
+            valid_to=_TIMES["valid_to"],
+        )
+        closing = create_model("entity_close", id=_NUMBER, valid_to=_TIMES["valid_to"])
         ops = create_model(
             "entity_operations",
             facts=(list[self.schema], Field(default_factory=list)),  # type: ignore[name-defined]
             events=(list[EntityEvent], Field(default_factory=list)),
-            relations=(list[EntityRelation], Field(default_factory=list)),
+            relations=(list[relation], Field(default_factory=list)),
             delete=(
                 list[int],
                 Field(default_factory=list, description="Numbers of stored items now wrong"),
+            ),
+            close=(
+                list[closing],
+                Field(
+                    default_factory=list,
+                    description="Numbers of stored items that stopped being true (a relation "
+                    "that ended), with the date",
+                ),
             ),
         )
         return ops | None
@@ -155,12 +184,13 @@ class EntityMemoryStore(ListStore[Any]):
         guidance = (
             "facts, dated events and relations about named external entities (companies, "
             "projects, products, people other than the user) mentioned in the exchange; "
-            "skip what is already stored; delete stored items the exchange shows are wrong."
+            "skip what is already stored; delete stored items the exchange shows are wrong; "
+            "close (with the date) relations that ended, and add the new one with valid_from."
         )
         if self.config.instructions:
             guidance += " " + self.config.instructions
         return ExtractionView(
-            self.name, self.extraction_output, guidance, view.data, view.local_ids
+            self.name, self.extraction_output, guidance, view.data, view.local_ids, view.at
         )
 
     def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
@@ -174,9 +204,22 @@ class EntityMemoryStore(ListStore[Any]):
         ):
             for data in items:
                 schema = self.schema_for(kind)
-                record = self._record(ctx, schema.model_validate(data.model_dump()), kind=kind)
+                fields = data.model_dump()
+                record = self._record(
+                    ctx,
+                    schema.model_validate(fields),
+                    kind=kind,
+                    valid_from=at_day_start(fields.pop("valid_from", None)),
+                    valid_to=at_day_start(fields.pop("valid_to", None)),
+                )
                 writes.append(self._create(record))
+        touched: set[str] = set()
+        for change in value.close:
+            item_id = view.local_ids.get(change.id)
+            if item_id is not None and item_id not in touched:
+                touched.add(item_id)
+                writes.append(Close(item_id, at_day_start(change.valid_to)))
         for number in dict.fromkeys(value.delete):
-            if (item_id := view.local_ids.get(number)) is not None:
+            if (item_id := view.local_ids.get(number)) is not None and item_id not in touched:
                 writes.append(SetStatus(item_id, "deleted", "delete"))
         return writes

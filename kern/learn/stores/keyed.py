@@ -5,6 +5,7 @@ touch the same row and writers of one field serialise without losing a history e
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -17,6 +18,7 @@ from kern.learn.prompts import data_block, escape
 from kern.learn.schemas import SessionContext
 from kern.learn.scope import session_scope, user_scope
 from kern.learn.stores.base import ExtractionView, Recalled, Store, Turn
+from kern.learn.timeline import is_current, time_scope
 from kern.tools import Tool
 
 __all__ = ["ProfileField", "SessionContextStore", "UserProfileStore"]
@@ -58,18 +60,32 @@ class UserProfileStore(Store[ProfileField]):
 
     # -------------------------------------------------------------- direct API
 
-    def get(self, *, user_id: str | None = None) -> BaseModel:
-        """The user's profile as an instance of the store's schema."""
-        values = {i.data.field: i.data.value for i in self.fields(user_id=user_id)}
+    def get(self, *, user_id: str | None = None, as_of: datetime | None = None) -> BaseModel:
+        """The user's profile as an instance of the store's schema: as it is now, or as it
+        was at ``as_of`` (each field keeps its past values)."""
+        values = {i.data.field: i.data.value for i in self.fields(user_id=user_id, as_of=as_of)}
         return self.schema.model_construct(**values)
 
     def fields(
-        self, *, user_id: str | None = None, status: LearningStatus = "active"
+        self,
+        *,
+        user_id: str | None = None,
+        status: LearningStatus = "active",
+        as_of: datetime | None = None,
+        include_past: bool = False,
     ) -> list[Item[ProfileField]]:
-        """One item per stored field (with its id, version and dates)."""
+        """One item per stored field (with its id, version and dates): the current values, the
+        values at ``as_of``, or with ``include_past`` every value each field has had, oldest
+        first (past ones marked ``past``)."""
         where = self._where(self._context(user_id), kinds=[self.kind], statuses=(status,))
-        records = self.db.list_learnings(where, limit=1000, newest_first=False)
-        return [Item.from_record(r, ProfileField) for r in records]
+        if status != "active":
+            records = self.db.list_learnings(where, limit=1000, newest_first=False)
+            return [Item.from_record(r, ProfileField) for r in records]
+        scope = time_scope(self.now(), as_of=as_of, include_past=include_past)
+        records = self.db.list_learnings(scope.where(where), limit=1000, newest_first=False)
+        return [
+            Item.from_record(r, ProfileField, past=not is_current(r, scope.at)) for r in records
+        ]
 
     def update(
         self, values: dict[str, Any] | BaseModel, *, user_id: str | None = None
@@ -98,7 +114,8 @@ class UserProfileStore(Store[ProfileField]):
             record = self._record(
                 ctx, ProfileField(field=field, value=value), key=field, status=status
             )
-            ops.append(Put(record) if status == "active" else self._create(record))
+            # A changed value supersedes the old one, so the field keeps its history in time.
+            ops.append(Put(record, supersede=True) if status == "active" else self._create(record))
         return ops
 
     # -------------------------------------------------------------- recall and tools

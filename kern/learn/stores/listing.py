@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import builtins
 import functools
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, Field, create_model
 
 from kern.context import RunContext
 from kern.db.base import (
+    Close,
     LearningStatus,
     SetStatus,
+    Supersede,
     WriteOp,
 )
 from kern.errors import ConfigError
@@ -26,10 +28,19 @@ from kern.learn.items import Item
 from kern.learn.prompts import data_block
 from kern.learn.scope import USER
 from kern.learn.stores.base import ExtractionView, Recalled, S, Store, Turn
+from kern.learn.timeline import (
+    TimeScope,
+    at_day_start,
+    distinct,
+    is_current,
+    past_question,
+    time_fields,
+    time_scope,
+)
 from kern.tools import Tool
 
 if TYPE_CHECKING:
-    pass
+    from kern.db.base import LearningRecord
 
 __all__ = ["ListStore"]
 
@@ -63,12 +74,68 @@ class ListStore(Store[S]):
         session_id: str | None = None,
         created_at: datetime | None = None,
         metadata: dict[str, Any] | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
+        expires_at: datetime | None = None,
+        pinned: bool = False,
     ) -> Item[S]:
-        """Store a new item now (no model involved) and return it."""
+        """Store a new item now (no model involved) and return it. ``valid_from`` and
+        ``valid_to`` say when it held in the world (``None``: unknown, or still true);
+        ``expires_at`` ends its recall; ``pinned`` keeps it from the curator."""
         ctx = self._context(user_id, session_id)
-        record = self._record(ctx, self.coerce(content), created_at=created_at, metadata=metadata)
+        record = self._record(
+            ctx,
+            self.coerce(content),
+            created_at=created_at,
+            metadata=metadata,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            expires_at=expires_at,
+            pinned=pinned,
+        )
         (saved,) = self._apply([self._create(record)], ctx, "api")
         return self._item(saved)
+
+    def supersede(
+        self,
+        item_id: str,
+        content: str | S | dict[str, Any],
+        *,
+        user_id: str | None = None,
+        valid_from: datetime | None = None,
+    ) -> Item[S]:
+        """Replace a fact that changed ("I moved to Berlin"): in one transaction the old item
+        ends (``valid_to`` = ``valid_from``, status ``superseded``, ``superseded_by`` the new
+        item) and the new one, returned, holds from ``valid_from`` (default: now). Both stay
+        readable, with history; use ``update`` instead to correct a mistake."""
+        ctx = self._context(user_id)
+        current = self._owned(ctx, item_id)
+        data = self.coerce(content, kind=current.kind)
+        record = self._record(
+            ctx,
+            data,
+            kind=current.kind,
+            metadata=current.metadata,
+            valid_from=valid_from,
+            pinned=current.pinned,
+        )
+        op = self._supersede(current, record)
+        (saved,) = self._apply([op], ctx, "api")
+        return self._item(saved)
+
+    def close(
+        self, item_id: str, *, user_id: str | None = None, valid_to: datetime | None = None
+    ) -> Item[S]:
+        """End a fact with no successor ("I no longer have a dog") at ``valid_to`` (default:
+        now). It stays readable as a past fact."""
+        ctx = self._context(user_id)
+        current = self._owned(ctx, item_id)
+        (saved,) = self._apply([Close(current.id, valid_to)], ctx, "api")
+        return self._item(saved)
+
+    def _supersede(self, current: LearningRecord, record: LearningRecord) -> Supersede:
+        embedding = self._create(record).embedding
+        return Supersede(current.id, record, embedding, expected_version=current.version)
 
     def get(self, item_id: str, *, user_id: str | None = None) -> Item[S] | None:
         """The item if it exists and is visible to ``user_id``'s scope, else ``None``."""
@@ -85,10 +152,20 @@ class ListStore(Store[S]):
         limit: int = 50,
         offset: int = 0,
         status: LearningStatus = "active",
+        as_of: datetime | None = None,
+        include_past: bool = False,
     ) -> builtins.list[Item[S]]:
-        """Items newest first."""
+        """Items newest first: those true now, by default (not superseded, closed or expired);
+        ``as_of`` those that held then, ``include_past`` all, past ones marked ``past``. Any
+        other ``status`` lists rows of that status, whatever their time."""
         where = self._where(self._context(user_id), kinds=self.kinds, statuses=(status,))
-        return [self._item(r) for r in self.db.list_learnings(where, limit=limit, offset=offset)]
+        if status != "active":
+            return [
+                self._item(r) for r in self.db.list_learnings(where, limit=limit, offset=offset)
+            ]
+        scope = time_scope(self.now(), as_of=as_of, include_past=include_past)
+        records = self.db.list_learnings(scope.where(where), limit=limit, offset=offset)
+        return [self._item(r, past=not is_current(r, scope.at)) for r in records]
 
     def update(
         self,
@@ -110,10 +187,19 @@ class ListStore(Store[S]):
         self._apply([SetStatus(current.id, "deleted", "delete")], ctx, "api")
 
     def search(
-        self, query: str, *, user_id: str | None = None, limit: int = 10
+        self,
+        query: str,
+        *,
+        user_id: str | None = None,
+        limit: int = 10,
+        as_of: datetime | None = None,
+        include_past: bool = False,
     ) -> builtins.list[Item[S]]:
-        """Hybrid search (full-text, plus vectors when an embedder is set) in the scope."""
-        return self._search(self._context(user_id), query, limit)
+        """Hybrid search (full-text, plus vectors when an embedder is set) in the scope, among
+        the items true now; ``as_of`` searches what held then, ``include_past`` everything
+        (items that no longer hold are marked ``past``)."""
+        scope = time_scope(self.now(), as_of=as_of, include_past=include_past)
+        return self._search(self._context(user_id), query, limit, scope)
 
     def coerce(self, content: str | S | dict[str, Any], *, kind: str | None = None) -> S:
         """Accept a string (the main text field), a dict or a schema instance, validated
@@ -139,12 +225,29 @@ class ListStore(Store[S]):
 
     # -------------------------------------------------------------- recall
 
-    def _search(self, ctx: RunContext, query: str, limit: int) -> builtins.list[Item[S]]:
-        hits = self.machine.search(query, self._where(ctx, kinds=self.kinds), limit=limit)
-        return [self._item(h.record, h.score) for h in hits]
+    def _search(
+        self, ctx: RunContext, query: str, limit: int, scope: TimeScope | None = None
+    ) -> builtins.list[Item[S]]:
+        scope = scope or time_scope(self.now())
+        where = scope.where(self._where(ctx, kinds=self.kinds))
+        hits = self.machine.search(query, where, limit=limit)
+        return [
+            self._item(h.record, h.score, past=not is_current(h.record, scope.at)) for h in hits
+        ]
 
     def recall(self, ctx: RunContext) -> Recalled:
-        items = self._search(ctx, ctx.input, self.config.limit) if self.config.limit else []
+        """The items true now that are most relevant to the message; for a question about
+        the past ("where did I live before Berlin?"), past items too, marked as past. Never
+        two near-identical items."""
+        now = self.now()
+        items: builtins.list[Item[S]] = []
+        if self.config.limit:
+            items = self._search(ctx, ctx.input, self.config.limit, time_scope(now))
+            asked = past_question(ctx.input, now)
+            if asked is not None:
+                scope = TimeScope(now, past=True, window=asked.window)
+                items += self._search(ctx, ctx.input, self.config.limit, scope)
+            items = self._distinct(items)
         pending: builtins.list[Item[S]] = []
         if self.mode is LearningMode.PROPOSE:
             where = self._where(ctx, kinds=self.kinds, statuses=("proposed",))
@@ -153,16 +256,27 @@ class ListStore(Store[S]):
                 for r in self.db.list_learnings(where, limit=20)
                 if r.session_id == ctx.session_id
             ]
-        return Recalled(items, pending)
+        return Recalled(items, pending, at=now)
 
-    def render_row(self, item: Item[S], *, with_id: bool = True) -> dict[str, Any]:
+    def _distinct(self, items: builtins.list[Item[S]]) -> builtins.list[Item[S]]:
+        """``items`` in order without repeats or near-identical ones (``timeline.distinct``)."""
+        unique = list({i.id: i for i in items}.values())
+        return distinct(unique, text=lambda i: i.content)
+
+    def render_row(
+        self, item: Item[S], *, with_id: bool = True, at: datetime | None = None
+    ) -> dict[str, Any]:
         """One item as the model sees it: content and date, and its id where the model has a
-        tool that takes ids (an id costs ~24 tokens a row, so always mode leaves it out)."""
+        tool that takes ids (an id costs ~24 tokens a row, so always mode leaves it out);
+        with ``at``, when it held: ``since``, and ``until`` plus ``"past": true`` for an item
+        that no longer held then ("lived in Lisbon until 2026-03-01")."""
         row: dict[str, Any] = {"id": item.id} if with_id else {}
         row.update(item.data.model_dump(exclude_none=True, exclude_defaults=True))
         row["date"] = item.created_at.date().isoformat()
         if item.namespace not in (None, USER):
             row["shared"] = True  # written by any user of the namespace, not this user's
+        if at is not None:
+            row.update(time_fields(item, at))
         return row
 
     def build_context(self, recalled: Recalled) -> str:
@@ -177,7 +291,7 @@ class ListStore(Store[S]):
                     else ":"
                 ),
                 (
-                    self.render_row(i, with_id=self.mode is not LearningMode.ALWAYS)
+                    self.render_row(i, with_id=self.mode is not LearningMode.ALWAYS, at=recalled.at)
                     for i in recalled.items
                 ),
             ),
@@ -290,6 +404,9 @@ class ListStore(Store[S]):
 
     #: How many similar items extraction sees (to update or deduplicate against).
     extraction_neighbours: ClassVar[int] = 10
+    #: For the most similar few, how many items related to each are shown too, so a change
+    #: can close the facts that depended on the old one (moved city: the old gym).
+    extraction_related: ClassVar[tuple[int, int]] = (3, 3)
 
     def extraction_guidance(self) -> str:
         return f"{self.plural}: add new ones, update or delete existing ones by number."
@@ -298,23 +415,71 @@ class ListStore(Store[S]):
     def extraction_output(self) -> Any:
         """The type of this store's part of the extraction answer (built once: the combined
         schema is cached by these types)."""
-        updated = create_model(
-            f"{self.kind}_update", __base__=self.schema, id=(int, Field(description="Item number"))
+        kind = self.kind
+        new = create_model(f"{kind}_new", __base__=self.schema, **_TIMES)
+        updated = create_model(f"{kind}_update", __base__=self.schema, id=_NUMBER)
+        superseding = create_model(
+            f"{kind}_supersede", __base__=self.schema, id=_NUMBER, valid_from=_TIMES["valid_from"]
         )
+        closing = create_model(f"{kind}_close", id=_NUMBER, valid_to=_TIMES["valid_to"])
         ops = create_model(
-            f"{self.kind}_operations",
-            add=(builtins.list[self.schema], Field(default_factory=builtins.list)),  # type: ignore[name-defined]
-            update=(builtins.list[updated], Field(default_factory=builtins.list)),
+            f"{kind}_operations",
+            add=(builtins.list[new], Field(default_factory=builtins.list)),
+            update=(
+                builtins.list[updated],
+                Field(default_factory=builtins.list, description="Corrections of wrong items"),
+            ),
             delete=(builtins.list[int], Field(default_factory=builtins.list)),
+            supersede=(
+                builtins.list[superseding],
+                Field(
+                    default_factory=builtins.list,
+                    description="Items that changed: the new content replaces item id",
+                ),
+            ),
+            close=(
+                builtins.list[closing],
+                Field(
+                    default_factory=builtins.list,
+                    description="Items no longer true, with nothing replacing them",
+                ),
+            ),
         )
         return ops | None
+
+    def extraction_items(self, ctx: RunContext, turn: Turn) -> builtins.list[Item[S]]:
+        """What extraction is shown: the current items most similar to the turn, and for the
+        few most similar, the items most related to each (the facts a change may end), topped
+        up with the newest ones up to ``extraction_neighbours``."""
+        now = self.now()
+        similar = self._search(
+            ctx, f"{turn.user}\n{turn.assistant}", self.extraction_neighbours, time_scope(now)
+        )
+        top, each = self.extraction_related
+        related = [
+            item
+            for hit in similar[:top]
+            for item in self._search(ctx, hit.content, each + 1, time_scope(now))
+        ]
+        shown = list({i.id: i for i in [*similar, *related]}.values())
+        missing = self.extraction_neighbours - len(shown)
+        if missing > 0:
+            # A change often shares no word with what it changes ("I moved to Vienna" and
+            # "lives in Dublin"); the newest items fill the view, as in recall's top-up.
+            where = time_scope(now).where(self._where(ctx, kinds=self.kinds))
+            seen = {i.id for i in shown}
+            recent = self.db.list_learnings(where, limit=self.extraction_neighbours)
+            shown += [self._item(r) for r in recent if r.id not in seen][:missing]
+        return shown
 
     def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
         if self.mode is not LearningMode.ALWAYS:
             return None
-        similar = self._search(ctx, f"{turn.user}\n{turn.assistant}", self.extraction_neighbours)
-        local_ids = {n: item.id for n, item in enumerate(similar, 1)}
-        rows = [f"[{n}] " + item.content for n, item in zip(local_ids, similar, strict=True)]
+        shown = self.extraction_items(ctx, turn)
+        local_ids = {n: item.id for n, item in enumerate(shown, 1)}
+        rows = [
+            f"[{n}] " + item.content + _held(item) for n, item in zip(local_ids, shown, strict=True)
+        ]
         guidance = self.extraction_guidance()
         if self.config.instructions:
             guidance += " " + self.config.instructions
@@ -324,6 +489,7 @@ class ListStore(Store[S]):
             guidance=guidance,
             data="\n".join(rows) or "(none stored yet)",
             local_ids=local_ids,
+            at=turn.date,
         )
 
     def extraction_writes(
@@ -333,25 +499,82 @@ class ListStore(Store[S]):
             return []
         writes: builtins.list[WriteOp] = []
         touched: set[str] = set()
-        for data in value.add:
-            writes.append(
-                self._create(self._record(ctx, self.schema.model_validate(data.model_dump())))
-            )
-        for change in value.update:
-            item_id = view.local_ids.get(change.id)
+
+        def target(number: int) -> LearningRecord | None:
+            """The active row shown as ``number``, once per answer; invented or repeated
+            numbers are ignored, never guessed."""
+            item_id = view.local_ids.get(number)
             if item_id is None or item_id in touched:
-                continue  # an invented or repeated number: ignored, never guessed
+                return None
             touched.add(item_id)
             current = self.db.get_learning(item_id)
-            if current is None or current.status != "active":
+            return current if current is not None and current.status == "active" else None
+
+        for data in value.add:
+            fields = data.model_dump()
+            times = {k: at_day_start(fields.pop(k, None)) for k in _TIMES}
+            ends = times["expires_at"]
+            if ends is not None and view.at is not None and ends <= view.at:
+                ends = None  # already over: a misread date, not a fact to hide
+            record = self._record(
+                ctx,
+                self.schema.model_validate(fields),
+                valid_from=times["valid_from"],
+                valid_to=times["valid_to"],
+                expires_at=ends,
+            )
+            writes.append(self._create(record))
+        for change in value.update:
+            if (current := target(change.id)) is None:
                 continue
             fields = change.model_dump()
             fields.pop("id")
             writes.append(self._update(current, self.schema.model_validate(fields)))
-        for number in value.delete:
-            item_id = view.local_ids.get(number)
-            if item_id is None or item_id in touched:
+        for change in value.supersede:
+            if (current := target(change.id)) is None:
                 continue
-            touched.add(item_id)
-            writes.append(SetStatus(item_id, "deleted", "delete"))
+            fields = change.model_dump()
+            fields.pop("id")
+            starts = at_day_start(fields.pop("valid_from", None))
+            data = self.schema_for(current.kind).model_validate(fields)
+            record = self._record(
+                ctx, data, kind=current.kind, valid_from=starts, pinned=current.pinned
+            )
+            writes.append(self._supersede(current, record))
+        for change in value.close:
+            if (current := target(change.id)) is not None:
+                writes.append(Close(current.id, at_day_start(change.valid_to)))
+        for number in value.delete:
+            if (current := target(number)) is not None:
+                writes.append(SetStatus(current.id, "deleted", "delete"))
         return writes
+
+
+_NUMBER: Any = (int, Field(description="Item number"))
+_DAY_HINT = "YYYY-MM-DD, resolved against the exchange's date"
+_TIMES: dict[str, Any] = {
+    "valid_from": (
+        date | None,
+        Field(None, description=f"Since when it holds, if stated ({_DAY_HINT})"),
+    ),
+    "valid_to": (
+        date | None,
+        Field(None, description=f"When it stopped or stops holding, if stated ({_DAY_HINT})"),
+    ),
+    "expires_at": (
+        date | None,
+        Field(None, description=f"For short-lived facts: the day after it ends ({_DAY_HINT})"),
+    ),
+}
+
+
+def _held(item: Item[Any]) -> str:
+    """When a shown item holds, in a few words (" (since 2025-03-01)")."""
+    parts = []
+    if item.valid_from is not None:
+        parts.append(f"since {item.valid_from.date().isoformat()}")
+    if item.valid_to is not None:
+        parts.append(f"until {item.valid_to.date().isoformat()}")
+    if item.expires_at is not None:
+        parts.append(f"expires {item.expires_at.date().isoformat()}")
+    return f" ({'; '.join(parts)})" if parts else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kern.context import RunContext
 from kern.learn.config import UserMemoryConfig
 from kern.learn.schemas import Memory
@@ -44,4 +46,4 @@ class UserMemoryStore(ListStore[Memory]):
         recent = [
             i for i in self.list(user_id=ctx.user_id, limit=self.config.limit) if i.id not in seen
         ][:missing]
-        return Recalled([*recalled.items, *recent], recalled.pending)
+        return replace(recalled, items=[*recalled.items, *recent])
