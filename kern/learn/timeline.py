@@ -50,11 +50,15 @@ class _Timed(Protocol):
 
 
 def is_current(row: _Timed, at: datetime) -> bool:
-    """Whether ``row`` (a record or an item) held at ``at`` and had not expired by then."""
+    """Whether ``row`` (a record or an item) held at ``at`` and had not expired by then. A
+    superseded row held until its successor started (``valid_to``)."""
+    if row.status == "superseded":
+        held = row.valid_to is not None and row.valid_to > at
+    else:
+        held = row.status == "active" and (row.valid_to is None or row.valid_to > at)
     return (
-        row.status == "active"
+        held
         and (row.valid_from is None or row.valid_from <= at)
-        and (row.valid_to is None or row.valid_to > at)
         and (row.expires_at is None or row.expires_at > at)
     )
 

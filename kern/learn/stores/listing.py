@@ -247,7 +247,6 @@ class ListStore(Store[S]):
             if asked is not None:
                 scope = TimeScope(now, past=True, window=asked.window)
                 items += self._search(ctx, ctx.input, self.config.limit, scope)
-            items = self._distinct(items)
         pending: builtins.list[Item[S]] = []
         if self.mode is LearningMode.PROPOSE:
             where = self._where(ctx, kinds=self.kinds, statuses=("proposed",))
@@ -292,7 +291,8 @@ class ListStore(Store[S]):
                 ),
                 (
                     self.render_row(i, with_id=self.mode is not LearningMode.ALWAYS, at=recalled.at)
-                    for i in recalled.items
+                    # Never the same thing twice, however recall gathered the items.
+                    for i in self._distinct(list(recalled.items))
                 ),
             ),
             data_block(
