@@ -197,3 +197,33 @@ def test_the_extraction_prompt_speaks_time() -> None:
         assert words in EXTRACTION_SYSTEM
     prompt = extraction_prompt("I moved", "ok", [], date=T0)
     assert prompt.startswith('<exchange date="2025-01-01 (Wednesday)">')
+
+
+def test_the_curator_never_removes_pinned_items_and_merges_reworded_chains(
+    db: Any, clock: Clock
+) -> None:
+    lm = machine(db)
+    memories = lm.user_memory
+    pinned = memories.add("The user is allergic to penicillin.", user_id=U, pinned=True)
+    copy = memories.add("The user is allergic to penicillin.", user_id=U)  # a later duplicate
+    old = memories.add("The user likes tea.", user_id=U)
+    clock.advance(100 * 86400)
+    aged = lm.curator.prune(user_id=U, max_age_days=30, dry_run=True).ids
+    assert sorted(aged) == sorted([copy.id, old.id])
+    assert pinned.id not in lm.curator.prune(user_id=U, max_count=0, dry_run=True).ids
+
+    lives = memories.add("The user lives in Berlin.", user_id=U)
+    reworded = memories.supersede(lives.id, "the user lives in Berlin", user_id=U)
+    moved = memories.supersede(reworded.id, "The user lives in Vienna.", user_id=U)
+    lisbon = memories.add("The user lives in Lisbon.", user_id=U, valid_to=T0)
+    memories.add("The user lives in Lisbon.", user_id=U)  # now, not the past one again
+    report = lm.curator.deduplicate(user_id=U)
+    reasons = {r.id: (r.reason, r.kept_id) for r in report.removed}
+    assert pinned.id not in reasons and lisbon.id not in reasons
+    assert reasons[lives.id] == ("chain link", reworded.id)
+    assert reworded.id not in reasons  # Berlin → Vienna is a change, not a rewording
+    assert [r.reason for r in report.removed].count("exact duplicate") == 1
+    assert lm.curator.undo(report) == len(report)
+    restored = memories.get(lives.id, user_id=U)
+    assert restored is not None and restored.status == "superseded"
+    assert memories.get(moved.id, user_id=U).status == "active"  # type: ignore[union-attr]

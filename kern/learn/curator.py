@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +78,9 @@ class Curator:
         now = self._machine.db.now()
         removed: list[Removal] = []
         for store, where in self._targets(user_id, stores):
-            records = self._machine.db.list_learnings(where, limit=1_000_000)  # newest first
+            # Pinned items are never pruned (nor counted against max_count).
+            unpinned = replace(where, pinned=False)
+            records = self._machine.db.list_learnings(unpinned, limit=1_000_000)  # newest first
             for index, record in enumerate(records):
                 reason = None
                 if max_count is not None and index >= max_count:
@@ -107,15 +109,31 @@ class Curator:
         removed: list[Removal] = []
         for store, where in self._targets(user_id, stores):
             records = self._machine.db.list_learnings(where, limit=1_000_000, newest_first=False)
-            for kind in {r.kind for r in records}:
-                group = [r for r in records if r.kind == kind]
+            # Only items of one kind that hold over the same time are duplicates: "lived in
+            # Lisbon until 2025" is not a duplicate of "lives in Lisbon".
+            groups: dict[tuple[Any, ...], list[LearningRecord]] = {}
+            for r in records:
+                groups.setdefault((r.kind, r.valid_to, r.expires_at), []).append(r)
+            for group in groups.values():
                 removed += self._duplicates(store.name, group, where, threshold)
+            links = replace(where, statuses=("superseded",))
+            removed += self._chain_links(store.name, links, threshold)
         return self._finish("merge", removed, dry_run)
 
     def undo(self, report: CurationReport | Sequence[str]) -> int:
         """Restore items a prune or merge removed; returns how many came back."""
+        links = (
+            {r.id for r in report.removed if r.reason == "chain link"}
+            if isinstance(report, CurationReport)
+            else set()
+        )
         ids = report.ids if isinstance(report, CurationReport) else list(report)
-        ops = [SetStatus(i, "active", "restore", from_statuses=("deleted",)) for i in ids]
+        ops = [
+            SetStatus(
+                i, "superseded" if i in links else "active", "restore", from_statuses=("deleted",)
+            )
+            for i in ids
+        ]
         return len(self._machine.db.apply(ops, actor="curator")) if ops else 0
 
     # ------------------------------------------------------------------ internals
@@ -160,6 +178,10 @@ class Curator:
         vectors = self._vectors(where) if self._machine.embedder is not None else {}
         words = {r.id: _words(r.text) for r in group}
         for record in group:  # oldest first: the first of a group is the one kept
+            if record.pinned:  # never merged away; it still absorbs later duplicates
+                seen_hash.setdefault(record.content_hash, record.id)
+                kept.append(record)
+                continue
             if (original := seen_hash.get(record.content_hash)) is not None:
                 removed.append(Removal(record.id, store, record.text, "exact duplicate", original))
                 continue
@@ -187,6 +209,23 @@ class Curator:
             kept.append(record)
         return removed
 
+    def _chain_links(self, store: str, where: LearningFilter, threshold: float) -> list[Removal]:
+        """Superseded items whose successor says the same thing (a supersession chain that
+        only reworded a fact): merged into the successor; the change stays in history."""
+        removed: list[Removal] = []
+        for record in self._machine.db.list_learnings(where, limit=1_000_000):
+            if record.pinned or record.superseded_by is None:
+                continue
+            successor = self._machine.db.get_learning(record.superseded_by)
+            if successor is None or successor.status not in ("active", "superseded"):
+                continue
+            same = record.content_hash == successor.content_hash or _similar(
+                _words(record.text), _words(successor.text), None, None, threshold
+            )
+            if same:
+                removed.append(Removal(record.id, store, record.text, "chain link", successor.id))
+        return removed
+
     def _vectors(self, where: LearningFilter) -> dict[str, np.ndarray]:
         ids, blobs = self._machine.db.load_vectors(where)
         out = {}
@@ -198,7 +237,12 @@ class Curator:
     def _finish(self, action: str, removed: list[Removal], dry_run: bool) -> CurationReport:
         if removed and not dry_run:
             ops = [
-                SetStatus(r.id, "deleted", "prune" if action == "prune" else "merge")
+                SetStatus(
+                    r.id,
+                    "deleted",
+                    "prune" if action == "prune" else "merge",
+                    from_statuses=("superseded",) if r.reason == "chain link" else ("active",),
+                )
                 for r in removed
             ]
             self._machine.db.apply(ops, actor="curator")
