@@ -45,10 +45,18 @@ def test_every_write_is_accounted_for(backend: Backend) -> None:
     }
     fields = {r.key: r for r in db.list_learnings(LearningFilter(store="user_profile"))}
     assert set(fields) == {"location", "timezone", "role"}
-    # One row per field, each write a version and a history event: nothing overwritten silently.
-    location = fields["location"]
-    assert location.version == writers * EACH
-    assert len(db.history(learning_id=location.id, limit=10_000)) == writers * EACH
-    timezone_and_role = sum(fields[k].version for k in ("timezone", "role"))
-    assert timezone_and_role == writers * EACH
+    # Every write is accounted for: a changed value supersedes the field's row (the old value
+    # stays, as the field's past), an equal one bumps its version; each is a history event.
+    # Nothing is overwritten silently.
+    every = LearningFilter(store="user_profile", statuses=("active", "superseded"))
+    rows = db.list_learnings(every, limit=10_000)
+    key_of = {r.id: r.key for r in rows}
+    assert [r.key for r in rows if r.status == "active"].count("location") == 1
+    assert sum(r.key == "location" for r in rows) == writers * EACH  # each value was new
+    events = db.history(user_id="u", store="user_profile", limit=100_000)
+    writes = [key_of[e.learning_id] for e in events if e.action in ("create", "update")]
+    assert writes.count("location") == writers * EACH
+    assert writes.count("timezone") + writes.count("role") == writers * EACH
+    superseded = sum(e.action == "supersede" for e in events)
+    assert superseded == sum(r.status == "superseded" for r in rows)
     db.close()

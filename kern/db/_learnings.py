@@ -61,6 +61,10 @@ LEARNING_COLUMNS = tuple(c for c in learnings.c if c.name not in ("seq", "embedd
 _ACTIVE_KEYED = and_(learnings.c.key.is_not(None), learnings.c.status == literal_column("'active'"))
 
 
+#: How many times a keyed write re-reads a key that concurrent writers keep taking.
+_PUT_ATTEMPTS = 50
+
+
 class _KeyTaken(Exception):
     """A keyed insert found the key already held by an active row."""
 
@@ -250,20 +254,26 @@ class LearningsSql(SqlBase):
         record = op.record
         if record.key is None or record.status != "active":
             raise InvalidArgumentError(f"Put needs a key and status 'active', got {record!r}")
-        current = _lock_active_key(conn, record.store, record.scope, record.key)
-        if current is None:
+        current = None
+        for _ in range(_PUT_ATTEMPTS):
+            current = _lock_active_key(conn, record.store, record.scope, record.key)
+            if current is not None:
+                break
             try:
                 return None, self._insert_learning(
                     conn, record, op.embedding, now, run_id, if_key_free=True
                 )
             except _KeyTaken:
                 # Postgres only (SQLite's write lock excludes the race): a concurrent Put
-                # inserted the key and committed after our read; update its row instead.
-                current = _lock_active_key(conn, record.store, record.scope, record.key)
-                if current is None:  # pragma: no cover - the winner's row was changed again
-                    raise ConflictError(
-                        f"key {record.key!r} of {record.store} changed during the write"
-                    ) from None
+                # inserted the key and committed after our read. Read it again; when Puts that
+                # supersede contend, the row we then wait for may itself be superseded before
+                # we get it (its successor not yet visible to us), so this can take turns.
+                continue
+        if current is None:
+            raise ConflictError(
+                f"key {record.key!r} of {record.store} kept changing during the write "
+                f"({_PUT_ATTEMPTS} attempts)"
+            )
         if op.supersede and current.content_hash != record.content_hash:
             new = self._supersede(conn, current, record, op.embedding, now, run_id, actor)
             return None, new
