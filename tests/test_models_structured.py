@@ -452,3 +452,10 @@ async def test_compatible_servers_get_max_tokens(
     first, second = bodies(server)
     assert first["max_tokens"] == 5 and "max_completion_tokens" not in first
     assert second["max_completion_tokens"] == 5 and "max_tokens" not in second
+
+
+def test_structured_output_with_a_raw_newline_inside_a_string_is_accepted() -> None:
+    """Small local models write a literal newline inside a JSON string (SmolLM2 did, through
+    llama-cpp-python's server): the answer is still read, not failed as 'not JSON'."""
+    schema = OutputSchema(name="profile", schema={"type": "object"})
+    assert schema.parse('{"name": "Alice\nSmith"}', provider="test") == {"name": "Alice\nSmith"}

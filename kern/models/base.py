@@ -49,7 +49,7 @@ class ToolCall:
         """The arguments as a dict; ``{}`` for empty text, ``ValueError`` for invalid JSON."""
         if not self.arguments.strip():
             return {}
-        value = json.loads(self.arguments)
+        value = json.loads(self.arguments, strict=False)  # raw newlines: see OutputSchema.parse
         if not isinstance(value, dict):
             raise ValueError("tool arguments must be a JSON object")
         return value
@@ -97,7 +97,9 @@ class OutputSchema:
     def parse(self, text: str | None, *, provider: str) -> dict[str, Any]:
         """Decode a structured answer, raising ``ModelOutputError`` when it is not an object."""
         try:
-            value = json.loads(text or "")
+            # strict=False accepts raw control characters (a literal newline or tab) inside
+            # strings, which small local models emit; the value is the same JSON otherwise.
+            value = json.loads(text or "", strict=False)
         except json.JSONDecodeError as exc:
             raise ModelOutputError(
                 f"structured output is not JSON: {exc}", provider=provider
