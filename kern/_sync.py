@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import inspect
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from kern.errors import ConfigError
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -48,6 +50,20 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             "use the async method (e.g. `await agent.arun(...)`) there"
         )
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def syncify(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """The sync twin of an async method, by the naming rule ``aname`` → ``name``:
+    ``add = syncify(aadd)`` in a class body. Same signature; runs through ``run_sync``."""
+
+    @functools.wraps(method)
+    def sync(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(method(*args, **kwargs))
+
+    name = method.__name__.removeprefix("a")
+    sync.__name__, sync.__qualname__ = name, method.__qualname__[: -len(method.__name__)] + name
+    sync.__doc__ = f"Synchronous ``{method.__name__}``: {method.__doc__ or ''}".strip()
+    return sync
 
 
 async def call_any(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:

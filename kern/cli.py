@@ -136,7 +136,7 @@ def _wait_for_learning(lm: LearningMachine, user_id: str, *, timeout: float) -> 
     """Wait for ``user_id``'s extraction jobs until each is done or has failed an attempt: a
     failed job waits for a retry by a later process, which this one would wait for in vain."""
     deadline = time.monotonic() + timeout
-    while not lm.wait(user_id, timeout=0.5) and time.monotonic() < deadline:
+    while not lm.wait_for_jobs(user_id, timeout=0.5) and time.monotonic() < deadline:
         jobs = [j for j in lm.db.list_jobs(limit=1000) if j.user_id == user_id]
         if all(j.status == "done" or j.error for j in jobs):
             return
@@ -217,7 +217,9 @@ def _warn_if_learning_failed(output: RunOutput, *, timeout: float) -> None:
 def _slash_command(text: str, lm: LearningMachine, user_id: str) -> None:
     """The REPL's commands: look at and manage what the agent learned about you."""
     command = text.split()[0]
-    lm.wait(user_id, timeout=30)  # show what the last turn taught, not what it is still learning
+    lm.wait_for_jobs(
+        user_id, timeout=30
+    )  # show what the last turn taught, not what it is still learning
     if command == "/memory":
         memories = lm.user_memory.list(user_id=user_id)
         for memory in memories:

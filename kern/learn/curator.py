@@ -7,22 +7,23 @@ reports what would change and writes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from kern._sync import syncify
 from kern.context import DEFAULT_USER_ID, RunContext
 from kern.db.base import LearningFilter, LearningRecord, SetStatus
 from kern.errors import ConfigError
+from kern.learn.backend import LearningBackend, Read
 from kern.learn.scope import USER
+from kern.learn.stores.base import LearningStore
 from kern.learn.stores.listing import ListStore
-
-if TYPE_CHECKING:
-    from kern.learn.machine import LearningMachine
 
 __all__ = ["CurationReport", "Curator"]
 
@@ -52,12 +53,15 @@ class CurationReport:
 
 
 class Curator:
-    def __init__(self, machine: LearningMachine) -> None:
-        self._machine = machine
+    """Prune and deduplicate a machine's list stores, through its backend."""
+
+    def __init__(self, backend: LearningBackend, stores: Mapping[str, LearningStore]) -> None:
+        self._backend = backend
+        self._stores = stores
 
     # ------------------------------------------------------------------ public
 
-    def prune(
+    async def aprune(
         self,
         *,
         user_id: str | None = None,
@@ -74,10 +78,10 @@ class Curator:
             max_count is not None and max_count < 0
         ):
             raise ConfigError("max_age_days and max_count must be ≥ 0")
-        now = self._machine.db.now()
+        now = await asyncio.to_thread(self._backend.db.now)
         removed: list[Removal] = []
         for store, where in self._targets(user_id, stores):
-            records = self._machine.db.list_learnings(where, limit=1_000_000)  # newest first
+            records = await self._backend.answer(Read(where, limit=1_000_000))  # newest first
             for index, record in enumerate(records):
                 reason = None
                 if max_count is not None and index >= max_count:
@@ -89,9 +93,9 @@ class Curator:
                     reason = f"older than {max_age_days:g} days"
                 if reason:
                     removed.append(Removal(record.id, store.name, record.text, reason))
-        return self._finish("prune", removed, dry_run)
+        return await self._finish("prune", removed, dry_run)
 
-    def deduplicate(
+    async def adeduplicate(
         self,
         *,
         user_id: str | None = None,
@@ -104,17 +108,22 @@ class Curator:
         set) into the oldest item of each group."""
         removed: list[Removal] = []
         for store, where in self._targets(user_id, stores):
-            records = self._machine.db.list_learnings(where, limit=1_000_000, newest_first=False)
+            records = await self._backend.answer(Read(where, limit=1_000_000, newest_first=False))
+            vectors = await self._vectors(where) if self._backend.embedder is not None else {}
             for kind in {r.kind for r in records}:
                 group = [r for r in records if r.kind == kind]
-                removed += self._duplicates(store.name, group, where, threshold)
-        return self._finish("merge", removed, dry_run)
+                removed += _duplicates(store.name, group, vectors, threshold)
+        return await self._finish("merge", removed, dry_run)
 
-    def undo(self, report: CurationReport | Sequence[str]) -> int:
+    async def aundo(self, report: CurationReport | Sequence[str]) -> int:
         """Restore items a prune or merge removed; returns how many came back."""
         ids = report.ids if isinstance(report, CurationReport) else list(report)
         ops = [SetStatus(i, "active", "restore", from_statuses=("deleted",)) for i in ids]
-        return len(self._machine.db.apply(ops, actor="curator")) if ops else 0
+        return len(await self._backend.apply(ops, actor="curator")) if ops else 0
+
+    prune = syncify(aprune)
+    deduplicate = syncify(adeduplicate)
+    undo = syncify(aundo)
 
     # ------------------------------------------------------------------ internals
 
@@ -133,9 +142,9 @@ class Curator:
             run_id="",
             session_id="",
             user_id=user_id or DEFAULT_USER_ID,
-            agent_id=self._machine.agent_id,
+            agent_id=self._backend.agent_id,
         )
-        for store in self._machine.stores.values():
+        for store in self._stores.values():
             if not isinstance(store, ListStore) or (names is not None and store.name not in names):
                 continue
             shared = store.namespace not in (None, USER)
@@ -149,55 +158,55 @@ class Curator:
             raise ConfigError(f"no enabled list store among {list(names)}")
         return targets
 
-    def _duplicates(
-        self, store: str, group: list[LearningRecord], where: LearningFilter, threshold: float
-    ) -> list[Removal]:
-        removed: list[Removal] = []
-        kept: list[LearningRecord] = []
-        seen_hash: dict[str, str] = {}
-        vectors = self._vectors(where) if self._machine.embedder is not None else {}
-        words = {r.id: _words(r.text) for r in group}
-        for record in group:  # oldest first: the first of a group is the one kept
-            if (original := seen_hash.get(record.content_hash)) is not None:
-                removed.append(Removal(record.id, store, record.text, "exact duplicate", original))
-                continue
-            match = next(
-                (
-                    k
-                    for k in kept
-                    if _similar(
-                        words[k.id],
-                        words[record.id],
-                        vectors.get(k.id),
-                        vectors.get(record.id),
-                        threshold,
-                    )
-                ),
-                None,
-            )
-            if match is not None:
-                removed.append(Removal(record.id, store, record.text, "near duplicate", match.id))
-                continue
-            seen_hash[record.content_hash] = record.id
-            kept.append(record)
-        return removed
-
-    def _vectors(self, where: LearningFilter) -> dict[str, np.ndarray]:
-        ids, blobs = self._machine.db.load_vectors(where)
+    async def _vectors(self, where: LearningFilter) -> dict[str, np.ndarray]:
+        ids, blobs = await asyncio.to_thread(self._backend.db.load_vectors, where)
         out = {}
         for i, blob in zip(ids, blobs, strict=True):
             v = np.frombuffer(blob, dtype=np.float32)
             out[i] = v / (np.linalg.norm(v) or 1.0)
         return out
 
-    def _finish(self, action: str, removed: list[Removal], dry_run: bool) -> CurationReport:
+    async def _finish(self, action: str, removed: list[Removal], dry_run: bool) -> CurationReport:
         if removed and not dry_run:
             ops = [
                 SetStatus(r.id, "deleted", "prune" if action == "prune" else "merge")
                 for r in removed
             ]
-            self._machine.db.apply(ops, actor="curator")
+            await self._backend.apply(ops, actor="curator")
         return CurationReport(action, dry_run, removed)
+
+
+def _duplicates(
+    store: str, group: list[LearningRecord], vectors: dict[str, np.ndarray], threshold: float
+) -> list[Removal]:
+    removed: list[Removal] = []
+    kept: list[LearningRecord] = []
+    seen_hash: dict[str, str] = {}
+    words = {r.id: _words(r.text) for r in group}
+    for record in group:  # oldest first: the first of a group is the one kept
+        if (original := seen_hash.get(record.content_hash)) is not None:
+            removed.append(Removal(record.id, store, record.text, "exact duplicate", original))
+            continue
+        match = next(
+            (
+                k
+                for k in kept
+                if _similar(
+                    words[k.id],
+                    words[record.id],
+                    vectors.get(k.id),
+                    vectors.get(record.id),
+                    threshold,
+                )
+            ),
+            None,
+        )
+        if match is not None:
+            removed.append(Removal(record.id, store, record.text, "near duplicate", match.id))
+            continue
+        seen_hash[record.content_hash] = record.id
+        kept.append(record)
+    return removed
 
 
 _WORD = re.compile(r"\w+")

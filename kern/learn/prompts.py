@@ -7,10 +7,16 @@ separate from the data, and the data says it is not instructions.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["EXTRACTION_SYSTEM", "data_block", "escape", "extraction_prompt"]
+__all__ = [
+    "EXTRACTION_SYSTEM",
+    "data_block",
+    "escape",
+    "extraction_prompt",
+    "proposal_reply",
+]
 
 
 def escape(text: str) -> str:
@@ -60,3 +66,12 @@ def extraction_prompt(user: str, assistant: str, sections: Iterable[tuple[str, s
         parts.append(f"\n## {title}\n{body}")
     parts.append("\nReturn the changes as JSON.")
     return "\n".join(parts)
+
+
+def proposal_reply(ids: Sequence[str]) -> str:
+    """What a propose tool tells the model: nothing is saved until the user agrees."""
+    which = "this id" if len(ids) == 1 else "each id"
+    return (
+        f"Proposal {', '.join(ids)} created. It is NOT saved: ask the user to confirm; if they "
+        f"agree in a later message, call confirm_proposal with {which}."
+    )

@@ -7,62 +7,70 @@ Recall never returns proposed rows as knowledge; they become active only through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import builtins
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
+from kern._sync import syncify
 from kern.context import RunContext
 from kern.db.base import LearningFilter, LearningRecord, SetStatus, WriteOp
 from kern.errors import ConflictError, ToolError
+from kern.learn.backend import Apply, Flow, Get, LearningBackend, Read
 from kern.learn.items import Item
-from kern.learn.stores.base import Store
+from kern.learn.stores.base import LearningStore, Store
 from kern.tools import Tool
-
-if TYPE_CHECKING:
-    from kern.learn.machine import LearningMachine
 
 __all__ = ["Proposals"]
 
 
 class Proposals:
-    def __init__(self, machine: LearningMachine) -> None:
-        self._machine = machine
+    """Pending proposals of a machine's stores: list, approve, reject, and the agent's
+    ``confirm_proposal`` tool."""
 
-    def list(
+    def __init__(self, backend: LearningBackend, stores: Mapping[str, LearningStore]) -> None:
+        self._backend = backend
+        self._stores = stores
+
+    async def alist(
         self,
         *,
         user_id: str | None = None,
         store: str | None = None,
         session_id: str | None = None,
         limit: int = 100,
-    ) -> list[Item[Any]]:
+    ) -> builtins.list[Item[Any]]:
         """Pending proposals, newest first; ``user_id`` = proposed in that user's runs."""
         where = LearningFilter(
             store=store, user_id=user_id, session_id=session_id, statuses=("proposed",)
         )
-        records = self._machine.db.list_learnings(where, limit=limit)
+        records = await self._backend.answer(Read(where, limit=limit))
         return [self._item(r) for r in records]
 
-    def approve(self, proposal_id: str, *, run_id: str | None = None) -> Item[Any]:
+    async def aapprove(self, proposal_id: str, *, run_id: str | None = None) -> Item[Any]:
         """Make a proposal active; a keyed one (a profile field) supersedes the current value."""
-        record = self._pending(proposal_id)
-        ops: list[WriteOp] = []
+        return await self._backend.run(self._approve(proposal_id, run_id))
+
+    async def areject(self, proposal_id: str, *, run_id: str | None = None) -> Item[Any]:
+        """Reject a proposal: it never becomes active (and stays in history)."""
+        return await self._backend.run(self._reject(proposal_id, run_id))
+
+    def _approve(self, proposal_id: str, run_id: str | None) -> Flow[Item[Any]]:
+        record = yield from self._pending(proposal_id)
+        ops: builtins.list[WriteOp] = []
         if record.key is not None:
-            current = self._machine.db.list_learnings(
-                LearningFilter(store=record.store, scopes=[record.scope], key=record.key), limit=1
-            )
+            where = LearningFilter(store=record.store, scopes=[record.scope], key=record.key)
+            current = yield Read(where, limit=1)
             ops += [SetStatus(c.id, "superseded", "supersede") for c in current]
         ops.append(SetStatus(record.id, "active", "approve", from_statuses=("proposed",)))
-        saved = self._machine.db.apply(ops, run_id=run_id, actor="approval")
+        saved = yield Apply(ops, "approval", run_id)
         return self._item(saved[-1])
 
-    def reject(self, proposal_id: str, *, run_id: str | None = None) -> Item[Any]:
-        record = self._pending(proposal_id)
-        (saved,) = self._machine.db.apply(
-            [SetStatus(record.id, "rejected", "reject", from_statuses=("proposed",))],
-            run_id=run_id,
-            actor="approval",
-        )
+    def _reject(self, proposal_id: str, run_id: str | None) -> Flow[Item[Any]]:
+        record = yield from self._pending(proposal_id)
+        op = SetStatus(record.id, "rejected", "reject", from_statuses=("proposed",))
+        (saved,) = yield Apply([op], "approval", run_id)
         return self._item(saved)
 
     def confirm_tool(self) -> Tool:
@@ -72,10 +80,9 @@ class Proposals:
             proposal_id=(str, Field(description="The id of a pending proposal")),
         )
 
-        def confirm_proposal(ctx: RunContext, data: BaseModel) -> str:
-            proposal_id: str = data.proposal_id  # type: ignore[attr-defined]
-            record = self._machine.db.get_learning(proposal_id)
-            store = self._machine.stores.get(record.store) if record else None
+        def confirm(ctx: RunContext, proposal_id: str) -> Flow[str]:
+            record = yield Get(proposal_id)
+            store = self._stores.get(record.store) if record else None
             if (
                 record is None
                 or record.status != "proposed"
@@ -89,8 +96,11 @@ class Proposals:
                     "Refused: a proposal cannot be confirmed in the same turn that proposed it. "
                     "Ask the user; confirm only after they agree in a later message."
                 )
-            self.approve(proposal_id, run_id=ctx.run_id)
+            yield from self._approve(proposal_id, ctx.run_id)
             return f"Proposal {proposal_id} approved and saved."
+
+        async def confirm_proposal(ctx: RunContext, data: BaseModel) -> str:
+            return await self._backend.run(confirm(ctx, data.proposal_id))  # type: ignore[attr-defined]
 
         return Tool.for_model(
             confirm_proposal,
@@ -100,16 +110,20 @@ class Proposals:
             arguments=arguments,
         )
 
-    def _pending(self, proposal_id: str) -> LearningRecord:
-        record = self._machine.db.get_learning(proposal_id)
+    def _pending(self, proposal_id: str) -> Flow[LearningRecord]:
+        record = yield Get(proposal_id)
         if record is None or record.status != "proposed":
             raise ConflictError(f"no pending proposal with id {proposal_id!r}")
-        return record
+        return record  # type: ignore[no-any-return]
 
     def _item(self, record: LearningRecord) -> Item[Any]:
-        store = self._machine.stores.get(record.store)
+        store = self._stores.get(record.store)
         schema = store.schema_for(record.kind) if isinstance(store, Store) else None
         return Item.from_record(record, schema or _Any)
+
+    list = syncify(alist)
+    approve = syncify(aapprove)
+    reject = syncify(areject)
 
 
 class _Any(BaseModel):

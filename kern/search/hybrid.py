@@ -23,7 +23,7 @@ from kern._sync import run_sync
 from kern._text import query_terms
 from kern.db.base import LearningDb, LearningFilter, RankingRow, SearchHit
 from kern.errors import ConfigError
-from kern.search.embedders import Embedder, HashEmbedder, LocalEmbedder
+from kern.search.embedders import Embedder, HashEmbedder, LocalEmbedder, Vector
 from kern.search.ranking import RankingConfig, rank
 
 __all__ = ["embed_sync", "hybrid_search", "resolve_embedder"]
@@ -41,7 +41,8 @@ def resolve_embedder(embedder: Embedder | str | None) -> Embedder | None:
 
 
 def embed_sync(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
-    """Embed from synchronous code (store writes run in worker threads)."""
+    """Embed from synchronous code outside kern's event loop (scripts, benchmarks); the
+    learning layer embeds asynchronously (``kern.learn.backend``) and passes vectors in."""
     return list(run_sync(embedder.embed(texts)))
 
 
@@ -54,16 +55,24 @@ def hybrid_search(
     limit: int,
     config: RankingConfig = RankingConfig(),
     now: datetime | None = None,
+    query_vector: Vector | None = None,
 ) -> list[SearchHit]:
     """The ``limit`` best rows matching ``where`` for ``query``, best first.
 
     ``now`` (default: the current time) anchors "last week" in the query and the recency
-    prior; pass it to search as of another moment.
+    prior; pass it to search as of another moment. ``query_vector`` is the query's
+    embedding, computed by the caller (async code must not embed through ``embed_sync``);
+    without it, ``embedder`` (if any) embeds the query here.
     """
     if limit <= 0 or not query_terms(query):
         return []
     text = dict(db.search_text_scores(query, where, limit=config.candidates))
-    vectors = _vector_scores(db, embedder, query, where, config.candidates) if embedder else {}
+    if query_vector is None and embedder is not None:
+        (query_vector,) = embed_sync(embedder, [query])
+    vectors: dict[str, float] = {}
+    if query_vector is not None:
+        vector = np.asarray(query_vector, dtype=np.float32).tobytes()
+        vectors = dict(db.search_vectors(vector, where, limit=config.candidates))
     if not text and not vectors:
         return []
     candidates = list(dict.fromkeys([*text, *vectors]))
@@ -84,14 +93,6 @@ def hybrid_search(
     top = [key for key, _ in ranked]
     records = {r.id: r for r in db.list_learnings(replace(where, ids=top), limit=len(top))}
     return [SearchHit(records[key], score) for key, score in ranked if key in records]
-
-
-def _vector_scores(
-    db: LearningDb, embedder: Embedder, query: str, where: LearningFilter, candidates: int
-) -> dict[str, float]:
-    (query_vector,) = embed_sync(embedder, [query])
-    vector = np.asarray(query_vector, dtype=np.float32).tobytes()
-    return dict(db.search_vectors(vector, where, limit=candidates))
 
 
 def _context(

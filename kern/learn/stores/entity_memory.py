@@ -7,8 +7,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, create_model
 
+from kern._sync import syncify
 from kern.context import RunContext
-from kern.db.base import SetStatus, WriteOp
+from kern.db.base import Create, LearningStatus, SetStatus, WriteOp
+from kern.learn.backend import Flow
 from kern.learn.config import EntityMemoryConfig, LearningMode
 from kern.learn.items import Item
 from kern.learn.schemas import EntityEvent, EntityRelation
@@ -50,7 +52,7 @@ class EntityMemoryStore(ListStore[Any]):
 
     # -------------------------------------------------------------- direct API
 
-    def add_fact(
+    async def aadd_fact(
         self,
         entity: str,
         fact: str,
@@ -59,24 +61,31 @@ class EntityMemoryStore(ListStore[Any]):
         user_id: str | None = None,
         **extra: Any,
     ) -> Item[Any]:
-        return self.add(
-            {"entity": entity, "fact": fact, "entity_type": entity_type, **extra}, user_id=user_id
-        )
+        """Store a fact about ``entity``."""
+        data = {"entity": entity, "fact": fact, "entity_type": entity_type, **extra}
+        return await self.aadd(data, user_id=user_id)
 
-    def add_event(
+    async def aadd_event(
         self, entity: str, event: str, *, date: str | None = None, user_id: str | None = None
     ) -> Item[Any]:
-        return self._add_kind("event", EntityEvent(entity=entity, event=event, date=date), user_id)
+        """Store something that happened to ``entity``."""
+        data = EntityEvent(entity=entity, event=event, date=date)
+        return await self._add_kind("event", data, user_id)
 
-    def add_relation(
+    async def aadd_relation(
         self, subject: str, relation: str, object: str, *, user_id: str | None = None
     ) -> Item[Any]:
+        """Store a relation between two entities."""
         data = EntityRelation(subject=subject, relation=relation, object=object)
-        return self._add_kind("relation", data, user_id)
+        return await self._add_kind("relation", data, user_id)
 
-    def _add_kind(self, kind: str, data: BaseModel, user_id: str | None) -> Item[Any]:
-        ctx = self._context(user_id)
-        (saved,) = self._apply([self._create(self._record(ctx, data, kind=kind))], ctx, "api")
+    add_fact = syncify(aadd_fact)
+    add_event = syncify(aadd_event)
+    add_relation = syncify(aadd_relation)
+
+    async def _add_kind(self, kind: str, data: BaseModel, user_id: str | None) -> Item[Any]:
+        record = self._record(self._context(user_id), data, kind=kind)
+        (saved,) = await self.backend.apply([Create(record)], actor="api")
         return self._item(saved)
 
     def render_row(self, item: Item[Any], *, with_id: bool = True) -> dict[str, Any]:
@@ -115,22 +124,20 @@ class EntityMemoryStore(ListStore[Any]):
         self, kind: str, schema: type[BaseModel], name: str, description: str, status: str
     ) -> Tool:
         proposing = status == "proposed"
-
-        def save(ctx: RunContext, data: BaseModel) -> str:
-            record = self._record(
-                ctx, data, kind=kind, status="proposed" if proposing else "active"
-            )
-            (saved,) = self._apply([self._create(record)], ctx, "tool")
-            if proposing:
-                return (
-                    f"Proposal {saved.id} created, NOT saved: ask the user to confirm; if "
-                    "they agree in a later message, call confirm_proposal with this id."
-                )
-            return f"Saved entity {kind} {saved.id}."
-
         if proposing:
             name, description = f"propose_{name}", f"Propose: {description} (needs approval)"
-        return Tool.for_model(save, name=name, description=description, arguments=schema)
+
+        def ops(ctx: RunContext, data: BaseModel, status: LearningStatus) -> list[WriteOp]:
+            return [Create(self._record(ctx, data, kind=kind, status=status))]
+
+        return self._save_tool(
+            ops,
+            proposing=proposing,
+            name=name,
+            description=description,
+            arguments=schema,
+            saved=lambda records, data: f"Saved entity {kind} {records[0].id}.",
+        )
 
     # -------------------------------------------------------------- extraction
 
@@ -148,8 +155,8 @@ class EntityMemoryStore(ListStore[Any]):
         )
         return ops | None
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
-        view = super().extraction_view(ctx, turn)
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
+        view = yield from super().extraction_view(ctx, turn)
         if view is None:
             return None
         guidance = (
@@ -160,10 +167,12 @@ class EntityMemoryStore(ListStore[Any]):
         if self.config.instructions:
             guidance += " " + self.config.instructions
         return ExtractionView(
-            self.name, self.extraction_output, guidance, view.data, view.local_ids
+            self.name, self.extraction_output, guidance, view.data, view.local_ids, view.stored
         )
 
-    def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
+    def extraction_writes(
+        self, value: Any, view: ExtractionView, ctx: RunContext
+    ) -> Flow[list[WriteOp]]:
         if value is None:
             return []
         writes: list[WriteOp] = []
@@ -175,8 +184,9 @@ class EntityMemoryStore(ListStore[Any]):
             for data in items:
                 schema = self.schema_for(kind)
                 record = self._record(ctx, schema.model_validate(data.model_dump()), kind=kind)
-                writes.append(self._create(record))
+                writes.append(Create(record))
         for number in dict.fromkeys(value.delete):
             if (item_id := view.local_ids.get(number)) is not None:
                 writes.append(SetStatus(item_id, "deleted", "delete"))
         return writes
+        yield  # asks for nothing: every id it needs is in the view

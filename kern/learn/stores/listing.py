@@ -10,25 +10,20 @@ from __future__ import annotations
 import builtins
 import functools
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, create_model
 
+from kern._sync import syncify
 from kern.context import RunContext
-from kern.db.base import (
-    LearningStatus,
-    SetStatus,
-    WriteOp,
-)
+from kern.db.base import Create, LearningStatus, SetStatus, WriteOp
 from kern.errors import ConfigError
+from kern.learn.backend import Flow, Get, Read, Search
 from kern.learn.config import LearningMode
 from kern.learn.items import Item
 from kern.learn.prompts import data_block
 from kern.learn.stores.base import ExtractionView, Recalled, S, Store, Turn
 from kern.tools import Tool
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["ListStore"]
 
@@ -54,7 +49,7 @@ class ListStore(Store[S]):
 
     # -------------------------------------------------------------- direct API
 
-    def add(
+    async def aadd(
         self,
         content: str | S | dict[str, Any],
         *,
@@ -66,18 +61,18 @@ class ListStore(Store[S]):
         """Store a new item now (no model involved) and return it."""
         ctx = self._context(user_id, session_id)
         record = self._record(ctx, self.coerce(content), created_at=created_at, metadata=metadata)
-        (saved,) = self._apply([self._create(record)], ctx, "api")
+        (saved,) = await self.backend.apply([Create(record)], actor="api")
         return self._item(saved)
 
-    def get(self, item_id: str, *, user_id: str | None = None) -> Item[S] | None:
+    async def aget(self, item_id: str, *, user_id: str | None = None) -> Item[S] | None:
         """The item if it exists and is visible to ``user_id``'s scope, else ``None``."""
-        record = self.db.get_learning(item_id)
+        record = await self.backend.answer(Get(item_id))
         ctx = self._context(user_id)
         if record is None or record.store != self.name or record.scope != self.scope(ctx):
             return None
         return self._item(record)
 
-    def list(
+    async def alist(
         self,
         *,
         user_id: str | None = None,
@@ -87,9 +82,10 @@ class ListStore(Store[S]):
     ) -> builtins.list[Item[S]]:
         """Items newest first."""
         where = self._where(self._context(user_id), kinds=self.kinds, statuses=(status,))
-        return [self._item(r) for r in self.db.list_learnings(where, limit=limit, offset=offset)]
+        records = await self.backend.answer(Read(where, limit=limit, offset=offset))
+        return [self._item(r) for r in records]
 
-    def update(
+    async def aupdate(
         self,
         item_id: str,
         content: str | S | dict[str, Any],
@@ -97,22 +93,30 @@ class ListStore(Store[S]):
         user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Item[S]:
+        """Replace an item's content (validated against its kind's schema)."""
         ctx = self._context(user_id)
-        current = self._owned(ctx, item_id)
+        current = await self.backend.run(self._owned(ctx, item_id))
         data = self.coerce(content, kind=current.kind)
-        (saved,) = self._apply([self._update(current, data, metadata)], ctx, "api")
+        (saved,) = await self.backend.apply([self._update(current, data, metadata)], actor="api")
         return self._item(saved)
 
-    def delete(self, item_id: str, *, user_id: str | None = None) -> None:
-        ctx = self._context(user_id)
-        current = self._owned(ctx, item_id)
-        self._apply([SetStatus(current.id, "deleted", "delete")], ctx, "api")
+    async def adelete(self, item_id: str, *, user_id: str | None = None) -> None:
+        """Delete an item (it stays in history)."""
+        current = await self.backend.run(self._owned(self._context(user_id), item_id))
+        await self.backend.apply([SetStatus(current.id, "deleted", "delete")], actor="api")
 
-    def search(
+    async def asearch(
         self, query: str, *, user_id: str | None = None, limit: int = 10
     ) -> builtins.list[Item[S]]:
         """Hybrid search (full-text, plus vectors when an embedder is set) in the scope."""
-        return self._search(self._context(user_id), query, limit)
+        return await self.backend.run(self._search(self._context(user_id), query, limit))
+
+    add = syncify(aadd)
+    get = syncify(aget)
+    list = syncify(alist)
+    update = syncify(aupdate)
+    delete = syncify(adelete)
+    search = syncify(asearch)
 
     def coerce(self, content: str | S | dict[str, Any], *, kind: str | None = None) -> S:
         """Accept a string (the main text field), a dict or a schema instance, validated
@@ -138,20 +142,21 @@ class ListStore(Store[S]):
 
     # -------------------------------------------------------------- recall
 
-    def _search(self, ctx: RunContext, query: str, limit: int) -> builtins.list[Item[S]]:
-        hits = self.machine.search(query, self._where(ctx, kinds=self.kinds), limit=limit)
+    def _search(self, ctx: RunContext, query: str, limit: int) -> Flow[builtins.list[Item[S]]]:
+        hits = yield Search(query, self._where(ctx, kinds=self.kinds), limit)
         return [self._item(h.record, h.score) for h in hits]
 
-    def recall(self, ctx: RunContext) -> Recalled:
-        items = self._search(ctx, ctx.input, self.config.limit) if self.config.limit else []
+    def recall(self, ctx: RunContext) -> Flow[Recalled]:
+        items = (
+            (yield from self._search(ctx, ctx.input, self.config.limit))
+            if self.config.limit
+            else []
+        )
         pending: builtins.list[Item[S]] = []
         if self.mode is LearningMode.PROPOSE:
             where = self._where(ctx, kinds=self.kinds, statuses=("proposed",))
-            pending = [
-                self._item(r)
-                for r in self.db.list_learnings(where, limit=20)
-                if r.session_id == ctx.session_id
-            ]
+            records = yield Read(where, limit=20)
+            pending = [self._item(r) for r in records if r.session_id == ctx.session_id]
         return Recalled(items, pending)
 
     def render_row(self, item: Item[S], *, with_id: bool = True) -> dict[str, Any]:
@@ -194,28 +199,18 @@ class ListStore(Store[S]):
 
     def _add_tool(self, *, status: LearningStatus) -> Tool:
         proposing = status == "proposed"
-
-        def add(ctx: RunContext, data: BaseModel) -> str:
-            record = self._record(ctx, data, status=status)
-            (saved,) = self._apply([self._create(record)], ctx, "tool")
-            if proposing:
-                return (
-                    f"Proposal {saved.id} created. It is NOT saved: ask the user to confirm; "
-                    "if they agree in a later message, call confirm_proposal with this id."
-                )
-            return f"Saved {self.noun} {saved.id}."
-
-        verb = "propose" if proposing else "add"
         what = (
             "Propose a new {noun} for the user to approve (nothing is saved until they do)."
             if proposing
             else "Save a new {noun}."
         )
-        return Tool.for_model(
-            add,
-            name=self.tool_name(verb),
+        return self._save_tool(
+            lambda ctx, data, status: [Create(self._record(ctx, data, status=status))],
+            proposing=proposing,
+            name=self.tool_name("propose" if proposing else "add"),
             description=self.describe(what.format(noun=self.noun)),
             arguments=self.schema,
+            saved=lambda records, data: f"Saved {self.noun} {records[0].id}.",
         )
 
     def _update_tool(self) -> Tool:
@@ -225,14 +220,15 @@ class ListStore(Store[S]):
             id=(str, Field(description=f"The id of the {self.noun} to change")),
         )
 
-        def update(ctx: RunContext, data: BaseModel) -> str:
+        def update(ctx: RunContext, data: BaseModel) -> Flow[str]:
             values = data.model_dump()
             item_id = values.pop("id")
-            current = self._owned(ctx, item_id)
-            self._apply([self._update(current, self.schema.model_validate(values))], ctx, "tool")
+            current = yield from self._owned(ctx, item_id)
+            op = self._update(current, self.schema.model_validate(values))
+            yield from self._apply(ctx, [op], "tool")
             return f"Updated {self.noun} {item_id}."
 
-        return Tool.for_model(
+        return self._tool(
             update,
             name=self.tool_name("update"),
             description=self.describe(f"Replace the content of a stored {self.noun}, by id."),
@@ -245,12 +241,12 @@ class ListStore(Store[S]):
             id=(str, Field(description=f"The id of the {self.noun} to delete")),
         )
 
-        def delete(ctx: RunContext, data: BaseModel) -> str:
-            current = self._owned(ctx, data.id)  # type: ignore[attr-defined]
-            self._apply([SetStatus(current.id, "deleted", "delete")], ctx, "tool")
+        def delete(ctx: RunContext, data: BaseModel) -> Flow[str]:
+            current = yield from self._owned(ctx, data.id)  # type: ignore[attr-defined]
+            yield from self._apply(ctx, [SetStatus(current.id, "deleted", "delete")], "tool")
             return f"Deleted {self.noun} {current.id}."
 
-        return Tool.for_model(
+        return self._tool(
             delete,
             name=self.tool_name("delete"),
             description=self.describe(
@@ -266,11 +262,11 @@ class ListStore(Store[S]):
             limit=(int, Field(5, ge=1, le=20, description="How many results")),
         )
 
-        def search(ctx: RunContext, data: BaseModel) -> builtins.list[dict[str, Any]]:
-            items = self._search(ctx, data.query, data.limit)  # type: ignore[attr-defined]
+        def search(ctx: RunContext, data: BaseModel) -> Flow[builtins.list[dict[str, Any]]]:
+            items = yield from self._search(ctx, data.query, data.limit)  # type: ignore[attr-defined]
             return [self.render_row(i) for i in items]
 
-        return Tool.for_model(
+        return self._tool(
             search,
             name=self.tool_name("search"),
             description=f"Search stored {self.plural}.",
@@ -300,10 +296,11 @@ class ListStore(Store[S]):
         )
         return ops | None
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
         if self.mode is not LearningMode.ALWAYS:
             return None
-        similar = self._search(ctx, f"{turn.user}\n{turn.assistant}", self.extraction_neighbours)
+        query = f"{turn.user}\n{turn.assistant}"
+        similar = yield from self._search(ctx, query, self.extraction_neighbours)
         local_ids = {n: item.id for n, item in enumerate(similar, 1)}
         rows = [f"[{n}] " + item.content for n, item in zip(local_ids, similar, strict=True)]
         guidance = self.extraction_guidance()
@@ -315,34 +312,38 @@ class ListStore(Store[S]):
             guidance=guidance,
             data="\n".join(rows) or "(none stored yet)",
             local_ids=local_ids,
+            stored=similar,
         )
 
     def extraction_writes(
         self, value: Any, view: ExtractionView, ctx: RunContext
-    ) -> builtins.list[WriteOp]:
+    ) -> Flow[builtins.list[WriteOp]]:
+        """Adds, then updates (of rows still active, read once, fresh), then deletes; an
+        invented or repeated item number is ignored, never guessed."""
         if value is None:
             return []
-        writes: builtins.list[WriteOp] = []
-        touched: set[str] = set()
-        for data in value.add:
-            writes.append(
-                self._create(self._record(ctx, self.schema.model_validate(data.model_dump())))
-            )
+        writes: builtins.list[WriteOp] = [
+            Create(self._record(ctx, self.schema.model_validate(data.model_dump())))
+            for data in value.add
+        ]
+        changes: dict[str, Any] = {}
+        deletes: dict[str, None] = {}
         for change in value.update:
             item_id = view.local_ids.get(change.id)
-            if item_id is None or item_id in touched:
-                continue  # an invented or repeated number: ignored, never guessed
-            touched.add(item_id)
-            current = self.db.get_learning(item_id)
-            if current is None or current.status != "active":
-                continue
-            fields = change.model_dump()
-            fields.pop("id")
-            writes.append(self._update(current, self.schema.model_validate(fields)))
+            if item_id is not None and item_id not in changes:
+                changes[item_id] = change
         for number in value.delete:
             item_id = view.local_ids.get(number)
-            if item_id is None or item_id in touched:
-                continue
-            touched.add(item_id)
-            writes.append(SetStatus(item_id, "deleted", "delete"))
+            if item_id is not None and item_id not in changes:
+                deletes[item_id] = None
+        if changes:
+            records = yield Read(self._where(ctx, ids=builtins.list(changes)), limit=len(changes))
+            current = {r.id: r for r in records}
+            for item_id, change in changes.items():
+                if item_id in current:
+                    fields = change.model_dump()
+                    fields.pop("id")
+                    op = self._update(current[item_id], self.schema.model_validate(fields))
+                    writes.append(op)
+        writes += [SetStatus(item_id, "deleted", "delete") for item_id in deletes]
         return writes
