@@ -101,10 +101,6 @@ class LearningBackend:
             raise ConfigError(f"{type(self._db).__name__} cannot store learnings")
         return self._db
 
-    @property
-    def has_db(self) -> bool:
-        return self._db is not None
-
     def attach(self, db: Db | None, agent_id: str | None) -> None:
         self._db = self._db or db
         self.agent_id = self.agent_id or agent_id

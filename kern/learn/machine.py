@@ -19,16 +19,7 @@ from kern.context import RunContext
 from kern.db.base import Db, JobRecord, LearningDb, LearningFilter, SearchHit, WriteOp
 from kern.errors import ConfigError
 from kern.learn.backend import LearningBackend
-from kern.learn.config import (
-    DecisionLogConfig,
-    EntityMemoryConfig,
-    LearnedKnowledgeConfig,
-    LearningMode,
-    SessionContextConfig,
-    StoreConfig,
-    UserMemoryConfig,
-    UserProfileConfig,
-)
+from kern.learn.config import LearningMode, StoreConfig
 from kern.learn.extraction import extract
 from kern.learn.jobs import JobRunner
 from kern.learn.prompts import LEARNED_CONTEXT_HEADER
@@ -136,17 +127,15 @@ class LearningMachine:
             run_jobs=run_jobs,
         )
         self.stores: dict[str, LearningStore] = {}
-        builtins: list[tuple[str, StoreArg, type[Store[Any]], type[StoreConfig]]] = [
-            ("user_profile", user_profile, UserProfileStore, UserProfileConfig),
-            ("user_memory", user_memory, UserMemoryStore, UserMemoryConfig),
-            ("session_context", session_context, SessionContextStore, SessionContextConfig),
-            ("entity_memory", entity_memory, EntityMemoryStore, EntityMemoryConfig),
-            ("learned_knowledge", learned_knowledge, LearnedKnowledgeStore, LearnedKnowledgeConfig),
-            ("decision_log", decision_log, DecisionLogStore, DecisionLogConfig),
-        ]
-        for name, arg, store_class, config_class in builtins:
-            store = self._build_store(name, arg, store_class, config_class)
-            if store is not None:
+        for store_class, arg in (
+            (UserProfileStore, user_profile),
+            (UserMemoryStore, user_memory),
+            (SessionContextStore, session_context),
+            (EntityMemoryStore, entity_memory),
+            (LearnedKnowledgeStore, learned_knowledge),
+            (DecisionLogStore, decision_log),
+        ):
+            if (store := self._build_store(store_class, arg)) is not None:
                 self._add(store)
         for custom in custom_stores:
             if not isinstance(custom, LearningStore):
@@ -165,19 +154,13 @@ class LearningMachine:
         """What ``learning=True`` means: profile, memories and session context, always mode."""
         return cls(user_profile=True, user_memory=True, session_context=True)
 
-    def _build_store(
-        self,
-        name: str,
-        arg: StoreArg,
-        store_class: type[Store[Any]],
-        config_class: type[StoreConfig],
-    ) -> Store[Any] | None:
+    def _build_store(self, store_class: type[Store[Any]], arg: StoreArg) -> Store[Any] | None:
+        config_class, name = store_class.config_class, store_class.name
         if arg is None or arg is False:
             return None
         if arg is True:
             namespaced = "namespace" in config_class.model_fields
-            config = config_class(namespace=self.namespace) if namespaced else config_class()
-            return store_class(config)
+            return store_class(config_class(namespace=self.namespace) if namespaced else None)
         if isinstance(arg, StoreConfig):
             return store_class(arg)
         if isinstance(arg, store_class):

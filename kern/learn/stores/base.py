@@ -264,7 +264,8 @@ class Store(Generic[S]):
         return []
 
     def describe(self, description: str) -> str:
-        """A tool description with the store's configured ``instructions`` appended."""
+        """A tool description (or extraction guidance) with the store's configured
+        ``instructions`` appended."""
         extra = self.config.instructions
         return f"{description} {extra}" if extra else description
 

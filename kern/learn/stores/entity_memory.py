@@ -164,10 +164,13 @@ class EntityMemoryStore(ListStore[Any]):
             "projects, products, people other than the user) mentioned in the exchange; "
             "skip what is already stored; delete stored items the exchange shows are wrong."
         )
-        if self.config.instructions:
-            guidance += " " + self.config.instructions
         return ExtractionView(
-            self.name, self.extraction_output, guidance, view.data, view.local_ids, view.stored
+            self.name,
+            self.extraction_output,
+            self.describe(guidance),
+            view.data,
+            view.local_ids,
+            view.stored,
         )
 
     def extraction_writes(

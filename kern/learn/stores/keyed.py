@@ -176,12 +176,10 @@ class UserProfileStore(Store[ProfileField]):
             "set profile fields the user stated or corrected; leave the others null. "
             "Only change a stored value when the user gave a new one."
         )
-        if self.config.instructions:
-            guidance += " " + self.config.instructions
         return ExtractionView(
             key=self.name,
             output=self.updates | None,
-            guidance=guidance,
+            guidance=self.describe(guidance),
             data=escape(str(current)) if current else "(empty)",
             stored=fields,
         )
@@ -276,12 +274,10 @@ class SessionContextStore(Store[SessionContext]):
             "the session's state after this exchange: summary, goal, plan, progress. Return "
             "the full updated state, or null if nothing about the session changed."
         )
-        if self.config.instructions:
-            guidance += " " + self.config.instructions
         return ExtractionView(
             key=self.name,
             output=self.schema | None,
-            guidance=guidance,
+            guidance=self.describe(guidance),
             data=escape(current.data.model_dump_json(exclude_defaults=True))
             if current
             else "(empty)",

@@ -303,13 +303,10 @@ class ListStore(Store[S]):
         similar = yield from self._search(ctx, query, self.extraction_neighbours)
         local_ids = {n: item.id for n, item in enumerate(similar, 1)}
         rows = [f"[{n}] " + item.content for n, item in zip(local_ids, similar, strict=True)]
-        guidance = self.extraction_guidance()
-        if self.config.instructions:
-            guidance += " " + self.config.instructions
         return ExtractionView(
             key=self.name,
             output=self.extraction_output,
-            guidance=guidance,
+            guidance=self.describe(self.extraction_guidance()),
             data="\n".join(rows) or "(none stored yet)",
             local_ids=local_ids,
             stored=similar,
