@@ -255,6 +255,11 @@ class LearningMachine:
     def job_lease(self, seconds: float) -> None:
         self.jobs.lease = seconds
 
+    @property
+    def run_jobs(self) -> bool:
+        """Whether this process runs extraction jobs (else ``kern worker`` processes do)."""
+        return self.jobs.run_jobs
+
     def search(self, query: str, where: LearningFilter, *, limit: int) -> list[SearchHit]:
         """Hybrid search for synchronous callers (the REST API); stores use the backend."""
         return run_sync(self.backend.search(query, where, limit=limit))
