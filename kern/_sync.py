@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import functools
 import inspect
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 from kern.errors import ConfigError
@@ -66,15 +68,24 @@ def syncify(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
     return sync
 
 
+#: Threads for plug-point code (sync tools, custom stores' plain hooks), apart from the loop's
+#: default pool, which does kern's leaf work (database calls, a local model's forward pass).
+#: Plug-point code may call kern's sync API, which waits on leaf work: with one shared pool,
+#: as many such calls at once as the pool has threads would hold every thread it waits for.
+_plug_threads = ThreadPoolExecutor(thread_name_prefix="kern-plug")
+
+
 async def call_any(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Call a sync or async callable from async code; sync ones run in a worker thread.
 
     Plug points (tools, custom stores, embedders) accept both kinds; this is the one place
-    that tells them apart, so blocking code never stalls the event loop.
+    that tells them apart, so blocking code never stalls the event loop. Sync ones run on
+    their own threads (``_plug_threads``), so they may call kern's sync API.
     """
     if inspect.iscoroutinefunction(function):
         return await function(*args, **kwargs)
-    result = await asyncio.to_thread(function, *args, **kwargs)
+    call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+    result = await asyncio.get_running_loop().run_in_executor(_plug_threads, call)
     if inspect.isawaitable(result):  # a sync callable that returned an awaitable
         return await result
     return result

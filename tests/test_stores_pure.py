@@ -36,8 +36,10 @@ from kern.learn.stores import (
     UserProfileStore,
 )
 from kern.learn.stores.keyed import ProfileField
+from kern.models.base import ModelRequest, ModelResponse, ToolCall, ToolResultMessage
 from kern.models.testing import FunctionModel, TestModel
 from kern.search.embedders import HashEmbedder, Vector
+from kern.tools import tool
 from tests.learning_helpers import extraction_model
 
 NOW = datetime(2026, 1, 5, tzinfo=UTC)
@@ -368,4 +370,40 @@ def test_threaded_sync_runs_with_a_to_thread_embedder_do_not_deadlock(tmp_path: 
     outputs = [f.result() for f in futures]
     assert all(o.content for o in outputs)
     assert any("likes tea" in o.recalled for o in outputs)
+    db.close()
+
+
+def test_threaded_sync_runs_whose_sync_tool_calls_the_sync_store_api_do_not_deadlock(
+    tmp_path: Any,
+) -> None:
+    """A sync tool runs in a thread; calling ``lm.user_memory.add`` there waits on the loop,
+    whose write needs a thread for the database: those must never be the same threads."""
+    db = SqliteDb(db_file=str(tmp_path / "t.db"))
+    lm = LearningMachine(db=db, user_memory=UserMemoryConfig(mode=LearningMode.AGENTIC))
+
+    @tool
+    def note(text: str, ctx: RunContext) -> str:
+        """Note something about the user.
+
+        Args:
+            text: What to note.
+        """
+        return lm.user_memory.add(text, user_id=ctx.user_id).id
+
+    def respond(request: ModelRequest) -> ModelResponse:
+        if any(isinstance(m, ToolResultMessage) for m in request.messages):
+            return ModelResponse("noted")
+        return ModelResponse(tool_calls=(ToolCall("c1", "note", '{"text": "likes tea"}'),))
+
+    agent = Agent(model=FunctionModel(respond), db=db, learning=lm, tools=[note])
+    runs = 4 * ThreadPoolExecutor()._max_workers
+    pool = ThreadPoolExecutor(runs)
+    futures = [
+        pool.submit(agent.run, "note it", user_id=f"u{i}", session_id=f"s{i}") for i in range(runs)
+    ]
+    _, hung = wait(futures, timeout=120)
+    pool.shutdown(wait=not hung, cancel_futures=True)
+    assert not hung, f"{len(hung)} of {runs} concurrent runs never finished"
+    assert all(f.result().content == "noted" for f in futures)
+    assert len(lm.user_memory.list(user_id="u0")) == 1
     db.close()
