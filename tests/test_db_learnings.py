@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from kern.db.base import (
 )
 from kern.db.migrations import MIGRATIONS, applied_migrations, migrate
 from kern.db.sql import SqlDb
+from kern.db.sqlite import SqliteDb
 from kern.errors import (
     ConfigError,
     ConflictError,
@@ -580,6 +582,23 @@ def _fts_matches(db: SqlDb, word: str) -> int:
     )
     with db.transaction(write=False) as conn:
         return int(conn.execute(text(query), {"w": word}).scalar_one())
+
+
+def test_sqlite_full_text_index_is_bounded_by_scope(tmp_path: Path) -> None:
+    """SQLite's index holds each row's scope as one token (migration m005), so a search's
+    ``MATCH`` lists the scope's rows only instead of every matching row of the table (what
+    made a user's recall at 1M stored items take 300+ ms, benchmarks/scale.md)."""
+    db = SqliteDb(tmp_path / "kern.db")
+    db.apply(
+        [Create(rec(f"b{i}", "jazz concert", scope=BOB, user_id="bob")) for i in range(5)]
+        + [Create(rec("a1", "jazz concert"))]
+    )
+    match = "text: jazz AND scope: " + ALICE.encode().hex().upper()
+    assert _fts_matches(db, match) == 1 and _fts_matches(db, "jazz") == 6
+    db.apply([Update("a1", {"content": "blues"}, "blues", "h")])
+    assert _fts_matches(db, match) == 0
+    assert ids(db.search_text("jazz", LearningFilter(scopes=[BOB]), limit=2)) == ["b0", "b1"]
+    db.close()
 
 
 def test_search_follows_updates_and_deletions(db: SqlDb) -> None:

@@ -137,11 +137,29 @@ def _check_m004(db: SqlDb) -> None:
     )
 
 
+# A scope with characters FTS5 would split or read as syntax, and a long one.
+ODD_SCOPE = 'user/zo%C3%AB "q" ' + "x" * 300
+
+
+def _seed_m005(db: SqlDb) -> None:
+    db.apply([Create(rec("seed-5", "Zoe paddles a canoe", scope=ODD_SCOPE, user_id="zoe"))])
+
+
+def _check_m005(db: SqlDb) -> None:
+    # Rows written before m005 (seed-3) and after it are found within their scope only.
+    assert ids(db.search_text("canoeing", LearningFilter(scopes=[ODD_SCOPE]))) == ["seed-5"]
+    assert db.search_text("canoeing", LearningFilter(scopes=[CAROL])) == []
+    assert db.search_text("kayaking", LearningFilter(scopes=[ODD_SCOPE])) == []
+    both = LearningFilter(scopes=[CAROL, ODD_SCOPE])
+    assert sorted(ids(db.search_text("kayaking canoeing", both))) == ["seed-3", "seed-5"]
+
+
 SEEDS: dict[str, tuple[Callable[[SqlDb], None], Callable[[SqlDb], None]]] = {
     "m001_sessions_and_runs": (_seed_m001, _check_m001),
     "m002_learnings": (seed_m002, check_m002),
     "m003_postgres_full_text": (_seed_m003, _check_m003),
     "m004_time": (_seed_m004, _check_m004),
+    "m005_scoped_full_text": (_seed_m005, _check_m005),
 }
 
 

@@ -220,6 +220,47 @@ def m004_time(conn: Connection) -> None:
         index.create(conn)
 
 
+# SQLite: the full-text index gets the row's scope as a second column, one token per scope
+# (``hex(scope)``: letters and digits, so unicode61 keeps it whole), so that a search matches
+# ``text: (terms) AND scope: <token>`` and FTS5 intersects the scope's doclist with the terms'
+# before scoring, instead of listing every matching row of the table for the join back to
+# ``learnings`` to filter (benchmarks/scale.md: a user's recall at 1M stored items, p50 319 ->
+# 19 ms). The table becomes contentless (``content=''``): it never returns text, and an
+# external-content table would need ``learnings`` to hold the token as a column. A contentless
+# table's ``delete`` takes the values the row was indexed with, which the triggers pass.
+_M005_SQLITE_SCOPED_FULL_TEXT = (
+    "DROP TRIGGER learnings_fts_insert",
+    "DROP TRIGGER learnings_fts_delete",
+    "DROP TRIGGER learnings_fts_update",
+    "DROP TABLE learnings_fts",
+    """CREATE VIRTUAL TABLE learnings_fts USING fts5(
+        text, scope, content='', tokenize='porter unicode61'
+    )""",
+    "INSERT INTO learnings_fts (rowid, text, scope) SELECT seq, text, hex(scope) FROM learnings",
+    """CREATE TRIGGER learnings_fts_insert AFTER INSERT ON learnings BEGIN
+        INSERT INTO learnings_fts (rowid, text, scope) VALUES (new.seq, new.text, hex(new.scope));
+    END""",
+    """CREATE TRIGGER learnings_fts_delete AFTER DELETE ON learnings BEGIN
+        INSERT INTO learnings_fts (learnings_fts, rowid, text, scope)
+        VALUES ('delete', old.seq, old.text, hex(old.scope));
+    END""",
+    """CREATE TRIGGER learnings_fts_update AFTER UPDATE OF text, scope ON learnings
+    WHEN old.text IS NOT new.text OR old.scope IS NOT new.scope BEGIN
+        INSERT INTO learnings_fts (learnings_fts, rowid, text, scope)
+        VALUES ('delete', old.seq, old.text, hex(old.scope));
+        INSERT INTO learnings_fts (rowid, text, scope) VALUES (new.seq, new.text, hex(new.scope));
+    END""",
+)
+
+
+@migration
+def m005_scoped_full_text(conn: Connection) -> None:
+    """SQLite's full-text index holds each row's scope, so searches are bounded by it."""
+    if conn.dialect.name == "sqlite":
+        for statement in _M005_SQLITE_SCOPED_FULL_TEXT:
+            conn.exec_driver_sql(statement)
+
+
 def applied_migrations(db: SqlDb) -> list[str]:
     """Names of the migrations recorded in the database, oldest first (read-only)."""
     with db.transaction(write=False, action="read the applied migrations") as conn:

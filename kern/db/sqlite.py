@@ -15,8 +15,10 @@ How SQLite is made safe for several writers:
 - Foreign keys on, on every connection.
 - A process that forks drops (without closing) the connections it inherited, as SQLite requires.
 
-Full-text search is FTS5 over ``learnings.text`` (the external-content table ``learnings_fts``
-created by migration ``m002_learnings``, Porter stemming over unicode61 tokens), ranked by BM25.
+Full-text search is FTS5 over ``learnings.text`` (the contentless table ``learnings_fts``,
+Porter stemming over unicode61 tokens, kept in step by triggers), ranked by BM25. Since
+migration ``m005_scoped_full_text`` the index also holds each row's scope as one token, so a
+search's ``MATCH`` is bounded by its scopes before any row is scored.
 """
 
 from __future__ import annotations
@@ -118,12 +120,16 @@ class SqliteDb(SqlDb):
 
         Every query term is quoted and OR-ed (``kern.db.fulltext.fts5_match``): BM25 ranks
         rows that match more, and rarer, terms first, and user input is never read as FTS5
-        syntax. The filter is part of the same query, so ``limit`` counts visible rows only.
+        syntax. The scopes are part of the ``MATCH`` (``_scoped_match``), so FTS5 lists only
+        the scopes' rows; the whole filter is applied on the join too, so ``limit`` counts
+        visible rows only.
         """
-        match = fts5_match(query)
-        if match is None:
+        terms = fts5_match(query)
+        if terms is None or (where.scopes is not None and not where.scopes):
             return None
-        rank = func.bm25(_FTS_NAME)
+        match = _scoped_match(terms, where.scopes)
+        # The scope column weighs nothing: BM25 ranks by the text alone.
+        rank = func.bm25(_FTS_NAME, 1.0, 0.0)
         return (
             select(*columns, (-rank).label("score"))
             .select_from(_FTS.join(learnings, learnings.c.seq == _FTS.c.rowid))
@@ -143,6 +149,18 @@ class SqliteDb(SqlDb):
 
     def __repr__(self) -> str:
         return f"SqliteDb(db_file={self.db_file!r})"
+
+
+def _scoped_match(terms: str, scopes: Sequence[str] | None) -> str:
+    """``terms`` (an FTS5 expression) limited to the text column and, when ``scopes`` is
+    given, to rows whose scope token (``hex(scope)``, as migration ``m005_scoped_full_text``
+    indexes it) is one of theirs: FTS5 then walks the scopes' doclists, not the whole
+    table's. Hex digits need no quoting, but the tokens are quoted like every term."""
+    match = f"text: ({terms})"
+    if scopes is None:
+        return match
+    tokens = " OR ".join(f'"{scope.encode().hex().upper()}"' for scope in dict.fromkeys(scopes))
+    return f"{match} AND scope: ({tokens})"
 
 
 def create_sqlite_engine(
