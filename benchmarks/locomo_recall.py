@@ -344,9 +344,10 @@ def product_search(
     async def search(conv: Conversation, query: str, k: int) -> list[str]:
         # The filter UserMemoryStore.search builds: the user's scope, the store, its kinds.
         where = store._where(store._context(conv.user_id), kinds=store.kinds)
+        vector = (await lm.embedder.embed([query]))[0] if lm.embedder is not None else None
         hits = hybrid_search(
             lm.db,
-            lm.embedder,
+            vector,
             query,
             where,
             limit=k,

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
+import functools
 import inspect
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
 
 from kern.errors import ConfigError
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -50,15 +54,38 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
+def syncify(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """The sync twin of an async method, by the naming rule ``aname`` → ``name``:
+    ``add = syncify(aadd)`` in a class body. Same signature; runs through ``run_sync``."""
+
+    @functools.wraps(method)
+    def sync(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(method(*args, **kwargs))
+
+    name = method.__name__.removeprefix("a")
+    sync.__name__, sync.__qualname__ = name, method.__qualname__[: -len(method.__name__)] + name
+    sync.__doc__ = f"Synchronous ``{method.__name__}``: {method.__doc__ or ''}".strip()
+    return sync
+
+
+#: Threads for plug-point code (sync tools, custom stores' plain hooks), apart from the loop's
+#: default pool, which does kern's leaf work (database calls, a local model's forward pass).
+#: Plug-point code may call kern's sync API, which waits on leaf work: with one shared pool,
+#: as many such calls at once as the pool has threads would hold every thread it waits for.
+_plug_threads = ThreadPoolExecutor(thread_name_prefix="kern-plug")
+
+
 async def call_any(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Call a sync or async callable from async code; sync ones run in a worker thread.
 
     Plug points (tools, custom stores, embedders) accept both kinds; this is the one place
-    that tells them apart, so blocking code never stalls the event loop.
+    that tells them apart, so blocking code never stalls the event loop. Sync ones run on
+    their own threads (``_plug_threads``), so they may call kern's sync API.
     """
     if inspect.iscoroutinefunction(function):
         return await function(*args, **kwargs)
-    result = await asyncio.to_thread(function, *args, **kwargs)
+    call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+    result = await asyncio.get_running_loop().run_in_executor(_plug_threads, call)
     if inspect.isawaitable(result):  # a sync callable that returned an awaitable
         return await result
     return result

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kern._sync import run_sync
 from kern.agent import Agent
 from kern.context import RunContext
 from kern.errors import NotFoundError
@@ -15,6 +16,7 @@ from kern.learn import (
     LearnedKnowledgeConfig,
     LearningMachine,
     LearningMode,
+    Recalled,
 )
 from kern.models.base import ModelResponse, ToolCall, ToolResultMessage
 from kern.models.testing import FunctionModel, TestModel
@@ -34,11 +36,16 @@ def ctx(user: str) -> RunContext:
     return RunContext(run_id=f"r-{user}", session_id=f"s-{user}", user_id=user, input="Atlas")
 
 
+def recall(machine: LearningMachine, store: Any, user: str) -> Recalled:
+    """A store's recall for ``user``, driven by the machine's backend as a run does."""
+    return run_sync(machine.backend.call(store.recall, ctx(user)))  # type: ignore[no-any-return]
+
+
 def visible(machine: LearningMachine, user: str) -> dict[str, Any]:
     """Everything ``user`` can reach: recall, direct API, search tools."""
     recalled = {
         name: list(r.items)
-        for name, r in ((n, s.recall(ctx(user))) for n, s in machine.stores.items())
+        for name, r in ((n, recall(machine, s, user)) for n, s in machine.stores.items())
     }
     tools = {t.name: t for s in machine.stores.values() for t in s.get_tools(ctx(user))}
     import asyncio
@@ -113,4 +120,4 @@ def test_user_memories_never_cross_users(db: Any) -> None:
     assert machine.user_memory.search("locker code", user_id="bob") == []
     assert machine.user_memory.get(item.id, user_id="bob") is None
     assert machine.user_memory.list(user_id="bob") == []
-    assert machine.user_memory.recall(ctx("bob")).items == []
+    assert recall(machine, machine.user_memory, "bob").items == []

@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import Any
 
+from kern._sync import run_sync
 from kern.agent import Agent, RunContext
 from kern.db.sqlite import SqliteDb
 from kern.learn import (
@@ -113,7 +114,7 @@ def test_recall_marks_shared_knowledge_as_shared(sqlite_db: SqliteDb) -> None:
     lm = LearningMachine(db=sqlite_db, entity_memory=EntityMemoryConfig(mode=LearningMode.AGENTIC))
     lm.entity_memory.add_fact("Acme", "Acme makes anvils.", user_id="alice")
     ctx = RunContext(run_id="r", session_id="s", user_id="bob", input="What does Acme make?")
-    recalled = lm.entity_memory.recall(ctx)
+    recalled = run_sync(lm.backend.run(lm.entity_memory.recall(ctx)))
     block = lm.entity_memory.build_context(recalled)
     assert "shared knowledge of the 'global' namespace" in block
     assert '"shared": true' in block

@@ -8,64 +8,47 @@ validated and applied in one transaction with the job's completion.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
-import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError, create_model
-
-from kern._sync import call_any, run_sync
+from kern._sync import run_sync, syncify
 from kern.context import RunContext
 from kern.db.base import (
-    Close,
     Db,
     JobRecord,
     LearningDb,
     LearningFilter,
     LearningRecord,
     SearchHit,
-    SetStatus,
-    Supersede,
-    Update,
     WriteOp,
 )
-from kern.errors import ConfigError, JobLostError, KernError, ModelOutputError, short_error
-from kern.learn.config import (
-    DecisionLogConfig,
-    EntityMemoryConfig,
-    LearnedKnowledgeConfig,
-    LearningMode,
-    SessionContextConfig,
-    StoreConfig,
-    UserMemoryConfig,
-    UserProfileConfig,
+from kern.errors import ConfigError
+from kern.learn.backend import LearningBackend
+from kern.learn.config import LearningMode, StoreConfig
+from kern.learn.extraction import extract
+from kern.learn.jobs import JobRunner, new_job
+from kern.learn.prompts import LEARNED_CONTEXT_HEADER
+from kern.learn.stores import (
+    DecisionLogStore,
+    EntityMemoryStore,
+    LearnedKnowledgeStore,
+    SessionContextStore,
+    UserMemoryStore,
+    UserProfileStore,
 )
-from kern.learn.items import new_id
-from kern.learn.policy import allowed_turn_writes, check_turn_writes, shared_as_proposals
-from kern.learn.prompts import EXTRACTION_SYSTEM, LEARNED_CONTEXT_HEADER, extraction_prompt
-from kern.learn.stores.base import ExtractionView, LearningStore, Recalled, Store, Turn
+from kern.learn.stores.base import LearningStore, Recalled, Store, Turn
 from kern.learn.turn import TurnLearning
-from kern.models.base import AssistantMessage, Model, ModelRequest, OutputSchema, UserMessage
+from kern.models.base import Model
 from kern.search.embedders import Embedder
-from kern.search.hybrid import embed_sync, hybrid_search, resolve_embedder
+from kern.search.hybrid import resolve_embedder
 from kern.tools import Tool
 
 __all__ = ["LearningMachine", "RecallResult"]
 
-log = logging.getLogger("kern.learn")
-
-#: Characters of a failed job's error kept (in the queue, the log line and the run's output).
-JOB_ERROR_LIMIT = 500
-
 StoreArg = bool | StoreConfig | Store[Any] | None
-
-EXTRACT_JOB = "extract"
+StoreT = TypeVar("StoreT", bound=Store[Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +58,6 @@ class RecallResult:
     context: str
     tools: list[Tool] = field(default_factory=list)
     recalled: dict[str, Recalled] = field(default_factory=dict)
-
-
-#: Seconds between two deletions of finished jobs by one LearningMachine.
-_CLEANUP_INTERVAL = 3600.0
 
 
 class LearningMachine:
@@ -133,21 +112,6 @@ class LearningMachine:
         agent_id: str | None = None,
         shared_writes: str = "add",
     ) -> None:
-        from kern.learn.stores import (
-            DecisionLogStore,
-            EntityMemoryStore,
-            LearnedKnowledgeStore,
-            SessionContextStore,
-            UserMemoryStore,
-            UserProfileStore,
-        )
-
-        self._db = db
-        self._model = model
-        self.embedder = resolve_embedder(embedder)
-        self.namespace = namespace
-        self.context_budget = context_budget
-        self.consistency_timeout = consistency_timeout
         if not run_jobs and not background:
             raise ConfigError(
                 "background=False runs extraction before run() returns, and run_jobs=False "
@@ -159,24 +123,31 @@ class LearningMachine:
             raise ConfigError(f"job_retention takes seconds (>= 0) or None, got {job_retention!r}")
         if shared_writes not in ("add", "propose"):
             raise ConfigError(f"shared_writes takes 'add' or 'propose', got {shared_writes!r}")
+        self.backend = LearningBackend(db, resolve_embedder(embedder), agent_id, shared_writes)
+        self._model = model
+        self.namespace = namespace
+        self.context_budget = context_budget
+        self.consistency_timeout = consistency_timeout
         self.shared_writes = shared_writes
-        self.background = background
-        self.run_jobs = run_jobs
-        self.job_lease = job_lease
-        self.job_retention = job_retention
-        self._next_cleanup = 0.0  # time.monotonic() of the next deletion of finished jobs
-        self.agent_id = agent_id
+        self.jobs = JobRunner(
+            lambda: self.db,
+            self._run_job,
+            lease=job_lease,
+            retention=job_retention,
+            background=background,
+            run_jobs=run_jobs,
+        )
         self.stores: dict[str, LearningStore] = {}
-        builtins: list[tuple[str, StoreArg, type[Store[Any]], type[StoreConfig]]] = [
-            ("user_profile", user_profile, UserProfileStore, UserProfileConfig),
-            ("user_memory", user_memory, UserMemoryStore, UserMemoryConfig),
-            ("session_context", session_context, SessionContextStore, SessionContextConfig),
-            ("entity_memory", entity_memory, EntityMemoryStore, EntityMemoryConfig),
-            ("learned_knowledge", learned_knowledge, LearnedKnowledgeStore, LearnedKnowledgeConfig),
-            ("decision_log", decision_log, DecisionLogStore, DecisionLogConfig),
+        builtins: list[tuple[str, StoreArg, type[Store[Any]]]] = [
+            ("user_profile", user_profile, UserProfileStore),
+            ("user_memory", user_memory, UserMemoryStore),
+            ("session_context", session_context, SessionContextStore),
+            ("entity_memory", entity_memory, EntityMemoryStore),
+            ("learned_knowledge", learned_knowledge, LearnedKnowledgeStore),
+            ("decision_log", decision_log, DecisionLogStore),
         ]
-        for name, arg, store_class, config_class in builtins:
-            store = self._build_store(name, arg, store_class, config_class)
+        for name, arg, store_class in builtins:
+            store = self._build_store(name, arg, store_class)
             if store is not None:
                 self._add(store)
         for custom in custom_stores:
@@ -185,11 +156,6 @@ class LearningMachine:
             self._add(custom)
         if not self.stores:
             raise ConfigError("a LearningMachine needs at least one store")
-        self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
-        # job id → the status a run's output carries, until this process has run the job.
-        self._statuses: dict[str, TurnLearning] = {}
-        self._retries: set[asyncio.Task[Any]] = set()  # failed jobs waiting out their backoff
-        self._resumed = False
         from kern.learn.curator import Curator
         from kern.learn.proposals import Proposals
 
@@ -202,12 +168,9 @@ class LearningMachine:
         return cls(user_profile=True, user_memory=True, session_context=True)
 
     def _build_store(
-        self,
-        name: str,
-        arg: StoreArg,
-        store_class: type[Store[Any]],
-        config_class: type[StoreConfig],
+        self, name: str, arg: StoreArg, store_class: type[Store[Any]]
     ) -> Store[Any] | None:
+        config_class = store_class.config_class
         if arg is None or arg is False:
             return None
         if arg is True:
@@ -227,34 +190,62 @@ class LearningMachine:
         if store.name in self.stores:
             raise ConfigError(f"two stores are named {store.name!r}")
         if isinstance(store, Store):
-            store.bind(self)
+            store.use(self.backend)
+        if store.name not in _BUILTIN_NAMES:
+            # A custom store is an attribute too (``lm.todos``): set, not looked up through
+            # ``__getattr__``, so the built-ins below stay typed for editors and mypy.
+            if hasattr(self, store.name):
+                raise ConfigError(
+                    f"a store cannot be named {store.name!r}: LearningMachine uses it"
+                )
+            setattr(self, store.name, store)
         self.stores[store.name] = store
 
-    def __getattr__(self, name: str) -> Any:
-        # lm.user_memory, lm.entity_memory … for the stores that are enabled.
-        stores = self.__dict__.get("stores", {})
-        if name in stores:
-            return stores[name]
-        raise AttributeError(
-            f"LearningMachine has no attribute {name!r}"
-            + (f" (enabled stores: {', '.join(stores)})" if stores else "")
-        )
+    # ------------------------------------------------------------------ the stores, typed
+
+    def _builtin(self, name: str, kind: type[StoreT]) -> StoreT:
+        store = self.stores.get(name)
+        if not isinstance(store, kind):
+            raise AttributeError(
+                f"LearningMachine has no attribute {name!r} (enabled stores: "
+                f"{', '.join(self.stores)}; pass {name}=True to enable it)"
+            )
+        return store
+
+    @property
+    def user_profile(self) -> UserProfileStore:
+        return self._builtin("user_profile", UserProfileStore)
+
+    @property
+    def user_memory(self) -> UserMemoryStore:
+        return self._builtin("user_memory", UserMemoryStore)
+
+    @property
+    def session_context(self) -> SessionContextStore:
+        return self._builtin("session_context", SessionContextStore)
+
+    @property
+    def entity_memory(self) -> EntityMemoryStore:
+        return self._builtin("entity_memory", EntityMemoryStore)
+
+    @property
+    def learned_knowledge(self) -> LearnedKnowledgeStore:
+        return self._builtin("learned_knowledge", LearnedKnowledgeStore)
+
+    @property
+    def decision_log(self) -> DecisionLogStore:
+        return self._builtin("decision_log", DecisionLogStore)
 
     # ------------------------------------------------------------------ wiring
 
     def attach(self, *, db: Db, model: Model, agent_id: str | None) -> None:
         """Fill in what the agent provides (db, model, agent id) where nothing was given."""
-        self._db = self._db or db
+        self.backend.attach(db, agent_id)
         self._model = self._model or model
-        self.agent_id = self.agent_id or agent_id
 
     @property
     def db(self) -> LearningDb:
-        if self._db is None:
-            raise ConfigError("this LearningMachine has no db: pass db= or give it to an Agent")
-        if not isinstance(self._db, LearningDb):
-            raise ConfigError(f"{type(self._db).__name__} cannot store learnings")
-        return self._db
+        return self.backend.db
 
     @property
     def model(self) -> Model:
@@ -262,10 +253,33 @@ class LearningMachine:
             raise ConfigError("this LearningMachine has no model: pass model= or use an Agent")
         return self._model
 
-    def embed_text(self, text: str) -> bytes | None:
-        if self.embedder is None or not text:
-            return None
-        return embed_sync(self.embedder, [text])[0].astype("float32").tobytes()
+    @property
+    def embedder(self) -> Embedder | None:
+        return self.backend.embedder
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.backend.agent_id
+
+    @property
+    def background(self) -> bool:
+        return self.jobs.background
+
+    @property
+    def run_jobs(self) -> bool:
+        return self.jobs.run_jobs
+
+    @property
+    def job_lease(self) -> float:
+        return self.jobs.lease
+
+    @job_lease.setter
+    def job_lease(self, seconds: float) -> None:
+        self.jobs.lease = seconds
+
+    @property
+    def job_retention(self) -> float | None:
+        return self.jobs.retention
 
     def apply_writes(
         self,
@@ -274,34 +288,17 @@ class LearningMachine:
         run_id: str | None,
         actor: str,
         turn_of: str | None = None,
-        job: JobRecord | None = None,
-        strict: bool = True,
     ) -> list[LearningRecord]:
-        """The learning layer's one apply. ``turn_of`` is the user whose turn the writes come
-        from (extraction, agentic and propose tools, a chat confirmation, MCP): the shared-
-        namespace policy applies (``kern.learn.policy``), refusing with ``SharedWriteError``
-        (``strict``) or dropping what it forbids with a warning (extraction: one forbidden
-        operation must not fail the turn's learning). ``None``: the app's code or an admin."""
-        ops = list(ops)
-        if turn_of is not None:
-            ids = [op.id for op in ops if isinstance(op, Update | SetStatus | Supersede | Close)]
-            rows = (self.db.get_learning(i) for i in dict.fromkeys(ids))
-            current = {r.id: r for r in rows if r is not None}
-            if strict:
-                check_turn_writes(ops, current, turn_of)
-            else:
-                ops, refused = allowed_turn_writes(ops, current, turn_of)
-                for reason in refused:
-                    log.warning("%s write of %s's turn not applied: %s", actor, turn_of, reason)
-            if self.shared_writes == "propose":
-                ops = shared_as_proposals(ops)
-        if not ops and job is None:
-            return []
-        return self.db.apply(ops, run_id=run_id, actor=actor, job=job)
+        """The backend's one apply (``LearningBackend.apply``), for synchronous callers."""
+        return run_sync(self.backend.apply(ops, run_id=run_id, actor=actor, turn_of=turn_of))
 
     def search(self, query: str, where: LearningFilter, *, limit: int) -> list[SearchHit]:
-        """Hybrid search used by every store's recall, search API and tools."""
-        return hybrid_search(self.db, self.embedder, query, where, limit=limit)
+        """Hybrid search for synchronous callers (the REST API); stores use the backend."""
+        return run_sync(self.backend.search(query, where, limit=limit))
+
+    def embed_text(self, text: str) -> bytes | None:
+        """One text's vector for synchronous callers (the REST API's writes)."""
+        return run_sync(self.backend.embed([text]))[0]
 
     # ------------------------------------------------------------------ recall
 
@@ -310,7 +307,7 @@ class LearningMachine:
         await self.wait_for_jobs(ctx.user_id, timeout=self.consistency_timeout)
         recalled: dict[str, Recalled] = {}
         for name, store in self.stores.items():
-            recalled[name] = await call_any(store.recall, ctx)
+            recalled[name] = await self.backend.call(store.recall, ctx)
         blocks = self._fit_budget(recalled)
         tools: list[Tool] = []
         for store in self.stores.values():
@@ -363,15 +360,7 @@ class LearningMachine:
         """
         if not self._extracting_stores() and not self._processing_stores():
             return None
-        return JobRecord(
-            id=new_id(),
-            kind=EXTRACT_JOB,
-            payload={"user": turn.user, "assistant": turn.assistant, "input": ctx.input},
-            user_id=ctx.user_id,
-            session_id=ctx.session_id,
-            agent_id=ctx.agent_id,
-            run_id=ctx.run_id,
-        )
+        return new_job(ctx, turn)
 
     async def learn(
         self, ctx: RunContext, turn: Turn, *, enqueued: JobRecord | None = None
@@ -382,304 +371,71 @@ class LearningMachine:
         job = enqueued or self.extraction_job(ctx, turn)
         if job is None:
             return None
-        if enqueued is None:
-            await asyncio.to_thread(self.db.enqueue_job, job)
-        status = TurnLearning(job.id)
-        if not self.run_jobs:
-            return status  # a worker claims it
-        self._statuses[job.id] = status
-        if not self.background:
-            await self._run_claimed(job.id)
-            return status
-        task = asyncio.create_task(self._run_claimed(job.id), name=f"kern-extract-{job.id}")
-        tasks = self._tasks.setdefault(ctx.user_id, set())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return status
+        return await self.jobs.submit(job, stored=enqueued is not None)
+
+    async def _run_job(self, ctx: RunContext, turn: Turn, job: JobRecord) -> None:
+        for store in self._processing_stores():
+            await self.backend.call(store.process, ctx, turn)
+        await extract(self.backend, self.model, ctx, turn, self._extracting_stores(), job=job)
+
+    async def extract(
+        self, ctx: RunContext, turn: Turn, *, stores: Sequence[Store[Any]] | None = None
+    ) -> list[WriteOp]:
+        """One structured-output call for ``stores`` (default: the always-mode built-ins),
+        applied in one transaction (``kern.learn.extraction``)."""
+        chosen = list(self._extracting_stores() if stores is None else stores)
+        return await extract(self.backend, self.model, ctx, turn, chosen)
 
     async def wait_for_jobs(
         self, user_id: str | None = None, *, timeout: float | None = None
     ) -> bool:
         """Wait until ``user_id``'s (or everyone's) extraction jobs are finished, at most
-        ``timeout`` seconds. Returns whether they all finished."""
-        deadline = time.monotonic() + (self.consistency_timeout if timeout is None else timeout)
-        loop = asyncio.get_running_loop()
-        mine = [
-            t
-            for uid, tasks in self._tasks.items()
-            if user_id is None or uid == user_id
-            for t in tasks
-            if t.get_loop() is loop
-        ]
-        if mine:
-            await asyncio.wait(mine, timeout=max(0.0, deadline - time.monotonic()))
-        # Jobs of other processes (or other event loops): poll the queue. A job backing off
-        # after a failure is not waited for: it runs later (``_retry_later``), and waiting for
-        # it would stall every turn of its user for the whole timeout.
-        while await asyncio.to_thread(
-            self.db.count_unfinished_jobs, user_id=user_id, due_only=True
-        ):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        ``timeout`` seconds (default: ``consistency_timeout``). Returns whether they all
+        finished."""
+        wait = self.consistency_timeout if timeout is None else timeout
+        return await self.jobs.wait(user_id, timeout=wait)
+
+    async def process_pending_jobs(self, *, limit: int | None = None) -> int:
+        """Run every runnable job in the queue (left by crashed or exited processes)."""
+        return await self.jobs.process_pending(limit=limit)
+
+    async def resume_unfinished(self) -> None:
+        """Once per process, on first use: pick up jobs an earlier process left behind."""
+        await self.jobs.resume_unfinished()
 
     async def aclose(self) -> None:
         """Wait (bounded) for pending jobs, then close the model's and the embedder's
         connections. The database is left open: it was given to the machine and may be shared.
         Closing twice, or closing a model the agent closes too, is harmless."""
         await self.wait_for_jobs()
-        for task in list(self._retries):  # durable: the next process or a worker retries
-            with contextlib.suppress(RuntimeError):  # its loop is already closed
-                task.get_loop().call_soon_threadsafe(task.cancel)
+        self.jobs.cancel_retries()  # durable: the next process or a worker retries them
         if self._model is not None:
             await self._model.aclose()
         close = getattr(self.embedder, "aclose", None)
         if close is not None:
             await close()
 
-    def close(self) -> None:
-        """Synchronous ``aclose``: e.g. at the end of a script."""
-        run_sync(self.aclose())
+    close = syncify(aclose)
 
     def wait(self, user_id: str | None = None, *, timeout: float | None = None) -> bool:
         """Synchronous ``wait_for_jobs``: e.g. at the end of a script."""
         return run_sync(self.wait_for_jobs(user_id, timeout=timeout))
 
-    async def process_pending_jobs(self, *, limit: int | None = None) -> int:
-        """Run every runnable job in the queue (left by crashed or exited processes)."""
-        done = 0
-        while limit is None or done < limit:
-            job = await asyncio.to_thread(self.db.claim_job, lease_seconds=self.job_lease)
-            if job is None:
-                break
-            await self._execute(job)
-            done += 1
-        return done
-
     def process_pending(self, *, limit: int | None = None) -> int:
         """Synchronous ``process_pending_jobs``."""
         return run_sync(self.process_pending_jobs(limit=limit))
 
-    async def resume_unfinished(self) -> None:
-        """Once per process, on first use: pick up jobs an earlier process left behind."""
-        if self._resumed or not self.run_jobs:
-            return
-        self._resumed = True
-        task = asyncio.create_task(self.process_pending_jobs(), name="kern-resume-jobs")
-        self._tasks.setdefault("*", set()).add(task)
-        task.add_done_callback(self._tasks["*"].discard)
 
-    async def _run_claimed(self, job_id: str) -> None:
-        try:
-            job = await asyncio.to_thread(
-                self.db.claim_job, job_id=job_id, lease_seconds=self.job_lease
-            )
-        except KernError as exc:  # the job stays pending; the next process picks it up
-            log.error("could not claim extraction job %s: %s", job_id, exc)
-            self._settle(job_id, f"could not claim the job: {short_error(exc)}")
-            return
-        if job is not None:
-            await self._execute(job, retry_here=True)
-        self._statuses.pop(job_id, None)  # claimed elsewhere: that process reports it
-
-    def _settle(self, job_id: str, error: str | None = None) -> None:
-        """Report a job's outcome to the run output that waits for it, if any."""
-        status = self._statuses.pop(job_id, None)
-        if status is not None:
-            status.settle(error)
-
-    async def _execute(self, job: JobRecord, *, retry_here: bool = False) -> None:
-        """Run a claimed job; a failure is recorded on the job and never reaches the run.
-        ``retry_here``: a turn's own job is retried in this process after its backoff (a
-        worker's loop, which claims from the queue, retries it by itself)."""
-        ctx = RunContext(
-            run_id=job.run_id or "",
-            session_id=job.session_id or "",
-            user_id=job.user_id or "",
-            agent_id=job.agent_id,
-            input=str(job.payload.get("input", "")),
-        )
-        turn = Turn(
-            str(job.payload.get("user", "")),
-            str(job.payload.get("assistant", "")),
-            date=job.created_at,  # relative dates in the turn are resolved against it
-        )
-        heartbeat = asyncio.create_task(self._keep_lease(job), name=f"kern-lease-{job.id}")
-        try:
-            for store in self._processing_stores():
-                await call_any(store.process, ctx, turn)
-            await self.extract(ctx, turn, stores=self._extracting_stores(), job=job)
-            self._settle(job.id)
-        except JobLostError:
-            log.info("job %s was taken over by another worker; not applied here", job.id)
-        except Exception as exc:
-            # One bounded line: the log, the stored job and the run's output all show it.
-            error = short_error(exc, JOB_ERROR_LIMIT)
-            log.warning(
-                "extraction job %s failed (attempt %d/%d): %s",
-                job.id,
-                job.attempts,
-                job.max_attempts,
-                error,
-            )
-            self._settle(job.id, error)
-            retry = 2.0**job.attempts if job.attempts < job.max_attempts else None
-            try:
-                await asyncio.to_thread(self.db.fail_job, job, error, retry_in=retry)
-            except KernError as storage_exc:
-                # The job stays claimed; its lease expires and another process retries it.
-                log.error("could not record the failure of job %s: %s", job.id, storage_exc)
-            else:
-                if retry is not None and retry_here and self.run_jobs:
-                    self._retry_later(job.id, retry)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        await self._delete_old_jobs()
-
-    def _retry_later(self, job_id: str, delay: float) -> None:
-        """Claim the job again once its backoff is over, in this process: no restart or worker
-        is needed. If another process claims it first, this claim finds nothing to do. Not a
-        job the consistency wait waits for; ``aclose`` cancels it (the job stays queued)."""
-
-        async def retry() -> None:
-            await asyncio.sleep(delay)
-            await self._run_claimed(job_id)
-
-        task = asyncio.create_task(retry(), name=f"kern-retry-{job_id}")
-        self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
-
-    async def _keep_lease(self, job: JobRecord) -> None:
-        """Renew the job's claim every third of ``job_lease`` while it runs, so a slow
-        extraction (a model retrying) is not taken over and run a second time."""
-        while True:
-            await asyncio.sleep(self.job_lease / 3)
-            try:
-                held = await asyncio.to_thread(
-                    self.db.renew_lease, job, lease_seconds=self.job_lease
-                )
-            except KernError as exc:  # the next beat tries again; the lease is still running
-                log.warning("could not renew the lease of job %s: %s", job.id, exc)
-                continue
-            if not held:  # taken over or finished: the apply (if any) will say so
-                return
-
-    async def _delete_old_jobs(self) -> None:
-        """Delete finished jobs past ``job_retention``: on this process's first job, then at
-        most once an hour (one indexed DELETE, usually of nothing)."""
-        if self.job_retention is None or time.monotonic() < self._next_cleanup:
-            return
-        self._next_cleanup = time.monotonic() + _CLEANUP_INTERVAL
-        try:
-            deleted = await asyncio.to_thread(
-                self.db.delete_done_jobs, older_than=self.job_retention
-            )
-        except KernError as exc:  # housekeeping: the next attempt is in an hour
-            log.warning("could not delete finished extraction jobs: %s", exc)
-        else:
-            if deleted:
-                log.info("deleted %d finished extraction job(s)", deleted)
-
-    # ------------------------------------------------------------------ extraction
-
-    async def extract(
-        self,
-        ctx: RunContext,
-        turn: Turn,
-        *,
-        stores: Sequence[Store[Any]] | None = None,
-        job: JobRecord | None = None,
-    ) -> list[WriteOp]:
-        """One structured-output call for ``stores``; apply the result in one transaction."""
-        stores = list(self._extracting_stores() if stores is None else stores)
-        views: list[tuple[Store[Any], ExtractionView]] = []
-        for store in stores:
-            view = await asyncio.to_thread(store.extraction_view, ctx, turn)
-            if view is not None:
-                views.append((store, view))
-        writes: list[WriteOp] = []
-        if views:
-            answer = await self._ask(turn, [v for _, v in views])
-            for store, view in views:
-                value = getattr(answer, view.key)
-                writes.extend(await asyncio.to_thread(store.extraction_writes, value, view, ctx))
-        if writes or job is not None:
-            await asyncio.to_thread(
-                functools.partial(
-                    self.apply_writes,
-                    writes,
-                    run_id=ctx.run_id or None,
-                    actor="extraction",
-                    turn_of=ctx.user_id or None,
-                    job=job,
-                    strict=False,
-                )
-            )
-        return writes
-
-    async def _ask(self, turn: Turn, views: list[ExtractionView]) -> BaseModel:
-        """The model call, with one repair retry for output that does not validate."""
-        output_model, schema = _extraction_schema(tuple((v.key, v.output) for v in views))
-        guidance = "\n".join(f"- {v.key}: {v.guidance}" for v in views)
-        prompt = extraction_prompt(
-            turn.user, turn.assistant, [(f"Stored {v.key}", v.data) for v in views], date=turn.date
-        )
-        messages: list[UserMessage | AssistantMessage] = [UserMessage(prompt)]
-        instructions = f"{EXTRACTION_SYSTEM}\n\nWhat to extract:\n{guidance}"
-        for attempt in (1, 2):
-            response = await self.model.request(
-                ModelRequest(messages=messages, instructions=instructions, output_schema=schema)
-            )
-            try:
-                return output_model.model_validate(
-                    schema.parse(response.text, provider=self.model.name)
-                )
-            except (ValidationError, ModelOutputError) as exc:
-                if attempt == 2:
-                    raise ModelOutputError(
-                        f"extraction output invalid after a repair attempt: {_short(exc)}",
-                        provider=self.model.name,
-                    ) from exc
-                messages += [
-                    AssistantMessage(response.text),
-                    UserMessage(
-                        f"That answer is invalid: {_short(exc)}. Return only JSON matching "
-                        "the schema."
-                    ),
-                ]
-        raise AssertionError("unreachable")
-
-
-@functools.lru_cache(maxsize=64)
-def _extraction_schema(fields: tuple[tuple[str, Any], ...]) -> tuple[type[BaseModel], OutputSchema]:
-    """The combined output model and its JSON schema, built once per set of store outputs.
-
-    Titles are dropped from the schema: they repeat the field names and were most of the
-    schema's tokens; descriptions stay, they guide the model.
-    """
-    definitions: dict[str, Any] = {key: (output, None) for key, output in fields}
-    model: type[BaseModel] = create_model("Extraction", **definitions)
-    return model, OutputSchema("extraction", _without_titles(model.model_json_schema()))
-
-
-def _without_titles(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {
-            k: _without_titles(v)
-            for k, v in schema.items()
-            if not (k == "title" and isinstance(v, str))
-        }
-    if isinstance(schema, list):
-        return [_without_titles(v) for v in schema]
-    return schema
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).replace("\n", " ")
-    return text[:500]
+_BUILTIN_NAMES = frozenset(
+    {
+        "user_profile",
+        "user_memory",
+        "session_context",
+        "entity_memory",
+        "learned_knowledge",
+        "decision_log",
+    }
+)
 
 
 def resolve_learning(learning: object) -> LearningMachine | None:

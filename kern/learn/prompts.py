@@ -7,13 +7,13 @@ separate from the data, and the data says it is not instructions.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from kern.limits import EXTRACTION_INPUT_CHARS, EXTRACTION_ITEM_CHARS, cut
 
-__all__ = ["EXTRACTION_SYSTEM", "data_block", "escape", "extraction_prompt"]
+__all__ = ["EXTRACTION_SYSTEM", "data_block", "escape", "extraction_prompt", "proposal_reply"]
 
 
 def escape(text: str) -> str:
@@ -94,3 +94,12 @@ def _fit_exchange(user: str, assistant: str, budget: int) -> tuple[str, str]:
     user_share = max(budget * 2 // 3, budget - len(assistant))
     user = cut(user, user_share)
     return user, cut(assistant, budget - len(user))
+
+
+def proposal_reply(ids: Sequence[str]) -> str:
+    """What a propose tool tells the model: nothing is saved until the user agrees."""
+    which = "this id" if len(ids) == 1 else "each id"
+    return (
+        f"Proposal {', '.join(ids)} created. It is NOT saved: ask the user to confirm; if they "
+        f"agree in a later message, call confirm_proposal with {which}."
+    )

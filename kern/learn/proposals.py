@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, create_model
 
+from kern._sync import run_sync
 from kern.context import RunContext
 from kern.db.base import LearningFilter, LearningRecord, SetStatus, WriteOp
 from kern.errors import ConflictError, ToolError
+from kern.learn.backend import Get, Read
 from kern.learn.items import Item
 from kern.learn.stores.base import Store
 from kern.tools import Tool
@@ -45,19 +47,20 @@ class Proposals:
 
     def approve(self, proposal_id: str, *, run_id: str | None = None) -> Item[Any]:
         """Make a proposal active; a keyed one (a profile field) supersedes the current value."""
-        return self._approve(self._pending(proposal_id), run_id=run_id, turn_of=None)
+        record = self._pending(proposal_id)
+        return run_sync(self._approve(record, run_id=run_id, turn_of=None))
 
-    def _approve(
+    async def _approve(
         self, record: LearningRecord, *, run_id: str | None, turn_of: str | None
     ) -> Item[Any]:
+        backend = self._machine.backend
         ops: list[WriteOp] = []
         if record.key is not None:
-            current = self._machine.db.list_learnings(
-                LearningFilter(store=record.store, scopes=[record.scope], key=record.key), limit=1
-            )
+            where = LearningFilter(store=record.store, scopes=[record.scope], key=record.key)
+            current = await backend.answer(Read(where, limit=1))
             ops += [SetStatus(c.id, "superseded", "supersede") for c in current]
         ops.append(SetStatus(record.id, "active", "approve", from_statuses=("proposed",)))
-        saved = self._machine.apply_writes(ops, run_id=run_id, actor="approval", turn_of=turn_of)
+        saved = await backend.apply(ops, run_id=run_id, actor="approval", turn_of=turn_of)
         return self._item(saved[-1])
 
     def reject(self, proposal_id: str, *, run_id: str | None = None) -> Item[Any]:
@@ -76,9 +79,9 @@ class Proposals:
             proposal_id=(str, Field(description="The id of a pending proposal")),
         )
 
-        def confirm_proposal(ctx: RunContext, data: BaseModel) -> str:
+        async def confirm_proposal(ctx: RunContext, data: BaseModel) -> str:
             proposal_id: str = data.proposal_id  # type: ignore[attr-defined]
-            record = self._machine.db.get_learning(proposal_id)
+            record = await self._machine.backend.answer(Get(proposal_id))
             store = self._machine.stores.get(record.store) if record else None
             if (
                 record is None
@@ -94,7 +97,7 @@ class Proposals:
                     "Ask the user; confirm only after they agree in a later message."
                 )
             # Through the policy: a shared proposal is not the chat turn's to approve.
-            self._approve(record, run_id=ctx.run_id, turn_of=ctx.user_id)
+            await self._approve(record, run_id=ctx.run_id, turn_of=ctx.user_id)
             return f"Proposal {proposal_id} approved and saved."
 
         return Tool.for_model(

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from kern._sync import run_sync
 from kern._text import query_terms
 from kern.db.base import LearningDb, LearningFilter, RankingRow, SearchHit
 from kern.errors import ConfigError
@@ -28,7 +27,7 @@ from kern.limits import MAX_PAGE, MAX_QUERY_CHARS, check_count, check_text
 from kern.search.embedders import Embedder, HashEmbedder, LocalEmbedder
 from kern.search.ranking import RankingConfig, rank, speaker_of, time_chains
 
-__all__ = ["embed_sync", "hybrid_search", "resolve_embedder"]
+__all__ = ["hybrid_search", "resolve_embedder"]
 
 
 def resolve_embedder(embedder: Embedder | str | None) -> Embedder | None:
@@ -42,14 +41,9 @@ def resolve_embedder(embedder: Embedder | str | None) -> Embedder | None:
     raise ConfigError(f"embedder= takes None, 'local', 'hash' or an Embedder, got {embedder!r}")
 
 
-def embed_sync(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
-    """Embed from synchronous code (store writes run in worker threads)."""
-    return list(run_sync(embedder.embed(texts)))
-
-
 def hybrid_search(
     db: LearningDb,
-    embedder: Embedder | None,
+    query_vector: np.ndarray | None,
     query: str,
     where: LearningFilter,
     *,
@@ -58,6 +52,9 @@ def hybrid_search(
     now: datetime | None = None,
 ) -> list[SearchHit]:
     """The ``limit`` best rows matching ``where`` for ``query``, best first.
+
+    ``query_vector`` is the query's embedding (``None``: full-text only). The caller embeds
+    it: this function is blocking database work and never waits on an embedder itself.
 
     ``now`` (default: the current time) anchors "last week" in the query and the recency
     prior; pass it to search as of another moment. ``limit`` and ``query`` are checked here
@@ -68,7 +65,10 @@ def hybrid_search(
     if limit <= 0 or not query_terms(query):
         return []
     text = dict(db.search_text_scores(query, where, limit=config.candidates))
-    vectors = _vector_scores(db, embedder, query, where, config.candidates) if embedder else {}
+    vectors: dict[str, float] = {}
+    if query_vector is not None:
+        vector = np.asarray(query_vector, dtype=np.float32).tobytes()
+        vectors = dict(db.search_vectors(vector, where, limit=config.candidates))
     if not text and not vectors:
         return []
     candidates = list(dict.fromkeys([*text, *vectors]))
@@ -99,14 +99,6 @@ def hybrid_search(
     top = [key for key, _ in ranked]
     records = {r.id: r for r in db.list_learnings(replace(where, ids=top), limit=len(top))}
     return [SearchHit(records[key], score) for key, score in ranked if key in records]
-
-
-def _vector_scores(
-    db: LearningDb, embedder: Embedder, query: str, where: LearningFilter, candidates: int
-) -> dict[str, float]:
-    (query_vector,) = embed_sync(embedder, [query])
-    vector = np.asarray(query_vector, dtype=np.float32).tobytes()
-    return dict(db.search_vectors(vector, where, limit=candidates))
 
 
 def _context(

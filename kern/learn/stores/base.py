@@ -1,24 +1,24 @@
-"""What every store shares: the protocol, scoping, rows and extraction hooks.
+"""What every store shares: the protocol, scoping, rows, flows and extraction hooks.
 
 A built-in store is a small subclass that says *which* rows it keeps (kind, scope, schema),
 how to render them for the model, and which operations extraction and tools may perform.
-Reading, writing, history and proposals live here, once; list stores (memories, learnings,
-decisions, entities) add their direct API, search and tools in ``kern.learn.stores.listing``.
+Its hooks are pure: data in, recall views and write operations out; where a hook needs stored
+data it is a flow (``kern.learn.backend``) that asks for it, and the machine's backend answers.
+The direct API (``lm.user_memory.add``) is async methods over the backend (``aadd``) with sync
+twins by ``syncify``. List stores live in ``kern.learn.stores.listing``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
 from kern.context import DEFAULT_USER_ID, RunContext
 from kern.db.base import (
-    Create,
-    LearningDb,
     LearningFilter,
     LearningRecord,
     LearningStatus,
@@ -26,13 +26,12 @@ from kern.db.base import (
     WriteOp,
 )
 from kern.errors import ConfigError, NotFoundError
+from kern.learn.backend import Apply, Flow, Get, LearningBackend
 from kern.learn.config import LearningMode, StoreConfig
 from kern.learn.items import Item, content_hash, new_id, text_of
+from kern.learn.prompts import proposal_reply
 from kern.limits import check_content, check_id
 from kern.tools import Tool
-
-if TYPE_CHECKING:
-    from kern.learn.machine import LearningMachine
 
 __all__ = [
     "ExtractionView",
@@ -69,7 +68,8 @@ class Recalled:
 class LearningStore(Protocol):
     """The protocol every store implements, built-in or custom.
 
-    ``recall`` and ``process`` may be sync or async; kern dispatches once.
+    ``recall`` and ``process`` may be plain functions, coroutines or flows (generators
+    yielding ``kern.learn.backend`` requests); kern dispatches once.
     """
 
     @property
@@ -81,7 +81,7 @@ class LearningStore(Protocol):
     @property
     def schema(self) -> type[BaseModel]: ...
 
-    def recall(self, ctx: RunContext) -> Recalled:
+    def recall(self, ctx: RunContext) -> Recalled | Awaitable[Recalled] | Flow[Recalled]:
         """What is relevant to this run (``ctx.input``), before the model is called."""
         ...
 
@@ -116,7 +116,7 @@ class ExtractionView:
 
 
 class Store(Generic[S]):
-    """Base of the built-in stores: configuration, binding, scope, rows and history."""
+    """Base of the built-in stores: configuration, scope, rows, flows and tools."""
 
     name: ClassVar[str]
     config_class: ClassVar[type[StoreConfig]]
@@ -130,24 +130,21 @@ class Store(Generic[S]):
                 f"{self.name} takes a {self.config_class.__name__}, got {type(config).__name__}"
             )
         self.config = config
-        self._machine: LearningMachine | None = None
+        self._backend: LearningBackend | None = None
 
-    # -------------------------------------------------------------- wiring
+    # -------------------------------------------------------------- the service
 
-    def bind(self, machine: LearningMachine) -> None:
-        if self._machine is not None and self._machine is not machine:
+    def use(self, backend: LearningBackend) -> None:
+        """Give the store the backend its direct API and tools run through (its machine's)."""
+        if self._backend is not None and self._backend is not backend:
             raise ConfigError(f"the {self.name} store already belongs to another LearningMachine")
-        self._machine = machine
+        self._backend = backend
 
     @property
-    def machine(self) -> LearningMachine:
-        if self._machine is None:
+    def backend(self) -> LearningBackend:
+        if self._backend is None:
             raise ConfigError(f"the {self.name} store is not part of a LearningMachine yet")
-        return self._machine
-
-    @property
-    def db(self) -> LearningDb:
-        return self.machine.db
+        return self._backend
 
     @property
     def mode(self) -> LearningMode:
@@ -165,7 +162,7 @@ class Store(Generic[S]):
         """The access key of this store's rows for a run; every read and write uses it."""
         raise NotImplementedError
 
-    # -------------------------------------------------------------- rows
+    # -------------------------------------------------------------- rows (pure)
 
     def _context(self, user_id: str | None, session_id: str | None = None) -> RunContext:
         """A context for direct API calls made outside any run; the ids are checked here, at
@@ -174,7 +171,7 @@ class Store(Generic[S]):
             run_id="",
             session_id="" if session_id is None else check_id(session_id, "session_id"),
             user_id=DEFAULT_USER_ID if user_id is None else check_id(user_id, "user_id"),
-            agent_id=self.machine.agent_id,
+            agent_id=self.backend.agent_id,
         )
 
     def _where(self, ctx: RunContext, **extra: Any) -> LearningFilter:
@@ -220,37 +217,37 @@ class Store(Generic[S]):
             pinned=pinned,
         )
 
-    def _create(self, record: LearningRecord) -> Create:
-        return Create(record, embedding=self.machine.embed_text(record.text))
-
     def _update(
-        self, current: LearningRecord, data: BaseModel, metadata: dict[str, Any] | None = None
+        self,
+        current: LearningRecord | Item[Any],
+        data: BaseModel,
+        metadata: dict[str, Any] | None = None,
     ) -> Update:
+        """New content for ``current``, a compare-and-swap on its version (the backend adds
+        the embedding)."""
         content = check_content(data.model_dump(mode="json"))
-        text = text_of(data)
         return Update(
             id=current.id,
             content=content,
-            text=text,
+            text=text_of(data),
             content_hash=content_hash(current.kind, content),
             expected_version=current.version,
             metadata=metadata,
-            embedding=self.machine.embed_text(text),
         )
 
-    def _apply(self, ops: Sequence[WriteOp], ctx: RunContext, actor: str) -> list[LearningRecord]:
+    @staticmethod
+    def _apply(ctx: RunContext, ops: Sequence[WriteOp], actor: str) -> Flow[list[LearningRecord]]:
         # A tool's write is the turn's user's: the shared-namespace policy applies to it.
         turn_of = ctx.user_id if actor == "tool" else None
-        return self.machine.apply_writes(
-            ops, run_id=ctx.run_id or None, actor=actor, turn_of=turn_of
-        )
+        saved = yield Apply(ops, actor, ctx.run_id or None, turn_of)
+        return saved  # type: ignore[no-any-return]
 
     def _owned(
         self, ctx: RunContext, item_id: str, statuses: Sequence[LearningStatus] = ("active",)
-    ) -> LearningRecord:
+    ) -> Flow[LearningRecord]:
         """The row ``item_id`` if this run may see it; the same error whether it does not
         exist or belongs to someone else, so ids of other users' data leak nothing."""
-        record = self.db.get_learning(item_id)
+        record = yield Get(item_id)
         if (
             record is None
             or record.store != self.name
@@ -258,7 +255,7 @@ class Store(Generic[S]):
             or record.status not in statuses
         ):
             raise NotFoundError(f"No {self.name} item with id {item_id!r}.")
-        return record
+        return record  # type: ignore[no-any-return]
 
     def schema_for(self, kind: str) -> type[BaseModel]:
         """The schema of rows of ``kind`` (stores with several kinds override this)."""
@@ -274,13 +271,9 @@ class Store(Generic[S]):
         schema = self.schema_for(record.kind)
         return Item.from_record(record, schema, score=score, past=past)  # type: ignore[arg-type]
 
-    def now(self) -> datetime:
-        """The database's "now", which validity and expiry are judged against."""
-        return self.db.now()
-
     # -------------------------------------------------------------- protocol defaults
 
-    def recall(self, ctx: RunContext) -> Recalled:
+    def recall(self, ctx: RunContext) -> Flow[Recalled]:
         raise NotImplementedError
 
     def build_context(self, recalled: Recalled) -> str:
@@ -290,20 +283,66 @@ class Store(Generic[S]):
         return []
 
     def describe(self, description: str) -> str:
-        """A tool description with the store's configured ``instructions`` appended."""
+        """A tool description (or extraction guidance) with the store's configured
+        ``instructions`` appended."""
         extra = self.config.instructions
         return f"{description} {extra}" if extra else description
 
-    async def process(self, ctx: RunContext, turn: Turn) -> None:
-        """Run extraction for this store alone (the machine batches always-mode stores)."""
-        await self.machine.extract(ctx, turn, stores=[self])
+    def process(self, ctx: RunContext, turn: Turn) -> None:
+        """Built-in stores learn in their machine's combined extraction call, not here."""
+        raise ConfigError(
+            f"the {self.name} store learns through its LearningMachine's extraction job"
+        )
+
+    # -------------------------------------------------------------- tools
+
+    def _tool(
+        self,
+        flow: Callable[[RunContext, Any], Flow[Any]],
+        *,
+        name: str,
+        description: str,
+        arguments: type[BaseModel],
+    ) -> Tool:
+        """A tool whose logic is ``flow(ctx, arguments)``, driven by the backend."""
+
+        async def call(ctx: RunContext, data: BaseModel) -> Any:
+            return await self.backend.run(flow(ctx, data))
+
+        return Tool.for_model(call, name=name, description=description, arguments=arguments)
+
+    def _save_tool(
+        self,
+        ops: Callable[[RunContext, BaseModel, LearningStatus], list[WriteOp]],
+        *,
+        proposing: bool,
+        name: str,
+        description: str,
+        arguments: type[BaseModel],
+        saved: Callable[[list[LearningRecord], BaseModel], str],
+    ) -> Tool:
+        """The add / propose tool of every store, in one place: ``ops`` builds the rows
+        (status ``proposed`` when proposing); a proposal's reply says it is NOT saved yet."""
+
+        def save(ctx: RunContext, data: BaseModel) -> Flow[str]:
+            writes = ops(ctx, data, "proposed" if proposing else "active")
+            if not writes:
+                return "Nothing to change: pass at least one field."
+            records = yield from self._apply(ctx, writes, "tool")
+            return proposal_reply([r.id for r in records]) if proposing else saved(records, data)
+
+        return self._tool(save, name=name, description=description, arguments=arguments)
 
     # -------------------------------------------------------------- extraction hooks
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
         """This store's part of the combined extraction call (``None`` to sit it out)."""
         return None
+        yield  # a flow that asks for nothing
 
-    def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
+    def extraction_writes(
+        self, value: Any, view: ExtractionView, ctx: RunContext
+    ) -> Flow[list[WriteOp]]:
         """Turn the validated answer for ``view.key`` into write operations."""
         return []
+        yield  # a flow that asks for nothing

@@ -6,8 +6,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field, create_model
 
+from kern._sync import syncify
 from kern.context import RunContext
-from kern.errors import NotFoundError
+from kern.db.base import LearningRecord
+from kern.learn.backend import Flow
 from kern.learn.config import DecisionLogConfig, LearningMode
 from kern.learn.items import Item
 from kern.learn.schemas import Decision
@@ -30,16 +32,23 @@ class DecisionLogStore(ListStore[Decision]):
     def scope(self, ctx: RunContext) -> str:
         return agent_scope(self.namespace or "global", ctx)
 
-    def record_outcome(
+    async def arecord_outcome(
         self, decision_id: str, outcome: str, *, user_id: str | None = None
     ) -> Item[Decision]:
         """Attach what happened to a logged decision."""
-        current = self.get(decision_id, user_id=user_id)
-        if current is None:
-            raise NotFoundError(f"No decision_log item with id {decision_id!r}.")
-        return self.update(
-            decision_id, current.data.model_copy(update={"outcome": outcome}), user_id=user_id
-        )
+        ctx = self._context(user_id)
+        (saved,) = await self.backend.run(self._outcome(ctx, decision_id, outcome, "api"))
+        return self._item(saved)
+
+    record_outcome = syncify(arecord_outcome)
+
+    def _outcome(
+        self, ctx: RunContext, decision_id: str, outcome: str, actor: str
+    ) -> Flow[list[LearningRecord]]:
+        current = yield from self._owned(ctx, decision_id)
+        decision = self.schema.model_validate(current.content)
+        op = self._update(current, decision.model_copy(update={"outcome": outcome}))
+        return (yield from self._apply(ctx, [op], actor))
 
     def get_tools(self, ctx: RunContext) -> list[Tool]:
         tools = super().get_tools(ctx)
@@ -54,15 +63,11 @@ class DecisionLogStore(ListStore[Decision]):
             outcome=(str, Field(description="How the decision turned out")),
         )
 
-        def record_decision_outcome(ctx: RunContext, data: BaseModel) -> str:
-            current = self._owned(ctx, data.id)  # type: ignore[attr-defined]
-            decision = self.schema.model_validate(current.content).model_copy(
-                update={"outcome": data.outcome}  # type: ignore[attr-defined]
-            )
-            self._apply([self._update(current, decision)], ctx, "tool")
-            return f"Outcome recorded for decision {current.id}."
+        def record_decision_outcome(ctx: RunContext, data: BaseModel) -> Flow[str]:
+            (saved,) = yield from self._outcome(ctx, data.id, data.outcome, "tool")  # type: ignore[attr-defined]
+            return f"Outcome recorded for decision {saved.id}."
 
-        return Tool.for_model(
+        return self._tool(
             record_decision_outcome,
             name="record_decision_outcome",
             description="Record how an earlier decision turned out, by id.",

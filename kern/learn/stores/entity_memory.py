@@ -8,8 +8,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, create_model
 
+from kern._sync import syncify
 from kern.context import RunContext
-from kern.db.base import Close, SetStatus, WriteOp
+from kern.db.base import Close, Create, SetStatus, WriteOp
+from kern.learn.backend import Flow
 from kern.learn.config import EntityMemoryConfig, LearningMode
 from kern.learn.items import Item
 from kern.learn.schemas import EntityEvent, EntityRelation
@@ -52,7 +54,7 @@ class EntityMemoryStore(ListStore[Any]):
 
     # -------------------------------------------------------------- direct API
 
-    def add_fact(
+    async def aadd_fact(
         self,
         entity: str,
         fact: str,
@@ -61,16 +63,19 @@ class EntityMemoryStore(ListStore[Any]):
         user_id: str | None = None,
         **extra: Any,
     ) -> Item[Any]:
-        return self.add(
+        """A fact about a named entity ("Acme" / "uses Postgres")."""
+        return await self.aadd(
             {"entity": entity, "fact": fact, "entity_type": entity_type, **extra}, user_id=user_id
         )
 
-    def add_event(
+    async def aadd_event(
         self, entity: str, event: str, *, date: str | None = None, user_id: str | None = None
     ) -> Item[Any]:
-        return self._add_kind("event", EntityEvent(entity=entity, event=event, date=date), user_id)
+        """Something that happened to an entity, with its date if known."""
+        data = EntityEvent(entity=entity, event=event, date=date)
+        return await self._add_kind("event", data, user_id)
 
-    def add_relation(
+    async def aadd_relation(
         self,
         subject: str,
         relation: str,
@@ -83,12 +88,20 @@ class EntityMemoryStore(ListStore[Any]):
         """A relation, e.g. (Alice, works_at, Netflix), with when it held if known; end it
         with ``close`` or replace it with ``supersede`` when it changes."""
         data = EntityRelation(subject=subject, relation=relation, object=object)
-        return self._add_kind("relation", data, user_id, valid_from=valid_from, valid_to=valid_to)
+        return await self._add_kind(
+            "relation", data, user_id, valid_from=valid_from, valid_to=valid_to
+        )
 
-    def _add_kind(self, kind: str, data: BaseModel, user_id: str | None, **times: Any) -> Item[Any]:
+    add_fact = syncify(aadd_fact)
+    add_event = syncify(aadd_event)
+    add_relation = syncify(aadd_relation)
+
+    async def _add_kind(
+        self, kind: str, data: BaseModel, user_id: str | None, **times: Any
+    ) -> Item[Any]:
         ctx = self._context(user_id)
         record = self._record(ctx, data, kind=kind, **times)
-        (saved,) = self._apply([self._create(record)], ctx, "api")
+        (saved,) = await self.backend.run(self._apply(ctx, [Create(record)], "api"))
         return self._item(saved)
 
     def render_row(
@@ -129,22 +142,16 @@ class EntityMemoryStore(ListStore[Any]):
         self, kind: str, schema: type[BaseModel], name: str, description: str, status: str
     ) -> Tool:
         proposing = status == "proposed"
-
-        def save(ctx: RunContext, data: BaseModel) -> str:
-            record = self._record(
-                ctx, data, kind=kind, status="proposed" if proposing else "active"
-            )
-            (saved,) = self._apply([self._create(record)], ctx, "tool")
-            if proposing:
-                return (
-                    f"Proposal {saved.id} created, NOT saved: ask the user to confirm; if "
-                    "they agree in a later message, call confirm_proposal with this id."
-                )
-            return f"Saved entity {kind} {saved.id}."
-
         if proposing:
             name, description = f"propose_{name}", f"Propose: {description} (needs approval)"
-        return Tool.for_model(save, name=name, description=description, arguments=schema)
+        return self._save_tool(
+            lambda ctx, data, status: [Create(self._record(ctx, data, kind=kind, status=status))],
+            proposing=proposing,
+            name=name,
+            description=description,
+            arguments=schema,
+            saved=lambda records, data: f"Saved entity {kind} {records[0].id}.",
+        )
 
     # -------------------------------------------------------------- extraction
 
@@ -177,8 +184,8 @@ class EntityMemoryStore(ListStore[Any]):
         )
         return ops | None
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
-        view = super().extraction_view(ctx, turn)
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
+        view = yield from super().extraction_view(ctx, turn)
         if view is None:
             return None
         guidance = (
@@ -187,13 +194,18 @@ class EntityMemoryStore(ListStore[Any]):
             "skip what is already stored; delete stored items the exchange shows are wrong; "
             "close (with the date) relations that ended, and add the new one with valid_from."
         )
-        if self.config.instructions:
-            guidance += " " + self.config.instructions
         return ExtractionView(
-            self.name, self.extraction_output, guidance, view.data, view.local_ids, view.at
+            self.name,
+            self.extraction_output,
+            self.describe(guidance),
+            view.data,
+            view.local_ids,
+            view.at,
         )
 
-    def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
+    def extraction_writes(
+        self, value: Any, view: ExtractionView, ctx: RunContext
+    ) -> Flow[list[WriteOp]]:
         if value is None:
             return []
         writes: list[WriteOp] = []
@@ -212,7 +224,7 @@ class EntityMemoryStore(ListStore[Any]):
                     valid_from=at_day_start(fields.pop("valid_from", None)),
                     valid_to=at_day_start(fields.pop("valid_to", None)),
                 )
-                writes.append(self._create(record))
+                writes.append(Create(record))
         touched: set[str] = set()
         for change in value.close:
             item_id = view.local_ids.get(change.id)
@@ -223,3 +235,4 @@ class EntityMemoryStore(ListStore[Any]):
             if (item_id := view.local_ids.get(number)) is not None and item_id not in touched:
                 writes.append(SetStatus(item_id, "deleted", "delete"))
         return writes
+        yield  # a flow that asks for nothing

@@ -10,8 +10,10 @@ from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from kern._sync import syncify
 from kern.context import RunContext
-from kern.db.base import LearningStatus, Put, SetStatus, WriteOp
+from kern.db.base import Create, LearningStatus, Put, SetStatus, WriteOp
+from kern.learn.backend import Flow, Now, Read
 from kern.learn.config import LearningMode, SessionContextConfig, UserProfileConfig
 from kern.learn.items import Item
 from kern.learn.prompts import data_block, escape
@@ -60,13 +62,13 @@ class UserProfileStore(Store[ProfileField]):
 
     # -------------------------------------------------------------- direct API
 
-    def get(self, *, user_id: str | None = None, as_of: datetime | None = None) -> BaseModel:
+    async def aget(self, *, user_id: str | None = None, as_of: datetime | None = None) -> BaseModel:
         """The user's profile as an instance of the store's schema: as it is now, or as it
         was at ``as_of`` (each field keeps its past values)."""
-        values = {i.data.field: i.data.value for i in self.fields(user_id=user_id, as_of=as_of)}
-        return self.schema.model_construct(**values)
+        fields = await self.afields(user_id=user_id, as_of=as_of)
+        return self.schema.model_construct(**{i.data.field: i.data.value for i in fields})
 
-    def fields(
+    async def afields(
         self,
         *,
         user_id: str | None = None,
@@ -77,29 +79,50 @@ class UserProfileStore(Store[ProfileField]):
         """One item per stored field (with its id, version and dates): the current values, the
         values at ``as_of``, or with ``include_past`` every value each field has had, oldest
         first (past ones marked ``past``)."""
-        where = self._where(self._context(user_id), kinds=[self.kind], statuses=(status,))
+        ctx = self._context(user_id)
+        return await self.backend.run(
+            self._fields(ctx, status, as_of=as_of, include_past=include_past)
+        )
+
+    def _fields(
+        self, ctx: RunContext, status: LearningStatus = "active", **time: Any
+    ) -> Flow[list[Item[ProfileField]]]:
+        where = self._where(ctx, kinds=[self.kind], statuses=(status,))
         if status != "active":
-            records = self.db.list_learnings(where, limit=1000, newest_first=False)
+            records = yield Read(where, limit=1000, newest_first=False)
             return [Item.from_record(r, ProfileField) for r in records]
-        scope = time_scope(self.now(), as_of=as_of, include_past=include_past)
-        records = self.db.list_learnings(scope.where(where), limit=1000, newest_first=False)
+        scope = time_scope((yield Now()), **time)
+        records = yield Read(scope.where(where), limit=1000, newest_first=False)
         return [
             Item.from_record(r, ProfileField, past=not is_current(r, scope.at)) for r in records
         ]
 
-    def update(
+    def _current(self, ctx: RunContext) -> Flow[dict[str, Any]]:
+        """The current value of each field."""
+        fields = yield from self._fields(ctx)
+        return {i.data.field: i.data.value for i in fields}
+
+    async def aupdate(
         self, values: dict[str, Any] | BaseModel, *, user_id: str | None = None
     ) -> BaseModel:
         """Set the given fields (validated against the schema); returns the new profile."""
         ctx = self._context(user_id)
-        self._apply(self._puts(ctx, self._validate(values)), ctx, "api")
-        return self.get(user_id=user_id)
+        await self.backend.run(self._apply(ctx, self._puts(ctx, self._validate(values)), "api"))
+        return await self.aget(user_id=user_id)
 
-    def delete_field(self, field: str, *, user_id: str | None = None) -> None:
+    async def adelete_field(self, field: str, *, user_id: str | None = None) -> None:
+        """Delete a field's current value (it stays in history)."""
         ctx = self._context(user_id)
-        for item in self.fields(user_id=user_id):
+        for item in await self.afields(user_id=user_id):
             if item.data.field == field:
-                self._apply([SetStatus(item.id, "deleted", "delete")], ctx, "api")
+                await self.backend.run(
+                    self._apply(ctx, [SetStatus(item.id, "deleted", "delete")], "api")
+                )
+
+    get = syncify(aget)
+    fields = syncify(afields)
+    update = syncify(aupdate)
+    delete_field = syncify(adelete_field)
 
     def _validate(self, values: dict[str, Any] | BaseModel) -> dict[str, Any]:
         data = values.model_dump() if isinstance(values, BaseModel) else values
@@ -115,20 +138,17 @@ class UserProfileStore(Store[ProfileField]):
                 ctx, ProfileField(field=field, value=value), key=field, status=status
             )
             # A changed value supersedes the old one, so the field keeps its history in time.
-            ops.append(Put(record, supersede=True) if status == "active" else self._create(record))
+            ops.append(Put(record, supersede=True) if status == "active" else Create(record))
         return ops
 
     # -------------------------------------------------------------- recall and tools
 
-    def recall(self, ctx: RunContext) -> Recalled:
-        items = self.fields(user_id=ctx.user_id)
+    def recall(self, ctx: RunContext) -> Flow[Recalled]:
+        items = yield from self._fields(ctx)
         pending: list[Item[ProfileField]] = []
         if self.mode is LearningMode.PROPOSE:
-            pending = [
-                i
-                for i in self.fields(user_id=ctx.user_id, status="proposed")
-                if i.session_id == ctx.session_id
-            ]
+            proposed = yield from self._fields(ctx, "proposed")
+            pending = [i for i in proposed if i.session_id == ctx.session_id]
         return Recalled(items, pending)
 
     def build_context(self, recalled: Recalled) -> str:
@@ -152,24 +172,13 @@ class UserProfileStore(Store[ProfileField]):
             return []
         proposing = self.mode is LearningMode.PROPOSE
 
-        def update_profile(ctx: RunContext, data: BaseModel) -> str:
-            values = {k: v for k, v in data.model_dump(mode="json").items() if v is not None}
-            if not values:
-                return "Nothing to change: pass at least one field."
-            saved = self._apply(
-                self._puts(ctx, values, "proposed" if proposing else "active"), ctx, "tool"
-            )
-            if proposing:
-                ids = ", ".join(r.id for r in saved)
-                return (
-                    f"Proposal(s) {ids} created, NOT saved: ask the user to confirm; if they "
-                    "agree in a later message, call confirm_proposal with each id."
-                )
-            return "Saved profile fields: " + ", ".join(values) + "."
+        def values(data: BaseModel) -> dict[str, Any]:
+            return {k: v for k, v in data.model_dump(mode="json").items() if v is not None}
 
         return [
-            Tool.for_model(
-                update_profile,
+            self._save_tool(
+                lambda ctx, data, status: self._puts(ctx, values(data), status),
+                proposing=proposing,
                 name="propose_user_profile_update" if proposing else "update_user_profile",
                 description=self.describe(
                     "Propose changes to the user's profile for them to approve."
@@ -177,35 +186,36 @@ class UserProfileStore(Store[ProfileField]):
                     else "Save facts about the user in their profile; pass only fields to change."
                 ),
                 arguments=self.updates,
+                saved=lambda records, data: (
+                    "Saved profile fields: " + ", ".join(values(data)) + "."
+                ),
             )
         ]
 
     # -------------------------------------------------------------- extraction
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
         if self.mode is not LearningMode.ALWAYS:
             return None
-        current = {i.data.field: i.data.value for i in self.fields(user_id=ctx.user_id)}
-        guidance = (
-            "set profile fields the user stated or corrected; leave the others null. "
-            "Only change a stored value when the user gave a new one."
-        )
-        if self.config.instructions:
-            guidance += " " + self.config.instructions
+        current = yield from self._current(ctx)
         return ExtractionView(
             key=self.name,
             output=self.updates | None,
-            guidance=guidance,
+            guidance=self.describe(
+                "set profile fields the user stated or corrected; leave the others null. "
+                "Only change a stored value when the user gave a new one."
+            ),
             data=escape(str(current)) if current else "(empty)",
         )
 
-    def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
+    def extraction_writes(
+        self, value: Any, view: ExtractionView, ctx: RunContext
+    ) -> Flow[list[WriteOp]]:
         if value is None:
             return []
         values = {k: v for k, v in value.model_dump(mode="json").items() if v is not None}
-        current = {i.data.field: i.data.value for i in self.fields(user_id=ctx.user_id)}
-        changed = {k: v for k, v in values.items() if current.get(k) != v}
-        return self._puts(ctx, changed)
+        current = yield from self._current(ctx)
+        return self._puts(ctx, {k: v for k, v in values.items() if current.get(k) != v})
 
 
 class SessionContextStore(Store[SessionContext]):
@@ -219,35 +229,42 @@ class SessionContextStore(Store[SessionContext]):
     def scope(self, ctx: RunContext) -> str:
         return session_scope(ctx.user_id, ctx.session_id)
 
-    def get(self, session_id: str, *, user_id: str | None = None) -> SessionContext | None:
-        item = self._current(self._context(user_id, session_id))
+    async def aget(self, session_id: str, *, user_id: str | None = None) -> SessionContext | None:
+        """The session's context, if one was recorded."""
+        item = await self.backend.run(self._current(self._context(user_id, session_id)))
         return item.data if item else None
 
-    def set(
+    async def aset(
         self, session_id: str, context: dict[str, Any] | BaseModel, *, user_id: str | None = None
     ) -> BaseModel:
         """Merge the given fields into the session's context."""
         ctx = self._context(user_id, session_id)
-        data = self._merged(ctx, context)
-        self._apply([Put(self._record(ctx, data, key=self.key))], ctx, "api")
-        return data
+        return await self.backend.run(self._merge(ctx, context, "api"))
 
-    def _current(self, ctx: RunContext) -> Item[SessionContext] | None:
-        records = self.db.list_learnings(self._where(ctx, key=self.key), limit=1)
+    get = syncify(aget)
+    set = syncify(aset)
+
+    def _current(self, ctx: RunContext) -> Flow[Item[SessionContext] | None]:
+        records = yield Read(self._where(ctx, key=self.key), limit=1)
         return self._item(records[0]) if records else None
 
-    def _merged(self, ctx: RunContext, changes: dict[str, Any] | BaseModel) -> BaseModel:
-        current = self._current(ctx)
+    def _merge(
+        self, ctx: RunContext, changes: dict[str, Any] | BaseModel, actor: str
+    ) -> Flow[BaseModel]:
+        """Merge ``changes`` into the stored context and write it; returns the merged one."""
+        current = yield from self._current(ctx)
         base = current.data.model_dump() if current else {}
         new = (
             changes.model_dump(exclude_none=True)
             if isinstance(changes, BaseModel)
             else {k: v for k, v in changes.items() if v is not None}
         )
-        return self.schema.model_validate({**base, **new})
+        data = self.schema.model_validate({**base, **new})
+        yield from self._apply(ctx, [Put(self._record(ctx, data, key=self.key))], actor)
+        return data
 
-    def recall(self, ctx: RunContext) -> Recalled:
-        current = self._current(ctx)
+    def recall(self, ctx: RunContext) -> Flow[Recalled]:
+        current = yield from self._current(ctx)
         return Recalled([current] if current else [])
 
     def build_context(self, recalled: Recalled) -> str:
@@ -258,13 +275,12 @@ class SessionContextStore(Store[SessionContext]):
         if self.mode is LearningMode.ALWAYS:
             return []
 
-        def update_session_context(ctx: RunContext, data: BaseModel) -> str:
-            merged = self._merged(ctx, data)
-            self._apply([Put(self._record(ctx, merged, key=self.key))], ctx, "tool")
+        def update_session_context(ctx: RunContext, data: BaseModel) -> Flow[str]:
+            yield from self._merge(ctx, data, "tool")
             return "Session context saved."
 
         return [
-            Tool.for_model(
+            self._tool(
                 update_session_context,
                 name="update_session_context",
                 description=self.describe(
@@ -274,27 +290,27 @@ class SessionContextStore(Store[SessionContext]):
             )
         ]
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
         if self.mode is not LearningMode.ALWAYS:
             return None
-        current = self._current(ctx)
-        guidance = (
-            "the session's state after this exchange: summary, goal, plan, progress. Return "
-            "the full updated state, or null if nothing about the session changed."
-        )
-        if self.config.instructions:
-            guidance += " " + self.config.instructions
+        current = yield from self._current(ctx)
         return ExtractionView(
             key=self.name,
             output=self.schema | None,
-            guidance=guidance,
+            guidance=self.describe(
+                "the session's state after this exchange: summary, goal, plan, progress. Return "
+                "the full updated state, or null if nothing about the session changed."
+            ),
             data=escape(current.data.model_dump_json(exclude_defaults=True))
             if current
             else "(empty)",
         )
 
-    def extraction_writes(self, value: Any, view: ExtractionView, ctx: RunContext) -> list[WriteOp]:
+    def extraction_writes(
+        self, value: Any, view: ExtractionView, ctx: RunContext
+    ) -> Flow[list[WriteOp]]:
         if value is None:
             return []
         data = self.schema.model_validate(value.model_dump())
         return [Put(self._record(ctx, data, key=self.key))]
+        yield  # a flow that asks for nothing

@@ -10,19 +10,24 @@ from __future__ import annotations
 import builtins
 import functools
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, create_model
 
+from kern._sync import syncify
 from kern.context import RunContext
 from kern.db.base import (
     Close,
+    Create,
+    LearningFilter,
+    LearningRecord,
     LearningStatus,
     SetStatus,
     Supersede,
     WriteOp,
 )
 from kern.errors import ConfigError
+from kern.learn.backend import Flow, Get, Now, Read, Search
 from kern.learn.config import LearningMode
 from kern.learn.items import Item
 from kern.learn.prompts import data_block
@@ -38,9 +43,6 @@ from kern.learn.timeline import (
     time_scope,
 )
 from kern.tools import Tool
-
-if TYPE_CHECKING:
-    from kern.db.base import LearningRecord
 
 __all__ = ["ListStore"]
 
@@ -66,7 +68,7 @@ class ListStore(Store[S]):
 
     # -------------------------------------------------------------- direct API
 
-    def add(
+    async def aadd(
         self,
         content: str | S | dict[str, Any],
         *,
@@ -93,10 +95,10 @@ class ListStore(Store[S]):
             expires_at=expires_at,
             pinned=pinned,
         )
-        (saved,) = self._apply([self._create(record)], ctx, "api")
+        (saved,) = await self.backend.run(self._apply(ctx, [Create(record)], "api"))
         return self._item(saved)
 
-    def supersede(
+    async def asupersede(
         self,
         item_id: str,
         content: str | S | dict[str, Any],
@@ -109,43 +111,46 @@ class ListStore(Store[S]):
         item) and the new one, returned, holds from ``valid_from`` (default: now). Both stay
         readable, with history; use ``update`` instead to correct a mistake."""
         ctx = self._context(user_id)
-        current = self._owned(ctx, item_id)
-        data = self.coerce(content, kind=current.kind)
-        record = self._record(
-            ctx,
-            data,
-            kind=current.kind,
-            metadata=current.metadata,
-            valid_from=valid_from,
-            pinned=current.pinned,
-        )
-        op = self._supersede(current, record)
-        (saved,) = self._apply([op], ctx, "api")
-        return self._item(saved)
 
-    def close(
+        def flow() -> Flow[LearningRecord]:
+            current = yield from self._owned(ctx, item_id)
+            data = self.coerce(content, kind=current.kind)
+            record = self._record(
+                ctx,
+                data,
+                kind=current.kind,
+                metadata=current.metadata,
+                valid_from=valid_from,
+                pinned=current.pinned,
+            )
+            (saved,) = yield from self._apply(ctx, [_supersede(current, record)], "api")
+            return saved
+
+        return self._item(await self.backend.run(flow()))
+
+    async def aclose(
         self, item_id: str, *, user_id: str | None = None, valid_to: datetime | None = None
     ) -> Item[S]:
         """End a fact with no successor ("I no longer have a dog") at ``valid_to`` (default:
         now). It stays readable as a past fact."""
         ctx = self._context(user_id)
-        current = self._owned(ctx, item_id)
-        (saved,) = self._apply([Close(current.id, valid_to)], ctx, "api")
-        return self._item(saved)
 
-    def _supersede(self, current: LearningRecord, record: LearningRecord) -> Supersede:
-        embedding = self._create(record).embedding
-        return Supersede(current.id, record, embedding, expected_version=current.version)
+        def flow() -> Flow[LearningRecord]:
+            current = yield from self._owned(ctx, item_id)
+            (saved,) = yield from self._apply(ctx, [Close(current.id, valid_to)], "api")
+            return saved
 
-    def get(self, item_id: str, *, user_id: str | None = None) -> Item[S] | None:
+        return self._item(await self.backend.run(flow()))
+
+    async def aget(self, item_id: str, *, user_id: str | None = None) -> Item[S] | None:
         """The item if it exists and is visible to ``user_id``'s scope, else ``None``."""
-        record = self.db.get_learning(item_id)
         ctx = self._context(user_id)
+        record = await self.backend.answer(Get(item_id))
         if record is None or record.store != self.name or record.scope != self.scope(ctx):
             return None
         return self._item(record)
 
-    def list(
+    async def alist(
         self,
         *,
         user_id: str | None = None,
@@ -159,15 +164,26 @@ class ListStore(Store[S]):
         ``as_of`` those that held then, ``include_past`` all, past ones marked ``past``. Any
         other ``status`` lists rows of that status, whatever their time."""
         where = self._where(self._context(user_id), kinds=self.kinds, statuses=(status,))
+        return await self.backend.run(
+            self._list(where, limit, offset, status, as_of=as_of, include_past=include_past)
+        )
+
+    def _list(
+        self,
+        where: LearningFilter,
+        limit: int,
+        offset: int = 0,
+        status: LearningStatus = "active",
+        **time: Any,
+    ) -> Flow[builtins.list[Item[S]]]:
         if status != "active":
-            return [
-                self._item(r) for r in self.db.list_learnings(where, limit=limit, offset=offset)
-            ]
-        scope = time_scope(self.now(), as_of=as_of, include_past=include_past)
-        records = self.db.list_learnings(scope.where(where), limit=limit, offset=offset)
+            records = yield Read(where, limit=limit, offset=offset)
+            return [self._item(r) for r in records]
+        scope = time_scope((yield Now()), **time)
+        records = yield Read(scope.where(where), limit=limit, offset=offset)
         return [self._item(r, past=not is_current(r, scope.at)) for r in records]
 
-    def update(
+    async def aupdate(
         self,
         item_id: str,
         content: str | S | dict[str, Any],
@@ -175,18 +191,27 @@ class ListStore(Store[S]):
         user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Item[S]:
+        """Correct an item's content (validated against its kind's schema)."""
         ctx = self._context(user_id)
-        current = self._owned(ctx, item_id)
-        data = self.coerce(content, kind=current.kind)
-        (saved,) = self._apply([self._update(current, data, metadata)], ctx, "api")
-        return self._item(saved)
 
-    def delete(self, item_id: str, *, user_id: str | None = None) -> None:
-        ctx = self._context(user_id)
-        current = self._owned(ctx, item_id)
-        self._apply([SetStatus(current.id, "deleted", "delete")], ctx, "api")
+        def flow() -> Flow[LearningRecord]:
+            current = yield from self._owned(ctx, item_id)
+            data = self.coerce(content, kind=current.kind)
+            (saved,) = yield from self._apply(ctx, [self._update(current, data, metadata)], "api")
+            return saved
 
-    def search(
+        return self._item(await self.backend.run(flow()))
+
+    async def adelete(self, item_id: str, *, user_id: str | None = None) -> None:
+        """Delete an item (it stays in history)."""
+        await self.backend.run(self._delete(self._context(user_id), item_id, "api"))
+
+    def _delete(self, ctx: RunContext, item_id: str, actor: str) -> Flow[LearningRecord]:
+        current = yield from self._owned(ctx, item_id)
+        yield from self._apply(ctx, [SetStatus(current.id, "deleted", "delete")], actor)
+        return current
+
+    async def asearch(
         self,
         query: str,
         *,
@@ -198,8 +223,21 @@ class ListStore(Store[S]):
         """Hybrid search (full-text, plus vectors when an embedder is set) in the scope, among
         the items true now; ``as_of`` searches what held then, ``include_past`` everything
         (items that no longer hold are marked ``past``)."""
-        scope = time_scope(self.now(), as_of=as_of, include_past=include_past)
-        return self._search(self._context(user_id), query, limit, scope)
+
+        def flow() -> Flow[builtins.list[Item[S]]]:
+            scope = time_scope((yield Now()), as_of=as_of, include_past=include_past)
+            return (yield from self._search(self._context(user_id), query, limit, scope))
+
+        return await self.backend.run(flow())
+
+    add = syncify(aadd)
+    supersede = syncify(asupersede)
+    close = syncify(aclose)
+    get = syncify(aget)
+    list = syncify(alist)
+    update = syncify(aupdate)
+    delete = syncify(adelete)
+    search = syncify(asearch)
 
     def coerce(self, content: str | S | dict[str, Any], *, kind: str | None = None) -> S:
         """Accept a string (the main text field), a dict or a schema instance, validated
@@ -226,35 +264,31 @@ class ListStore(Store[S]):
     # -------------------------------------------------------------- recall
 
     def _search(
-        self, ctx: RunContext, query: str, limit: int, scope: TimeScope | None = None
-    ) -> builtins.list[Item[S]]:
-        scope = scope or time_scope(self.now())
+        self, ctx: RunContext, query: str, limit: int, scope: TimeScope
+    ) -> Flow[builtins.list[Item[S]]]:
         where = scope.where(self._where(ctx, kinds=self.kinds))
-        hits = self.machine.search(query, where, limit=limit)
+        hits = yield Search(query, where, limit)
         return [
             self._item(h.record, h.score, past=not is_current(h.record, scope.at)) for h in hits
         ]
 
-    def recall(self, ctx: RunContext) -> Recalled:
+    def recall(self, ctx: RunContext) -> Flow[Recalled]:
         """The items true now that are most relevant to the message; for a question about
         the past ("where did I live before Berlin?"), past items too, marked as past. Never
         two near-identical items."""
-        now = self.now()
+        now = yield Now()
         items: builtins.list[Item[S]] = []
         if self.config.limit:
-            items = self._search(ctx, ctx.input, self.config.limit, time_scope(now))
+            items = yield from self._search(ctx, ctx.input, self.config.limit, time_scope(now))
             asked = past_question(ctx.input, now)
             if asked is not None:
                 scope = TimeScope(now, past=True, window=asked.window)
-                items += self._search(ctx, ctx.input, self.config.limit, scope)
+                items += yield from self._search(ctx, ctx.input, self.config.limit, scope)
         pending: builtins.list[Item[S]] = []
         if self.mode is LearningMode.PROPOSE:
             where = self._where(ctx, kinds=self.kinds, statuses=("proposed",))
-            pending = [
-                self._item(r)
-                for r in self.db.list_learnings(where, limit=20)
-                if r.session_id == ctx.session_id
-            ]
+            records = yield Read(where, limit=20)
+            pending = [self._item(r) for r in records if r.session_id == ctx.session_id]
         return Recalled(items, pending, at=now)
 
     def _distinct(self, items: builtins.list[Item[S]]) -> builtins.list[Item[S]]:
@@ -317,28 +351,18 @@ class ListStore(Store[S]):
 
     def _add_tool(self, *, status: LearningStatus) -> Tool:
         proposing = status == "proposed"
-
-        def add(ctx: RunContext, data: BaseModel) -> str:
-            record = self._record(ctx, data, status=status)
-            (saved,) = self._apply([self._create(record)], ctx, "tool")
-            if proposing:
-                return (
-                    f"Proposal {saved.id} created. It is NOT saved: ask the user to confirm; "
-                    "if they agree in a later message, call confirm_proposal with this id."
-                )
-            return f"Saved {self.noun} {saved.id}."
-
-        verb = "propose" if proposing else "add"
         what = (
             "Propose a new {noun} for the user to approve (nothing is saved until they do)."
             if proposing
             else "Save a new {noun}."
         )
-        return Tool.for_model(
-            add,
-            name=self.tool_name(verb),
+        return self._save_tool(
+            lambda ctx, data, status: [Create(self._record(ctx, data, status=status))],
+            proposing=proposing,
+            name=self.tool_name("propose" if proposing else "add"),
             description=self.describe(what.format(noun=self.noun)),
             arguments=self.schema,
+            saved=lambda records, data: f"Saved {self.noun} {records[0].id}.",
         )
 
     def _update_tool(self) -> Tool:
@@ -348,14 +372,15 @@ class ListStore(Store[S]):
             id=(str, Field(description=f"The id of the {self.noun} to change")),
         )
 
-        def update(ctx: RunContext, data: BaseModel) -> str:
+        def update(ctx: RunContext, data: BaseModel) -> Flow[str]:
             values = data.model_dump()
             item_id = values.pop("id")
-            current = self._owned(ctx, item_id)
-            self._apply([self._update(current, self.schema.model_validate(values))], ctx, "tool")
+            current = yield from self._owned(ctx, item_id)
+            op = self._update(current, self.schema.model_validate(values))
+            yield from self._apply(ctx, [op], "tool")
             return f"Updated {self.noun} {item_id}."
 
-        return Tool.for_model(
+        return self._tool(
             update,
             name=self.tool_name("update"),
             description=self.describe(f"Replace the content of a stored {self.noun}, by id."),
@@ -368,12 +393,11 @@ class ListStore(Store[S]):
             id=(str, Field(description=f"The id of the {self.noun} to delete")),
         )
 
-        def delete(ctx: RunContext, data: BaseModel) -> str:
-            current = self._owned(ctx, data.id)  # type: ignore[attr-defined]
-            self._apply([SetStatus(current.id, "deleted", "delete")], ctx, "tool")
+        def delete(ctx: RunContext, data: BaseModel) -> Flow[str]:
+            current = yield from self._delete(ctx, data.id, "tool")  # type: ignore[attr-defined]
             return f"Deleted {self.noun} {current.id}."
 
-        return Tool.for_model(
+        return self._tool(
             delete,
             name=self.tool_name("delete"),
             description=self.describe(
@@ -389,11 +413,12 @@ class ListStore(Store[S]):
             limit=(int, Field(5, ge=1, le=20, description="How many results")),
         )
 
-        def search(ctx: RunContext, data: BaseModel) -> builtins.list[dict[str, Any]]:
-            items = self._search(ctx, data.query, data.limit)  # type: ignore[attr-defined]
+        def search(ctx: RunContext, data: BaseModel) -> Flow[builtins.list[dict[str, Any]]]:
+            scope = time_scope((yield Now()))
+            items = yield from self._search(ctx, data.query, data.limit, scope)  # type: ignore[attr-defined]
             return [self.render_row(i) for i in items]
 
-        return Tool.for_model(
+        return self._tool(
             search,
             name=self.tool_name("search"),
             description=f"Search stored {self.plural}.",
@@ -447,46 +472,41 @@ class ListStore(Store[S]):
         )
         return ops | None
 
-    def extraction_items(self, ctx: RunContext, turn: Turn) -> builtins.list[Item[S]]:
+    def extraction_items(self, ctx: RunContext, turn: Turn) -> Flow[builtins.list[Item[S]]]:
         """What extraction is shown: the current items most similar to the turn, and for the
         few most similar, the items most related to each (the facts a change may end), topped
         up with the newest ones up to ``extraction_neighbours``."""
-        now = self.now()
-        similar = self._search(
-            ctx, f"{turn.user}\n{turn.assistant}", self.extraction_neighbours, time_scope(now)
+        now = time_scope((yield Now()))
+        similar = yield from self._search(
+            ctx, f"{turn.user}\n{turn.assistant}", self.extraction_neighbours, now
         )
         top, each = self.extraction_related
-        related = [
-            item
-            for hit in similar[:top]
-            for item in self._search(ctx, hit.content, each + 1, time_scope(now))
-        ]
+        related: builtins.list[Item[S]] = []
+        for hit in similar[:top]:
+            related += yield from self._search(ctx, hit.content, each + 1, now)
         shown = list({i.id: i for i in [*similar, *related]}.values())
         missing = self.extraction_neighbours - len(shown)
         if missing > 0:
             # A change often shares no word with what it changes ("I moved to Vienna" and
             # "lives in Dublin"); the newest items fill the view, as in recall's top-up.
-            where = time_scope(now).where(self._where(ctx, kinds=self.kinds))
+            where = now.where(self._where(ctx, kinds=self.kinds))
             seen = {i.id for i in shown}
-            recent = self.db.list_learnings(where, limit=self.extraction_neighbours)
+            recent = yield Read(where, limit=self.extraction_neighbours)
             shown += [self._item(r) for r in recent if r.id not in seen][:missing]
         return shown
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> ExtractionView | None:
+    def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
         if self.mode is not LearningMode.ALWAYS:
             return None
-        shown = self.extraction_items(ctx, turn)
+        shown = yield from self.extraction_items(ctx, turn)
         local_ids = {n: item.id for n, item in enumerate(shown, 1)}
         rows = [
             f"[{n}] " + item.content + _held(item) for n, item in zip(local_ids, shown, strict=True)
         ]
-        guidance = self.extraction_guidance()
-        if self.config.instructions:
-            guidance += " " + self.config.instructions
         return ExtractionView(
             key=self.name,
             output=self.extraction_output,
-            guidance=guidance,
+            guidance=self.describe(self.extraction_guidance()),
             data="\n".join(rows) or "(none stored yet)",
             local_ids=local_ids,
             at=turn.date,
@@ -494,11 +514,19 @@ class ListStore(Store[S]):
 
     def extraction_writes(
         self, value: Any, view: ExtractionView, ctx: RunContext
-    ) -> builtins.list[WriteOp]:
+    ) -> Flow[builtins.list[WriteOp]]:
         if value is None:
             return []
         writes: builtins.list[WriteOp] = []
         touched: set[str] = set()
+        # The rows the answer names, read once and fresh (one read, not one per operation).
+        named = [view.local_ids.get(c.id) for c in [*value.update, *value.supersede, *value.close]]
+        named += [view.local_ids.get(n) for n in value.delete]
+        wanted = builtins.list(dict.fromkeys(i for i in named if i is not None))
+        rows: dict[str, LearningRecord] = {}
+        if wanted:
+            records = yield Read(self._where(ctx, ids=wanted), limit=len(wanted))
+            rows = {r.id: r for r in records}
 
         def target(number: int) -> LearningRecord | None:
             """The active row shown as ``number``, once per answer; invented or repeated
@@ -507,8 +535,7 @@ class ListStore(Store[S]):
             if item_id is None or item_id in touched:
                 return None
             touched.add(item_id)
-            current = self.db.get_learning(item_id)
-            return current if current is not None and current.status == "active" else None
+            return rows.get(item_id)
 
         for data in value.add:
             fields = data.model_dump()
@@ -523,7 +550,7 @@ class ListStore(Store[S]):
                 valid_to=times["valid_to"],
                 expires_at=ends,
             )
-            writes.append(self._create(record))
+            writes.append(Create(record))
         for change in value.update:
             if (current := target(change.id)) is None:
                 continue
@@ -540,7 +567,7 @@ class ListStore(Store[S]):
             record = self._record(
                 ctx, data, kind=current.kind, valid_from=starts, pinned=current.pinned
             )
-            writes.append(self._supersede(current, record))
+            writes.append(_supersede(current, record))
         for change in value.close:
             if (current := target(change.id)) is not None:
                 writes.append(Close(current.id, at_day_start(change.valid_to)))
@@ -548,6 +575,11 @@ class ListStore(Store[S]):
             if (current := target(number)) is not None:
                 writes.append(SetStatus(current.id, "deleted", "delete"))
         return writes
+
+
+def _supersede(current: LearningRecord, record: LearningRecord) -> Supersede:
+    """``record`` replaces ``current`` (compare-and-swap on its version)."""
+    return Supersede(current.id, record, expected_version=current.version)
 
 
 _NUMBER: Any = (int, Field(description="Item number"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kern.context import RunContext
+from kern.learn.backend import Flow
 from kern.learn.config import UserMemoryConfig
 from kern.learn.schemas import Memory
 from kern.learn.scope import user_scope
@@ -31,19 +32,18 @@ class UserMemoryStore(ListStore[Memory]):
             "update or delete stored ones by number instead of adding near-duplicates."
         )
 
-    def recall(self, ctx: RunContext) -> Recalled:
+    def recall(self, ctx: RunContext) -> Flow[Recalled]:
         """The memories most relevant to the message, topped up with the most recent ones.
 
         Questions like "what do you know about me?" share no words with any memory; the
         top-up keeps them answerable. It never exceeds ``limit``, so recall stays bounded
         however many memories a user has.
         """
-        recalled = super().recall(ctx)
+        recalled = yield from super().recall(ctx)
         missing = self.config.limit - len(recalled.items)
         if missing <= 0:
             return recalled
         seen = {item.id for item in recalled.items}
-        recent = [
-            i for i in self.list(user_id=ctx.user_id, limit=self.config.limit) if i.id not in seen
-        ][:missing]
+        latest = yield from self._list(self._where(ctx, kinds=self.kinds), self.config.limit)
+        recent = [i for i in latest if i.id not in seen][:missing]
         return replace(recalled, items=[*recalled.items, *recent])
