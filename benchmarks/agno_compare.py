@@ -416,7 +416,7 @@ class KernSide:
     async def settle(self, user: str) -> None:
         """Wait until the turn's background extraction is stored."""
         machine = self.agent.get_learning_machine()
-        if machine is not None and not await machine.wait_for_jobs(user, timeout=60):
+        if machine is not None and not await machine.await_for_jobs(user, timeout=60):
             raise RuntimeError("kern's extraction did not finish")
 
     def seed(self, user: str, memories: list[str]) -> None:

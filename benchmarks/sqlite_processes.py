@@ -48,7 +48,7 @@ def _process(db_file: str, worker: int, turns: int, queue: Any) -> None:
             agent.run(f"fact {worker}-{turn}", user_id=f"u{worker}", session_id=f"s{worker}")
         except KernError as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
-    lm.wait(timeout=120)
+    lm.wait_for_jobs(timeout=120)
     agent.close()
     db.close()
     queue.put((worker, failures))

@@ -173,7 +173,7 @@ def _wait_for_learning(lm: LearningMachine, user_id: str, *, timeout: float) -> 
     """Wait for ``user_id``'s extraction jobs until each is done or has failed an attempt: a
     failed job waits for a retry by a later process, which this one would wait for in vain."""
     deadline = time.monotonic() + timeout
-    while not lm.wait(user_id, timeout=0.5) and time.monotonic() < deadline:
+    while not lm.wait_for_jobs(user_id, timeout=0.5) and time.monotonic() < deadline:
         jobs = [j for j in lm.db.list_jobs(limit=1000) if j.user_id == user_id]
         if all(j.status == "done" or j.error for j in jobs):
             return
@@ -261,7 +261,7 @@ def chat(
 def _warn_if_learning_failed(output: RunOutput, *, timeout: float) -> None:
     """One line after a turn whose learning failed. The next turn would wait for the job
     anyway (read-your-writes), so waiting here costs no extra time."""
-    if output.learning is not None and output.learning.wait(timeout) == "failed":
+    if output.learning is not None and output.learning.wait_for(timeout) == "failed":
         error = escape(output.learning.error or "")
         console.print(f"[yellow]learning from this turn failed:[/yellow] {error}", soft_wrap=True)
 
@@ -269,7 +269,7 @@ def _warn_if_learning_failed(output: RunOutput, *, timeout: float) -> None:
 def _slash_command(text: str, lm: LearningMachine, user_id: str) -> None:
     """The REPL's commands: look at and manage what the agent learned about you."""
     command = text.split()[0]
-    lm.wait(user_id, timeout=30)  # show what the last turn taught, not what it is still learning
+    lm.wait_for_jobs(user_id, timeout=30)  # what the last turn taught, not what it still learns
     if command == "/memory":
         memories = lm.user_memory.list(user_id=user_id)
         for memory in memories:

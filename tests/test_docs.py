@@ -128,7 +128,7 @@ class _Created:
         machines += [a.learning_machine for a in agents if a.learning_machine is not None]
         for machine in machines:
             with contextlib.suppress(Exception):  # a db the page already closed
-                machine.wait(timeout=10)
+                machine.wait_for_jobs(timeout=10)
         models = {id(v): v for v in found if isinstance(v, Model)}
         models.update({id(a.model): a.model for a in agents})
         for model in models.values():

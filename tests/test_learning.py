@@ -37,7 +37,7 @@ def test_learning_true_learns_in_one_call_and_recalls_in_the_next_session(db: An
     agent = Agent(model=model, db=db, learning=True)
     agent.run("I'm Alice, I work at Netflix. Keep answers short.", user_id="alice", session_id="s1")
     lm = agent.get_learning_machine()
-    assert lm is not None and lm.wait("alice", timeout=10)
+    assert lm is not None and lm.wait_for_jobs("alice", timeout=10)
     assert len(model.requests) == 2  # 1 answer + 1 extraction
     assert sum(is_extraction(r) for r in model.requests) == 1
 
@@ -78,7 +78,7 @@ def test_extraction_sees_the_answer_and_the_answer_does_not_wait_for_it(db: Any)
     assert lm is not None
     assert lm.user_memory.list(user_id="u") == []  # extraction still blocked
     release.set()
-    assert lm.wait("u", timeout=10)
+    assert lm.wait_for_jobs("u", timeout=10)
     assert "Tea is a fine choice." in seen[0] and "I like tea" in seen[0]
     assert [m.content for m in lm.user_memory.list(user_id="u")] == ["The user likes tea."]
 
@@ -162,7 +162,7 @@ def test_custom_schema_flows_into_extraction_tools_validation_and_storage(db: An
     lm = LearningMachine(db=db, user_profile=UserProfileConfig(schema=CustomerProfile))
     agent = Agent(model=FunctionModel(extraction_model("ok", extract)), db=db, learning=lm)
     agent.run("We're on the pro plan with 12 seats", user_id="acme", session_id="s")
-    assert lm.wait("acme", timeout=10)
+    assert lm.wait_for_jobs("acme", timeout=10)
     schema = requests[0].output_schema
     assert schema is not None
     assert "Billing plan" in str(schema.schema)
@@ -206,14 +206,14 @@ def test_finished_jobs_are_deleted_after_their_retention(db: Any) -> None:
     lm = LearningMachine(user_memory=True, job_retention=0)
     agent = Agent(model=model, db=db, learning=lm)
     agent.run("I'm Alice. Keep answers short.", user_id="alice", session_id="s1")
-    assert lm.wait("alice", timeout=10)
+    assert lm.wait_for_jobs("alice", timeout=10)
     # The first job of a process triggers the cleanup: with no retention, it goes at once.
     assert db.list_jobs() == []
     assert [m.content for m in lm.user_memory.list(user_id="alice")] == [
         "The user prefers short answers."
     ]
     agent.run("And again.", user_id="alice", session_id="s1")
-    assert lm.wait("alice", timeout=10)
+    assert lm.wait_for_jobs("alice", timeout=10)
     # The next cleanup is an hour away: this job stays for now.
     assert [j.status for j in db.list_jobs()] == ["done"]
     with pytest.raises(ConfigError, match="job_retention"):

@@ -237,10 +237,10 @@ async def test_learning_works_on_a_server_without_json_schema(
 
     output = await agent.arun(ALICE, user_id="alice")
     assert output.learning is not None
-    assert await output.learning.wait_for(10) == "done", output.learning.error
+    assert await output.learning.await_for(10) == "done", output.learning.error
     second = await agent.arun("What do you know about me?", user_id="alice")
     assert second.learning is not None
-    assert await second.learning.wait_for(10) == "done", second.learning.error
+    assert await second.learning.await_for(10) == "done", second.learning.error
 
     profile = lm.user_profile.get(user_id="alice")
     assert (profile.name, profile.company) == ("Alice", "Netflix")
@@ -267,7 +267,7 @@ async def test_a_failing_extraction_is_visible_on_the_run_output_and_logged_once
         output = await agent.arun(ALICE, user_id="alice")
         assert output.content == "Hello Alice!"
         assert output.learning is not None
-        state = await output.learning.wait_for(10)
+        state = await output.learning.await_for(10)
 
     assert state == "failed"
     error = output.learning.error or ""

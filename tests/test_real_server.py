@@ -74,7 +74,7 @@ async def test_learning_turns_through_llama_cpp_python_server(
         output = await agent.arun(text, user_id="alice", session_id="s1")
         assert output.content
         assert output.learning is not None
-        assert await output.learning.wait_for(600) == "done", output.learning.error
+        assert await output.learning.await_for(600) == "done", output.learning.error
         calls.append(len(bodies) - before)
 
     jobs = lm.db.list_jobs()

@@ -102,12 +102,12 @@ def test_a_failed_extraction_is_retried_in_process_and_never_stalls_recall(
     lm = LearningMachine(user_memory=True, consistency_timeout=120)
     agent = Agent(model=FunctionModel(respond), db=sqlite_db, learning=lm)
     agent.run("I like tea", user_id="alice", session_id="s1")
-    assert lm.wait(user_id="alice", timeout=60)  # the failed attempt finished …
+    assert lm.wait_for_jobs(user_id="alice", timeout=60)  # the failed attempt finished …
     (job,) = sqlite_db.list_jobs()
     assert (job.status, job.attempts) == ("pending", 1)  # … and the job is backing off
     # Recall does not wait for a job that is backing off (it would for 120 s).
     assert sqlite_db.count_unfinished_jobs(user_id="alice", due_only=True) == 0
-    assert lm.wait(user_id="alice", timeout=60)
+    assert lm.wait_for_jobs(user_id="alice", timeout=60)
     # The retry runs in this process once the backoff is over: no restart, no worker.
     deadline = time.monotonic() + 60
     while sqlite_db.list_jobs()[0].status != "done" and time.monotonic() < deadline:

@@ -121,11 +121,11 @@ def test_seed_scenario_learns_over_the_responses_wire(
         first = agent.run("I'm Alice, I work at Netflix", user_id="alice", session_id="s1")
         assert first.content == "Noted!" and first.metrics.model_calls == 1
         lm = agent.get_learning_machine()
-        assert lm is not None and lm.wait("alice", timeout=10)
+        assert lm is not None and lm.wait_for_jobs("alice", timeout=10)
         assert len(server.requests) == 2  # exactly 1 to answer + 1 to learn
         second = agent.run("What do you know about me?", user_id="alice", session_id="s2")
         assert second.metrics.model_calls == 1
-        assert lm.wait("alice", timeout=10)
+        assert lm.wait_for_jobs("alice", timeout=10)
         assert len(server.requests) == 4  # again 1 + 1
         agent.close()
     answer_requests = [r for r in server.requests if "format" not in r.body.get("text", {})]

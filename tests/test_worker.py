@@ -71,7 +71,7 @@ def test_an_app_server_with_run_jobs_false_only_enqueues_and_a_worker_learns(db:
 
     assert [r.output_schema for r in model.requests] == [None, None]  # answers only
     assert [j.status for j in db.list_jobs()] == ["pending", "pending"]
-    assert not server.wait("alice", timeout=0.2)  # nothing here runs them
+    assert not server.wait_for_jobs("alice", timeout=0.2)  # nothing here runs them
     ran = run_sync(run_worker(job_machine(db), concurrency=2, poll_interval=0.05, until_idle=True))
     assert ran == 2
     memories = server.user_memory.list(user_id="alice")
@@ -107,7 +107,7 @@ def test_a_slow_extraction_keeps_its_lease_and_runs_once(db: Any) -> None:
     while time.monotonic() < deadline:  # another worker polling the queue
         assert db.claim_job(lease_seconds=5) is None
         time.sleep(0.05)
-    assert lm.wait("alice", timeout=10)
+    assert lm.wait_for_jobs("alice", timeout=10)
     assert len(extraction_calls) == 1
     memories = lm.user_memory.list(user_id="alice")
     assert [m.content for m in memories] == ["The user said I keep bees."]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from kern._sync import iterate_sync, run_sync
+from kern._sync import iterate_sync, run_sync, syncify
 from kern.agent.output import (
     ContentDelta,
     RunCompleted,
@@ -197,18 +197,19 @@ class Agent:
             await self.learning_machine.aclose()
         await self.model.aclose()
 
-    def close(self) -> None:
-        run_sync(self.aclose())
+    close = syncify(aclose)
 
     def get_learning_machine(self) -> LearningMachine | None:
         """The agent's learning machine (``None`` without learning): its stores, proposals
         and curator."""
         return self.learning_machine
 
-    async def get_session_messages(self, session_id: str | None = None) -> list[Message]:
+    async def aget_session_messages(self, session_id: str | None = None) -> list[Message]:
         """Every message stored for a session, oldest first."""
         runs = await asyncio.to_thread(self.db.get_runs, session_id or self.session_id)
         return [message_from_dict(m) for run in runs for m in run.messages]
+
+    get_session_messages = syncify(aget_session_messages)
 
     # ----------------------------------------------------------------- the run
 

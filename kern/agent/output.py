@@ -70,7 +70,7 @@ class RunOutput:
     #: application shows without parsing the rendered context.
     recalled_items: tuple[Item[Any], ...] = ()
     #: What became of this turn's learning (``queued``, then ``done`` or ``failed`` with the
-    #: error) once known; ``None`` without learning. ``output.learning.wait(timeout)`` waits.
+    #: error) once known; ``None`` without learning. ``output.learning.wait_for(timeout)`` waits.
     learning: TurnLearning | None = None
 
 

@@ -304,7 +304,7 @@ class LearningMachine:
 
     async def recall(self, ctx: RunContext) -> RecallResult:
         """Everything the stores contribute to one run, within the context budget."""
-        await self.wait_for_jobs(ctx.user_id, timeout=self.consistency_timeout)
+        await self.await_for_jobs(ctx.user_id, timeout=self.consistency_timeout)
         recalled: dict[str, Recalled] = {}
         for name, store in self.stores.items():
             recalled[name] = await self.backend.call(store.recall, ctx)
@@ -386,7 +386,7 @@ class LearningMachine:
         chosen = list(self._extracting_stores() if stores is None else stores)
         return await extract(self.backend, self.model, ctx, turn, chosen)
 
-    async def wait_for_jobs(
+    async def await_for_jobs(
         self, user_id: str | None = None, *, timeout: float | None = None
     ) -> bool:
         """Wait until ``user_id``'s (or everyone's) extraction jobs are finished, at most
@@ -395,7 +395,7 @@ class LearningMachine:
         wait = self.consistency_timeout if timeout is None else timeout
         return await self.jobs.wait(user_id, timeout=wait)
 
-    async def process_pending_jobs(self, *, limit: int | None = None) -> int:
+    async def aprocess_pending(self, *, limit: int | None = None) -> int:
         """Run every runnable job in the queue (left by crashed or exited processes)."""
         return await self.jobs.process_pending(limit=limit)
 
@@ -407,7 +407,7 @@ class LearningMachine:
         """Wait (bounded) for pending jobs, then close the model's and the embedder's
         connections. The database is left open: it was given to the machine and may be shared.
         Closing twice, or closing a model the agent closes too, is harmless."""
-        await self.wait_for_jobs()
+        await self.await_for_jobs()
         self.jobs.cancel_retries()  # durable: the next process or a worker retries them
         if self._model is not None:
             await self._model.aclose()
@@ -415,15 +415,9 @@ class LearningMachine:
         if close is not None:
             await close()
 
+    wait_for_jobs = syncify(await_for_jobs)
+    process_pending = syncify(aprocess_pending)
     close = syncify(aclose)
-
-    def wait(self, user_id: str | None = None, *, timeout: float | None = None) -> bool:
-        """Synchronous ``wait_for_jobs``: e.g. at the end of a script."""
-        return run_sync(self.wait_for_jobs(user_id, timeout=timeout))
-
-    def process_pending(self, *, limit: int | None = None) -> int:
-        """Synchronous ``process_pending_jobs``."""
-        return run_sync(self.process_pending_jobs(limit=limit))
 
 
 _BUILTIN_NAMES = frozenset(

@@ -11,7 +11,7 @@ import asyncio
 import threading
 from typing import Literal, TypeAlias
 
-from kern._sync import run_sync
+from kern._sync import syncify
 
 __all__ = ["TurnLearning", "TurnLearningState"]
 
@@ -46,14 +46,12 @@ class TurnLearning:
         self.state = "failed" if error is not None else "done"
         self._settled.set()
 
-    async def wait_for(self, timeout: float | None = None) -> TurnLearningState:
+    async def await_for(self, timeout: float | None = None) -> TurnLearningState:
         """Wait (at most ``timeout`` seconds) until the job has ended; return the state."""
         await asyncio.to_thread(self._settled.wait, timeout)
         return self.state
 
-    def wait(self, timeout: float | None = None) -> TurnLearningState:
-        """Synchronous ``wait_for``."""
-        return run_sync(self.wait_for(timeout))
+    wait_for = syncify(await_for)
 
     def __repr__(self) -> str:
         error = f", error={self.error!r}" if self.error else ""

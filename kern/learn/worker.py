@@ -70,7 +70,7 @@ async def run_worker(
         pause = _ERROR_PAUSE
         while not stop.is_set():
             try:
-                ran = await machine.process_pending_jobs(limit=1)
+                ran = await machine.aprocess_pending(limit=1)
                 if not ran and until_idle and not await asyncio.to_thread(db.count_unfinished_jobs):
                     return
             except KernError as exc:  # the database is unreachable: retry later, do not die

@@ -79,7 +79,7 @@ def create_app(agent: Agent, *, tokens: TokenConfig, ui: bool = True) -> FastAPI
         yield
         if state.machine is not None:  # let background extraction finish (bounded)
             try:
-                await state.machine.wait_for_jobs()
+                await state.machine.await_for_jobs()
             except KernError as exc:  # jobs are durable: the next process resumes them
                 log.warning("could not wait for extraction jobs at shutdown: %s", exc)
 

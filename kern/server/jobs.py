@@ -69,7 +69,7 @@ def jobs_router(state: ServerState) -> APIRouter:
         if machine is not None and machine.run_jobs:
             # This process runs jobs itself (no separate worker): run one now, after the
             # answer, rather than at the next turn.
-            background.add_task(machine.process_pending_jobs, limit=1)
+            background.add_task(machine.aprocess_pending, limit=1)
         return job_out(queued)
 
     return router

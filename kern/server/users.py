@@ -129,7 +129,7 @@ async def _settle(state: ServerState, user_id: str) -> None:
     """Let the user's extraction jobs finish (bounded) so none writes after an export or a
     forget; what a still-running job writes afterwards is the risk this bounds."""
     if state.machine is not None:
-        await state.machine.wait_for_jobs(user_id)
+        await state.machine.await_for_jobs(user_id)
 
 
 def _profile_routes(router: APIRouter, state: ServerState) -> None:

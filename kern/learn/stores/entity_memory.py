@@ -215,14 +215,13 @@ class EntityMemoryStore(ListStore[Any]):
             ("relation", value.relations),
         ):
             for data in items:
-                schema = self.schema_for(kind)
                 fields = data.model_dump()
+                # The dates are the row's, not content: taken out before validation.
+                valid_from = at_day_start(fields.pop("valid_from", None))
+                valid_to = at_day_start(fields.pop("valid_to", None))
+                data = self.schema_for(kind).model_validate(fields)
                 record = self._record(
-                    ctx,
-                    schema.model_validate(fields),
-                    kind=kind,
-                    valid_from=at_day_start(fields.pop("valid_from", None)),
-                    valid_to=at_day_start(fields.pop("valid_to", None)),
+                    ctx, data, kind=kind, valid_from=valid_from, valid_to=valid_to
                 )
                 writes.append(Create(record))
         touched: set[str] = set()
