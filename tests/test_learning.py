@@ -282,3 +282,27 @@ def test_entity_events_and_relations_update_with_their_own_schema(db: Any) -> No
     assert (changed.kind, changed.data.event) == ("event", "launched v2")
     with pytest.raises(ValueError, match="fact"):
         lm.entity_memory.update(event.id, {"entity": "Atlas", "fact": "x"}, user_id="u")
+
+
+def test_an_extracted_relation_is_stored_with_its_dates(db: Any) -> None:
+    """The answer's relation carries ``valid_from``/``valid_to``; they are the row's dates,
+    not content, and once made the schema refuse the relation and the whole job fail."""
+    answer = {
+        "entity_memory": {
+            "relations": [
+                {
+                    "subject": "Ann",
+                    "relation": "works_at",
+                    "object": "Acme",
+                    "valid_from": "2025-03-01",
+                }
+            ]
+        }
+    }
+    lm = LearningMachine(entity_memory=EntityMemoryConfig(), background=False)
+    agent = Agent(model=FunctionModel(extraction_model("ok", answer)), db=db, learning=lm)
+    output = agent.run("Ann joined Acme in March 2025.", user_id="ann")
+    assert output.learning is not None and output.learning.state == "done", output.learning
+    (relation,) = lm.entity_memory.list(user_id="ann")
+    assert "Acme" in relation.content
+    assert relation.valid_from is not None and relation.valid_from.year == 2025

@@ -20,9 +20,7 @@ from kern.db.base import (
     JobRecord,
     LearningDb,
     LearningFilter,
-    LearningRecord,
     SearchHit,
-    WriteOp,
 )
 from kern.errors import ConfigError
 from kern.learn.backend import LearningBackend
@@ -281,17 +279,6 @@ class LearningMachine:
     def job_retention(self) -> float | None:
         return self.jobs.retention
 
-    def apply_writes(
-        self,
-        ops: Sequence[WriteOp],
-        *,
-        run_id: str | None,
-        actor: str,
-        turn_of: str | None = None,
-    ) -> list[LearningRecord]:
-        """The backend's one apply (``LearningBackend.apply``), for synchronous callers."""
-        return run_sync(self.backend.apply(ops, run_id=run_id, actor=actor, turn_of=turn_of))
-
     def search(self, query: str, where: LearningFilter, *, limit: int) -> list[SearchHit]:
         """Hybrid search for synchronous callers (the REST API); stores use the backend."""
         return run_sync(self.backend.search(query, where, limit=limit))
@@ -377,14 +364,6 @@ class LearningMachine:
         for store in self._processing_stores():
             await self.backend.call(store.process, ctx, turn)
         await extract(self.backend, self.model, ctx, turn, self._extracting_stores(), job=job)
-
-    async def extract(
-        self, ctx: RunContext, turn: Turn, *, stores: Sequence[Store[Any]] | None = None
-    ) -> list[WriteOp]:
-        """One structured-output call for ``stores`` (default: the always-mode built-ins),
-        applied in one transaction (``kern.learn.extraction``)."""
-        chosen = list(self._extracting_stores() if stores is None else stores)
-        return await extract(self.backend, self.model, ctx, turn, chosen)
 
     async def await_for_jobs(
         self, user_id: str | None = None, *, timeout: float | None = None
