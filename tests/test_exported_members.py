@@ -137,6 +137,15 @@ PUBLIC_API: dict[str, list[str]] = {
         "UserProfile",
         "UserProfileConfig",
     ],
+    "kern.learn.backend": [
+        "Apply",
+        "Flow",
+        "Get",
+        "LearningBackend",
+        "Now",
+        "Read",
+        "Search",
+    ],
     "kern.learn.scope": [
         "agent_scope",
         "namespace_scope",
