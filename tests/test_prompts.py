@@ -9,7 +9,7 @@ from kern._sync import wait_for_background
 from kern.agent import Agent
 from kern.db.sqlite import SqliteDb
 from kern.learn import LearningMachine, LearningMode, UserMemoryConfig
-from kern.learn.prompts import EXTRACTION_SYSTEM, data_block, extraction_prompt
+from kern.learn.prompts import DATED_ITEM_RULES, EXTRACTION_SYSTEM, data_block, extraction_prompt
 from kern.models.testing import FunctionModel, TestModel
 from tests.learning_helpers import extraction_model, is_extraction
 
@@ -20,7 +20,7 @@ def test_the_extraction_prompt_frames_the_exchange_as_data() -> None:
     assert "Hi Bo!" in prompt
     assert "[1] x" in prompt
     assert "You do not reply to the user" in EXTRACTION_SYSTEM
-    assert "never invent numbers" in EXTRACTION_SYSTEM
+    assert "never invent numbers" in DATED_ITEM_RULES
 
 
 def test_data_blocks_escape_markup_and_render_one_object_per_line() -> None:
@@ -46,6 +46,30 @@ def test_extraction_schema_has_descriptions_but_no_titles(tmp_path: Path) -> Non
     assert '"title"' not in text
     assert "What the user likes to be called" in text
     db.close()
+
+
+def _extraction_instructions(tmp_path: Path, lm: LearningMachine) -> str:
+    db = SqliteDb(db_file=str(tmp_path / "rules.db"))
+    model = FunctionModel(extraction_model("ok", {}))
+    Agent(model=model, db=db, learning=lm).run("I'm Alice.", user_id="u")
+    wait_for_background()
+    db.close()
+    (request,) = [r for r in model.requests if is_extraction(r)]
+    return request.instructions or ""
+
+
+def test_the_extraction_call_carries_only_the_rules_of_its_stores(tmp_path: Path) -> None:
+    # Fields alone (the profile): no rules about numbered items and their dates, which do not
+    # apply there and which SmolLM2-135M followed by copying the user's sentence into `name`.
+    fields = _extraction_instructions(tmp_path / "f", LearningMachine(user_profile=True))
+    assert fields.startswith(EXTRACTION_SYSTEM)
+    assert DATED_ITEM_RULES not in fields
+    assert "- user_profile: set profile fields" in fields
+    both = _extraction_instructions(
+        tmp_path / "b", LearningMachine(user_profile=True, user_memory=True)
+    )
+    assert f"{EXTRACTION_SYSTEM}\n{DATED_ITEM_RULES}" in both
+    assert "- user_memory:" in both and "- user_profile:" in both
 
 
 def _recalled(mode: LearningMode, tmp_path: Path) -> str:

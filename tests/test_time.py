@@ -14,7 +14,7 @@ from kern.agent import Agent
 from kern.context import RunContext
 from kern.errors import NotFoundError
 from kern.learn import LearningMachine
-from kern.learn.prompts import EXTRACTION_SYSTEM, extraction_prompt
+from kern.learn.prompts import DATED_ITEM_RULES, extraction_prompt
 from kern.models.base import ModelRequest
 from kern.models.testing import FunctionModel
 from tests.learning_helpers import extraction_model, prompt_text
@@ -194,7 +194,7 @@ def test_extraction_is_dated_and_supersedes_and_closes_in_one_call(db: Any, cloc
 
 def test_the_extraction_prompt_speaks_time() -> None:
     for words in ("SUPERSEDE", "CLOSE", "UPDATE", "expires_at", "YYYY-MM-DD", "exchange's date"):
-        assert words in EXTRACTION_SYSTEM
+        assert words in DATED_ITEM_RULES
     prompt = extraction_prompt("I moved", "ok", [], date=T0)
     assert prompt.startswith('<exchange date="2025-01-01 (Wednesday)">')
 

@@ -18,7 +18,7 @@ from kern.context import RunContext
 from kern.db.base import JobRecord, WriteOp
 from kern.errors import ModelOutputError
 from kern.learn.backend import LearningBackend
-from kern.learn.prompts import EXTRACTION_SYSTEM, extraction_prompt
+from kern.learn.prompts import extraction_instructions, extraction_prompt
 from kern.learn.stores.base import ExtractionView, Store, Turn
 from kern.models.base import AssistantMessage, Model, ModelRequest, OutputSchema, UserMessage
 
@@ -63,12 +63,13 @@ async def extract(
 async def ask(model: Model, turn: Turn, views: list[ExtractionView]) -> BaseModel:
     """The model call, with one repair retry for output that does not validate."""
     output_model, schema = _extraction_schema(tuple((v.key, v.output) for v in views))
-    guidance = "\n".join(f"- {v.key}: {v.guidance}" for v in views)
     prompt = extraction_prompt(
         turn.user, turn.assistant, [(f"Stored {v.key}", v.data) for v in views], date=turn.date
     )
     messages: list[UserMessage | AssistantMessage] = [UserMessage(prompt)]
-    instructions = f"{EXTRACTION_SYSTEM}\n\nWhat to extract:\n{guidance}"
+    instructions = extraction_instructions(
+        [(v.key, v.guidance) for v in views], dated_items=any(v.dated_items for v in views)
+    )
     for attempt in (1, 2):
         response = await model.request(
             ModelRequest(messages=messages, instructions=instructions, output_schema=schema)

@@ -13,7 +13,15 @@ from typing import Any
 
 from kern.limits import EXTRACTION_INPUT_CHARS, EXTRACTION_ITEM_CHARS, cut
 
-__all__ = ["EXTRACTION_SYSTEM", "data_block", "escape", "extraction_prompt", "proposal_reply"]
+__all__ = [
+    "DATED_ITEM_RULES",
+    "EXTRACTION_SYSTEM",
+    "data_block",
+    "escape",
+    "extraction_instructions",
+    "extraction_prompt",
+    "proposal_reply",
+]
 
 
 def escape(text: str) -> str:
@@ -44,10 +52,16 @@ Rules:
 - Store durable, useful information stated or clearly implied by the USER (the assistant's \
 answer gives context; never store the assistant's own claims about the user as facts unless \
 the user confirmed them).
+- Leave every field empty when nothing new was learned. Most exchanges teach little."""
+
+#: Rules for stores whose answer refers to stored items by number and dates them (memories,
+#: learnings, entities, decisions). A call for fields alone (the profile, the session
+#: context) leaves them out: they do not apply there, and small models follow a short prompt
+#: better (SmolLM2-135M copied the user's whole sentence into `name` with them).
+DATED_ITEM_RULES = """\
 - Prefer updating an existing item (by its number) over adding a near-duplicate; delete items \
 the user says are wrong or obsolete.
 - Each memory is one short, self-contained sentence in the third person ("The user …").
-- Leave every field empty when nothing new was learned. Most exchanges teach little.
 - Items are referred to by their number in square brackets, e.g. 2; never invent numbers.
 - Facts change. When a stored item is no longer true because something replaced it (moved \
 city, new job, switched habit), SUPERSEDE it by number with the new content and valid_from; \
@@ -58,6 +72,14 @@ fact (the old city's gym after a move).
 - Dates are YYYY-MM-DD, resolved against the exchange's date ("last month", "since March", \
 "until Friday"). A short-lived fact ("this week", "today", "until Sunday") gets expires_at: \
 the day after it ends."""
+
+
+def extraction_instructions(guidance: Iterable[tuple[str, str]], *, dated_items: bool) -> str:
+    """The system half of the extraction call: the rules that apply to the stores in it
+    (``dated_items``: some store works on numbered, dated items) and each store's guidance."""
+    rules = f"{EXTRACTION_SYSTEM}\n{DATED_ITEM_RULES}" if dated_items else EXTRACTION_SYSTEM
+    parts = "\n".join(f"- {key}: {text}" for key, text in guidance)
+    return f"{rules}\n\nWhat to extract:\n{parts}"
 
 
 def extraction_prompt(

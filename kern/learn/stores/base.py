@@ -113,6 +113,9 @@ class ExtractionView:
     local_ids: dict[int, str] = field(default_factory=dict)
     #: The date of the turn (what relative dates in the answer were resolved against).
     at: datetime | None = None
+    #: The answer refers to stored items by number and dates them: the call then carries the
+    #: rules for numbered, dated items (``kern.learn.prompts.DATED_ITEM_RULES``).
+    dated_items: bool = False
 
 
 class Store(Generic[S]):

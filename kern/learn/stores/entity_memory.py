@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -194,14 +195,7 @@ class EntityMemoryStore(ListStore[Any]):
             "skip what is already stored; delete stored items the exchange shows are wrong; "
             "close (with the date) relations that ended, and add the new one with valid_from."
         )
-        return ExtractionView(
-            self.name,
-            self.extraction_output,
-            self.describe(guidance),
-            view.data,
-            view.local_ids,
-            view.at,
-        )
+        return replace(view, guidance=self.describe(guidance))
 
     def extraction_writes(
         self, value: Any, view: ExtractionView, ctx: RunContext

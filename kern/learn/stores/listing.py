@@ -510,6 +510,7 @@ class ListStore(Store[S]):
             data="\n".join(rows) or "(none stored yet)",
             local_ids=local_ids,
             at=turn.date,
+            dated_items=True,
         )
 
     def extraction_writes(
