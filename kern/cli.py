@@ -70,21 +70,21 @@ def _load_model(model: Model) -> None:
     console.print(f"[dim]loaded {model.id} in {time.monotonic() - started:.1f}s[/dim]")
 
 
-# One fact per sentence: a 135M model extracts a name, a company and a role far more reliably
-# when each comes alone. The second session shares no history with the first, so whatever the
-# agent knows there about Alice was learned and recalled. No tools: a 135M model offered a tool
-# calls it on every turn.
+# Chosen for what a 135M model does reliably (tried as a new user would, several scripts):
+# from one message that states name, role and company together it extracts the name and the
+# company; told the same facts one per turn, it copies the stored profile back on later turns
+# and learns nothing new. Session 2 shares no history with session 1, so what the agent knows
+# there about Alice was learned and recalled. No tools: offered one, the model calls it on
+# every turn.
 DEMO_SCRIPT: list[tuple[str, list[str]]] = [
-    (
-        "session-1",
-        [
-            "Hi! My name is Alice.",
-            "I work at Netflix.",
-            "I am a data engineer.",
-        ],
-    ),
-    ("session-2", ["Hello again! What do you know about me?"]),
+    ("session-1", ["Hi! I'm Alice, a data engineer at Netflix."]),
+    ("session-2", ["Hi again! Where do I work?"]),
 ]
+# A 135M model ignores recalled data unless the instructions point at it.
+DEMO_INSTRUCTIONS = (
+    "You are a friendly assistant. Answer the user's question in one short sentence, using "
+    "the user profile below."
+)
 
 
 @app.command()
@@ -97,6 +97,7 @@ def demo(
 ) -> None:
     """A short scripted conversation over two sessions, then what was stored."""
     from kern.db.sqlite import SqliteDb
+    from kern.models.llamacpp import LlamaCpp
 
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -115,7 +116,7 @@ def demo(
     agent = Agent(
         model=chosen,
         db=database,
-        instructions="You are a friendly assistant. Reply to the user in one short sentence.",
+        instructions=DEMO_INSTRUCTIONS,
         learning=lm,
     )
     for session_id, messages in DEMO_SCRIPT:
@@ -154,6 +155,12 @@ def demo(
     for job in jobs:
         if job.error:
             _error(f"job {job.id[:8]} {job.status}: {job.error}", prefix="warning:")
+    if isinstance(chosen, LlamaCpp) and chosen.id.startswith("SmolLM2-135M"):
+        console.print(
+            "\n[dim]SmolLM2-135M is a very small model: it picks the profile out of a message, "
+            "but its answers wander. The learning above is the point; for answers that use it, "
+            "run the demo with OPENAI_API_KEY set, or --model/--base-url for another server.[/dim]"
+        )
     console.print(
         f"\nthe database is kept: [cyan]kern learnings list --db {db} --user-id alice[/cyan]"
     )
