@@ -14,16 +14,22 @@ __all__ = ["open_engine"]
 
 @contextmanager
 def open_engine(
-    name: str, workdir: Path, postgres_url: str | None, *, database: str = "kern_bench"
+    name: str,
+    workdir: Path,
+    postgres_url: str | None,
+    *,
+    database: str = "kern_bench",
+    reuse: bool = False,
 ) -> Iterator[SqlDb]:
     """A fresh, empty kern database: a SQLite file in ``workdir``, or the PostgreSQL database
     ``database``, recreated on the server at ``postgres_url`` (an admin URL) or on a server
-    pgserver starts in ``workdir`` and stops after."""
+    pgserver starts in ``workdir`` and stops after. ``reuse`` keeps the database an earlier
+    run left there (migrated on open), to measure a new version on the same data."""
     if name == "sqlite":
         from kern.db.sqlite import SqliteDb
 
         path = workdir / f"{database}.db"
-        for leftover in workdir.glob(f"{database}.db*"):
+        for leftover in [] if reuse else workdir.glob(f"{database}.db*"):
             leftover.unlink()
         db = SqliteDb(db_file=path)
         try:
@@ -48,8 +54,12 @@ def open_engine(
         postgres_url = server.get_uri(driver="psycopg")
     admin = create_engine(make_url(postgres_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {database}")
+        exists = conn.exec_driver_sql(
+            "SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": database}
+        ).first()
+        if not (reuse and exists):
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            conn.exec_driver_sql(f"CREATE DATABASE {database}")
     db = PostgresDb(make_url(postgres_url).set(database=database).render_as_string(False))
     try:
         yield db

@@ -52,7 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines import open_engine
-from sqlalchemy import LargeBinary, bindparam, cast, insert
+from sqlalchemy import LargeBinary, bindparam, cast, func, insert, select
 
 from kern.context import RunContext
 from kern.db.base import LearningFilter
@@ -128,6 +128,13 @@ def analyze(db: SqlDb) -> None:
     """Fresh planner statistics, as autovacuum (Postgres) or ``PRAGMA optimize`` would leave."""
     with db.transaction() as conn:
         conn.exec_driver_sql("ANALYZE")
+
+
+def stored_items(db: SqlDb) -> int:
+    """Benchmark items a reused database holds (their users are ``u<n>``; writers are not)."""
+    with db.transaction(write=False) as conn:
+        query = select(func.count()).where(learnings.c.user_id.like("u%"))
+        return int(conn.execute(query).scalar_one())
 
 
 # -- the measurements --------------------------------------------------------------------------
@@ -284,12 +291,19 @@ def writes(lm: LearningMachine, size: int) -> dict[str, float]:
 
 
 def run_engine(
-    name: str, sizes: list[int], queries: int, dims: int, workdir: Path, postgres_url: str | None
+    name: str,
+    sizes: list[int],
+    queries: int,
+    dims: int,
+    workdir: Path,
+    postgres_url: str | None,
+    reuse: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """One result row per size, as soon as it is measured."""
     corpus = Corpus.create()
     corpus.grow(max(sizes))
-    with open_engine(name, workdir, postgres_url, database="kern_scale") as db:
+    database = "kern_scale"
+    with open_engine(name, workdir, postgres_url, database=database, reuse=reuse) as db:
         version = server_version(db)
         lm = LearningMachine(
             db=db,
@@ -298,9 +312,11 @@ def run_engine(
             learned_knowledge=True,
             consistency_timeout=0,
         )
-        loaded = 0
+        loaded = stored_items(db) if reuse else 0
         for size in sizes:
-            rate = load(lm, corpus, loaded, size, dims)
+            if size < loaded:
+                continue  # reuse: that size was measured by the run that loaded it
+            rate = load(lm, corpus, loaded, size, dims) if size > loaded else float("nan")
             loaded = size
             analyze(db)
             row: dict[str, Any] = {
@@ -312,6 +328,8 @@ def run_engine(
             }
             if dims:
                 row.update(vector_search(lm, size, queries, dims, corpus))
+            # The machine is shared: the load while this size was measured goes with it.
+            row["load_average_1min"] = os.getloadavg()[0]
             row.update(writes(lm, size))
             print(summary(row), flush=True)
             yield row
@@ -319,7 +337,7 @@ def run_engine(
 
 def summary(row: dict[str, Any]) -> str:
     parts = [
-        f"{row['engine']:>8} {row['items']:>9,} items",
+        f"{row['engine']:>8} {row['items']:>9,} items (load {row['load_average_1min']:.1f})",
         f"load {row['load_items_per_s']:>6,.0f}/s",
         "user recall p50/p95 {p50_ms:6.1f} /{p95_ms:6.1f} ms".format(**row["user_recall"]),
         "shared recall p50/p95 {p50_ms:6.1f} /{p95_ms:6.1f} ms".format(**row["shared_recall"]),
@@ -422,6 +440,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/scale.json"))
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/scale.png"))
     parser.add_argument("--plot-only", action="store_true", help="redraw --plot from --json")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the database an earlier run left in --workdir and measure it (new code, "
+        "same data); only sizes not below what it holds are measured",
+    )
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads(args.json.read_text()), args.plot)
@@ -441,12 +465,12 @@ def main() -> None:
     try:
         for engine in args.engines:
             for row in run_engine(
-                engine, sizes, args.queries, args.vectors, workdir, args.postgres_url
+                engine, sizes, args.queries, args.vectors, workdir, args.postgres_url, args.reuse
             ):
                 results.append(row)
                 args.json.write_text(json.dumps(results, indent=2))
     finally:
-        if args.workdir is None:
+        if args.workdir is None:  # a temporary workdir; a given one is kept for --reuse
             shutil.rmtree(workdir, ignore_errors=True)
     plot(results, args.plot)
 
