@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from kern.agent import Agent
+from kern.agent import Agent, RunOutput
 from kern.context import RunContext
 from kern.db.sqlite import SqliteDb
 from kern.learn import LearningMachine, LearningMode, UserMemoryConfig
@@ -37,6 +37,20 @@ class ThreadedEmbedder(HashEmbedder):
         return [v / (np.linalg.norm(v) or 1.0) for v in vectors]
 
 
+def run_all_at_once(agent: Agent, message: str, users: int) -> list[RunOutput]:
+    """``RUNS`` sync ``agent.run`` calls from as many threads at once; fails (instead of
+    hanging the suite) when any has not finished after two minutes."""
+    pool = ThreadPoolExecutor(RUNS)
+    futures = [
+        pool.submit(agent.run, message, user_id=f"u{i % users}", session_id=f"s{i}")
+        for i in range(RUNS)
+    ]
+    _, hung = wait(futures, timeout=120)
+    pool.shutdown(wait=not hung, cancel_futures=True)
+    assert not hung, f"{len(hung)} of {RUNS} concurrent runs never finished"
+    return [f.result() for f in futures]
+
+
 def test_threaded_sync_runs_with_a_to_thread_embedder_do_not_deadlock(tmp_path: Any) -> None:
     """Recall embeds the message: the store's search must await the embedder, not wait on
     it from a thread of the pool the embedder needs."""
@@ -48,15 +62,7 @@ def test_threaded_sync_runs_with_a_to_thread_embedder_do_not_deadlock(tmp_path: 
     )
     agent = Agent(model=TestModel("ok"), db=db, learning=lm)
     lm.user_memory.add("The user likes tea.", user_id="u0")
-    runs = RUNS
-    pool = ThreadPoolExecutor(runs)
-    futures = [
-        pool.submit(agent.run, "tea?", user_id=f"u{i % 3}", session_id=f"s{i}") for i in range(runs)
-    ]
-    _, hung = wait(futures, timeout=120)
-    pool.shutdown(wait=not hung, cancel_futures=True)
-    assert not hung, f"{len(hung)} of {runs} concurrent runs never finished"
-    outputs = [f.result() for f in futures]
+    outputs = run_all_at_once(agent, "tea?", users=3)
     assert all(o.content for o in outputs)
     assert any("likes tea" in o.recalled for o in outputs)
     db.close()
@@ -85,14 +91,7 @@ def test_threaded_sync_runs_whose_sync_tool_calls_the_sync_store_api_do_not_dead
         return ModelResponse(tool_calls=(ToolCall("c1", "note", '{"text": "likes tea"}'),))
 
     agent = Agent(model=FunctionModel(respond), db=db, learning=lm, tools=[note])
-    runs = RUNS
-    pool = ThreadPoolExecutor(runs)
-    futures = [
-        pool.submit(agent.run, "note it", user_id=f"u{i}", session_id=f"s{i}") for i in range(runs)
-    ]
-    _, hung = wait(futures, timeout=120)
-    pool.shutdown(wait=not hung, cancel_futures=True)
-    assert not hung, f"{len(hung)} of {runs} concurrent runs never finished"
-    assert all(f.result().content == "noted" for f in futures)
+    outputs = run_all_at_once(agent, "note it", users=RUNS)
+    assert all(o.content == "noted" for o in outputs)
     assert len(lm.user_memory.list(user_id="u0")) == 1
     db.close()
