@@ -371,6 +371,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         rows = [r for r in results if r["engine"] == engine]
         items = [r["items"] for r in rows]
         color = styles.get(engine)
+        loads = [r["load_average_1min"] for r in rows if "load_average_1min" in r]
+        if loads:  # a shared machine: the load the points were measured under
+            engine = f"{engine} (load {min(loads):.0f}-{max(loads):.0f})"
         for key, marker, label in (
             ("user_recall", "o", "one user's memories"),
             ("shared_recall", "s", "shared namespace"),
