@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import logging
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -24,6 +25,7 @@ from kern.errors import ConfigError
 
 T = TypeVar("T")
 P = ParamSpec("P")
+log = logging.getLogger("kern")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -142,7 +144,41 @@ def wait_for_background(timeout: float = 10.0) -> None:
         asyncio.run_coroutine_threadsafe(wait_for_tasks(), loop).result(timeout=timeout + 1)
 
 
+#: How long an exiting process waits for its background work (extraction jobs) to finish.
+EXIT_WAIT = 10.0
+
+
+def _finish_at_exit() -> None:
+    """At interpreter exit: wait (bounded) for background work, then stop what is left with
+    one log line. Left running, it would fail on the executors that exit shuts down and print
+    a misleading job failure and a traceback; stopped, an extraction job stays queued and the
+    next process or ``kern worker`` runs it once its lease expires."""
+    wait_for_background(EXIT_WAIT)
+    loop = _loop
+    if loop is None or not loop.is_running():
+        return
+
+    async def stop_the_rest() -> int:
+        current = asyncio.current_task()
+        rest = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        for task in rest:
+            task.cancel()
+        if rest:
+            await asyncio.wait(rest, timeout=1.0)
+        return len(rest)
+
+    with contextlib.suppress(Exception):
+        stopped = asyncio.run_coroutine_threadsafe(stop_the_rest(), loop).result(timeout=2.0)
+        if stopped:
+            log.warning(
+                "exiting with background work unfinished after %.0f s (%d task(s)): "
+                "extraction jobs stay queued; the next process or `kern worker` runs them",
+                EXIT_WAIT,
+                stopped,
+            )
+
+
 # Registered with threading (not only atexit) so it runs *before* concurrent.futures shuts its
 # worker threads down at interpreter exit: background jobs still need ``asyncio.to_thread``.
 _register = getattr(threading, "_register_atexit", atexit.register)
-_register(wait_for_background)
+_register(_finish_at_exit)
