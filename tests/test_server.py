@@ -74,6 +74,10 @@ def test_a_plain_run_answers_with_what_was_recalled(client: TestClient, agent: A
     assert "alice is vegetarian" in body["recalled"]
     assert body["user_id"] == "alice" and body["session_id"]
     assert [m["role"] for m in body["messages"]] == ["user", "assistant"]
+    # This machine learns before answering (background=False): the job has run.
+    assert body["learning"]["state"] == "done" and body["learning"]["error"] is None
+    jobs = client.get("/v1/users/alice/jobs", headers=AL).json()
+    assert body["learning"]["job_id"] in [job["id"] for job in jobs]
     # Continuing the session keeps it.
     again = client.post(
         "/v1/users/alice/runs",
@@ -126,6 +130,32 @@ def test_a_failing_model_is_an_error_event_or_a_502(server_db: SqliteDb) -> None
             "error",
             {"error": "ModelError", "detail": "fake: the provider is down", "status": 502},
         )
+
+
+def test_a_run_whose_learning_failed_says_so_in_its_response(server_db: SqliteDb) -> None:
+    def no_json_extraction(request: Any) -> str:
+        return "not JSON" if request.output_schema is not None else "Hello."
+
+    lm = machine(background=False)
+    app = create_app(
+        Agent(model=FunctionModel(no_json_extraction), db=server_db, learning=lm), tokens=TOKENS
+    )
+    with TestClient(app) as client:
+        body = client.post("/v1/users/u/runs", headers=A, json={"message": "I'm Bo."}).json()
+        streamed = client.post(
+            "/v1/users/u/runs", headers=A, json={"message": "I'm Bo.", "stream": True}
+        )
+    assert body["content"] == "Hello."
+    assert body["learning"]["state"] == "failed"
+    assert "extraction output invalid" in body["learning"]["error"]
+    assert sse_events(streamed.text)[-1][1]["learning"]["state"] == "failed"
+
+
+def test_a_run_without_learning_has_no_learning_in_its_response(server_db: SqliteDb) -> None:
+    app = create_app(Agent(model=TestModel("hi"), db=server_db), tokens=TOKENS)
+    with TestClient(app) as client:
+        body = client.post("/v1/users/u/runs", headers=A, json={"message": "hi"}).json()
+    assert body["learning"] is None
 
 
 def test_a_session_of_another_user_cannot_be_continued(client: TestClient, agent: Agent) -> None:

@@ -23,11 +23,19 @@ from kern.agent import (
 )
 from kern.errors import KernError
 from kern.learn.items import Item
+from kern.learn.turn import TurnLearning
 from kern.models.base import message_to_dict
 from kern.server.access import StoreAccess
 from kern.server.auth import ForUser
 from kern.server.errors import error_status
-from kern.server.schemas import PathId, RecalledItem, RunRequest, RunResponse, profile_fields
+from kern.server.schemas import (
+    PathId,
+    RecalledItem,
+    RunLearning,
+    RunRequest,
+    RunResponse,
+    profile_fields,
+)
 from kern.server.state import ServerState
 
 __all__ = ["run_response", "runs_router", "sse"]
@@ -51,9 +59,16 @@ def run_response(output: RunOutput, state: ServerState | None = None) -> RunResp
         content=output.content,
         recalled=output.recalled,
         recalled_items=[_recalled(item, state) for item in output.recalled_items],
+        learning=_learning(output.learning),
         metrics=output.metrics.to_dict(),
         messages=[message_to_dict(m) for m in output.messages],
     )
+
+
+def _learning(learning: TurnLearning | None) -> RunLearning | None:
+    if learning is None:
+        return None
+    return RunLearning(job_id=learning.job_id, state=learning.state, error=learning.error)
 
 
 def _recalled(item: Item[Any], state: ServerState | None) -> RecalledItem:

@@ -31,6 +31,7 @@ __all__ = [
     "Me",
     "ProfileFieldInfo",
     "RecalledItem",
+    "RunLearning",
     "RunRequest",
     "RunResponse",
     "SearchResults",
@@ -266,6 +267,17 @@ class RecalledItem(BaseModel):
     reason: str = Field(description="Why it was recalled, in words")
 
 
+class RunLearning(BaseModel):
+    """What became of the turn's learning when the answer was sent."""
+
+    job_id: str = Field(description="The extraction job (listed under /users/{user_id}/jobs)")
+    state: Literal["queued", "done", "failed"] = Field(
+        description="queued: it runs in the background (see the job); done or failed: it ran "
+        "before the answer was sent"
+    )
+    error: str | None = Field(None, description="Why the extraction failed, in one line")
+
+
 class RunResponse(BaseModel):
     run_id: str
     session_id: str
@@ -274,6 +286,9 @@ class RunResponse(BaseModel):
     recalled: str = Field(description="The learned context the model saw for this answer")
     recalled_items: list[RecalledItem] = Field(
         default_factory=list, description="The learnings in that context, store by store"
+    )
+    learning: RunLearning | None = Field(
+        None, description="The turn's extraction job; null when nothing is learned from runs"
     )
     metrics: dict[str, float | int]
     messages: list[dict[str, Any]]
