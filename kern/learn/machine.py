@@ -126,7 +126,6 @@ class LearningMachine:
         self.namespace = namespace
         self.context_budget = context_budget
         self.consistency_timeout = consistency_timeout
-        self.shared_writes = shared_writes
         self.jobs = JobRunner(
             lambda: self.db,
             self._run_job,
@@ -136,15 +135,15 @@ class LearningMachine:
             run_jobs=run_jobs,
         )
         self.stores: dict[str, LearningStore] = {}
-        builtins: list[tuple[str, StoreArg, type[Store[Any]]]] = [
-            ("user_profile", user_profile, UserProfileStore),
-            ("user_memory", user_memory, UserMemoryStore),
-            ("session_context", session_context, SessionContextStore),
-            ("entity_memory", entity_memory, EntityMemoryStore),
-            ("learned_knowledge", learned_knowledge, LearnedKnowledgeStore),
-            ("decision_log", decision_log, DecisionLogStore),
-        ]
-        for name, arg, store_class in builtins:
+        args = (
+            user_profile,
+            user_memory,
+            session_context,
+            entity_memory,
+            learned_knowledge,
+            decision_log,
+        )
+        for (name, store_class), arg in zip(_BUILTINS.items(), args, strict=True):
             store = self._build_store(name, arg, store_class)
             if store is not None:
                 self._add(store)
@@ -189,7 +188,7 @@ class LearningMachine:
             raise ConfigError(f"two stores are named {store.name!r}")
         if isinstance(store, Store):
             store.use(self.backend)
-        if store.name not in _BUILTIN_NAMES:
+        if store.name not in _BUILTINS:
             # A custom store is an attribute too (``lm.todos``): set, not looked up through
             # ``__getattr__``, so the built-ins below stay typed for editors and mypy.
             if hasattr(self, store.name):
@@ -266,6 +265,11 @@ class LearningMachine:
     @property
     def run_jobs(self) -> bool:
         return self.jobs.run_jobs
+
+    @property
+    def shared_writes(self) -> str:
+        """What a user's turn may do in a shared namespace: ``"add"`` or ``"propose"``."""
+        return self.backend.shared_writes
 
     @property
     def job_lease(self) -> float:
@@ -399,16 +403,15 @@ class LearningMachine:
     close = syncify(aclose)
 
 
-_BUILTIN_NAMES = frozenset(
-    {
-        "user_profile",
-        "user_memory",
-        "session_context",
-        "entity_memory",
-        "learned_knowledge",
-        "decision_log",
-    }
-)
+#: The built-in stores, in the order of ``LearningMachine``'s arguments (and its recall).
+_BUILTINS: dict[str, type[Store[Any]]] = {
+    "user_profile": UserProfileStore,
+    "user_memory": UserMemoryStore,
+    "session_context": SessionContextStore,
+    "entity_memory": EntityMemoryStore,
+    "learned_knowledge": LearnedKnowledgeStore,
+    "decision_log": DecisionLogStore,
+}
 
 
 def resolve_learning(learning: object) -> LearningMachine | None:
