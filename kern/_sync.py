@@ -124,6 +124,12 @@ def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
         future.cancel()
 
 
+def _other_tasks() -> list[asyncio.Task[Any]]:
+    """The unfinished tasks of the running loop, but the one asking."""
+    current = asyncio.current_task()
+    return [t for t in asyncio.all_tasks() if t is not current]
+
+
 def wait_for_background(timeout: float = 10.0) -> None:
     """Wait (bounded) for background tasks on the shared loop, e.g. extraction jobs.
 
@@ -135,8 +141,7 @@ def wait_for_background(timeout: float = 10.0) -> None:
         return
 
     async def wait_for_tasks() -> None:
-        current = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks() if t is not current]
+        pending = _other_tasks()
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
@@ -159,8 +164,7 @@ def _finish_at_exit() -> None:
         return
 
     async def stop_the_rest() -> int:
-        current = asyncio.current_task()
-        rest = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        rest = _other_tasks()
         for task in rest:
             task.cancel()
         if rest:
