@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from kern.db.base import JobRecord
 from kern.db.userdata import UtcDatetime
 from kern.learn.items import Item
+from kern.learn.turn import TurnLearningState
 from kern.server.access import StoreAccess
 from kern.server.auth import Principal
 
@@ -271,7 +272,7 @@ class RunLearning(BaseModel):
     """What became of the turn's learning when the answer was sent."""
 
     job_id: str = Field(description="The extraction job (listed under /users/{user_id}/jobs)")
-    state: Literal["queued", "done", "failed"] = Field(
+    state: TurnLearningState = Field(
         description="queued: it runs in the background (see the job); done or failed: it ran "
         "before the answer was sent"
     )
