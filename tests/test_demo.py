@@ -32,9 +32,10 @@ def scripted(request: ModelRequest) -> ModelResponse | str | dict[str, object]:
         if not profile:
             return {}
         return {"user_profile": profile}
-    last = request.messages[-1]
-    if "Netflix" in (request.instructions or "") and "Where do I work" in str(last.content):
-        return "You work at Netflix, Alice."
+    last = str(request.messages[-1].content)
+    answers = {"What is my name?": "Alice", "What company do I work at?": "Netflix"}
+    if last in answers and answers[last] in (request.instructions or ""):
+        return f"You are {answers[last]}." if last.endswith("name?") else "You work at Netflix."
     return "Nice to meet you!"
 
 
@@ -60,8 +61,9 @@ def test_demo_shows_what_session_one_taught_session_two(
     recalled = session_two.split("recalled into the instructions:")[1]
     assert "<user_profile>" in recalled
     assert "Netflix" in recalled
-    assert "You work at Netflix, Alice." in session_two
-    assert "extraction jobs: 2/2 done" in out
+    assert "The user's company is Netflix." in recalled
+    assert "You are Alice." in session_two and "You work at Netflix." in session_two
+    assert "extraction jobs: 3/3 done" in out
     # The stored runs' table wraps long inputs at 80 columns; it never cuts a word.
     stored = result.output.split("stored")[-1]
     assert "…" not in stored
@@ -123,6 +125,6 @@ def test_the_real_demo_runs_to_the_end_and_learns(tmp_path: Path) -> None:
     learned = out.split("learned after session-1:")[1].split("session-2")[0]
     assert "profile (empty)" not in learned  # SmolLM2-135M reliably gets at least the name
     recalled = out.split("session-2", 1)[1].split("recalled into the instructions:")[1]
-    assert "<user_profile>" in recalled
-    assert "extraction jobs: 2/2 done" in out
+    assert "The user's name is Alice." in recalled
+    assert "extraction jobs: 3/3 done" in out
     assert "SmolLM2-135M is a very small model" in out  # says what to expect of its answers

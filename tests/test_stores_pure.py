@@ -121,7 +121,7 @@ def test_profile_recall_reads_active_and_this_sessions_proposals_in_propose_mode
     assert [i.data.value for i in recalled.items] == ["Alice"]
     assert [i.data.value for i in recalled.pending] == ["CTO"]
     text = store.build_context(recalled)
-    assert '"name": "Alice"' in text and "NOT saved" in text
+    assert "The user's name is Alice." in text and "NOT saved" in text
 
 
 def test_session_context_recall_reads_one_keyed_row_of_this_session() -> None:

@@ -38,7 +38,7 @@ class UserProfile(_Schema):
     role: str | None = Field(None, description="Job title or role")
     company: str | None = Field(None, description="Employer or organisation")
     location: str | None = Field(None, description="City or country the user is in")
-    language: str | None = Field(None, description="Preferred language for answers")
+    language: str | None = Field(None, description="Language for answers, e.g. English")
     timezone: str | None = Field(None, description="IANA time zone, e.g. Europe/Paris")
     communication_style: str | None = Field(
         None, description="How the user wants answers: length, tone, format"

@@ -16,7 +16,7 @@ from kern.db.base import Create, LearningStatus, Put, SetStatus, WriteOp
 from kern.learn.backend import Flow, Now, Read
 from kern.learn.config import LearningMode, SessionContextConfig, UserProfileConfig
 from kern.learn.items import Item
-from kern.learn.prompts import data_block, escape
+from kern.learn.prompts import data_block, escape, profile_block
 from kern.learn.schemas import SessionContext
 from kern.learn.scope import session_scope, user_scope
 from kern.learn.stores.base import ExtractionView, Recalled, Store, Turn
@@ -154,17 +154,13 @@ class UserProfileStore(Store[ProfileField]):
     def build_context(self, recalled: Recalled) -> str:
         profile = {i.data.field: i.data.value for i in recalled.items}
         blocks = [
-            data_block(
-                "user_profile", "What is known about the user:", [profile] if profile else []
-            )
-        ]
-        blocks.append(
+            profile_block("user_profile", profile),
             data_block(
                 "user_profile_pending_proposals",
                 "Proposed in this session, NOT saved yet: awaiting the user's confirmation.",
                 ({"id": i.id, i.data.field: i.data.value} for i in recalled.pending),
-            )
-        )
+            ),
+        ]
         return "\n".join(b for b in blocks if b)
 
     def get_tools(self, ctx: RunContext) -> list[Tool]:
