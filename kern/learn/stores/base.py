@@ -10,7 +10,7 @@ twins by ``syncify``. List stores live in ``kern.learn.stores.listing``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
@@ -26,10 +26,11 @@ from kern.db.base import (
     WriteOp,
 )
 from kern.errors import ConfigError, NotFoundError
-from kern.learn.backend import Apply, Flow, Get, LearningBackend
+from kern.learn.backend import Apply, Flow, Get, LearningBackend, Now, Read
 from kern.learn.config import LearningMode, StoreConfig
 from kern.learn.items import Item, content_hash, new_id, text_of
-from kern.learn.prompts import proposal_reply
+from kern.learn.prompts import data_block, proposal_reply
+from kern.learn.timeline import is_current, time_scope
 from kern.limits import check_content, check_id
 from kern.tools import Tool
 
@@ -245,20 +246,58 @@ class Store(Generic[S]):
         saved = yield Apply(ops, actor, ctx.run_id or None, turn_of)
         return saved  # type: ignore[no-any-return]
 
-    def _owned(
-        self, ctx: RunContext, item_id: str, statuses: Sequence[LearningStatus] = ("active",)
-    ) -> Flow[LearningRecord]:
-        """The row ``item_id`` if this run may see it; the same error whether it does not
-        exist or belongs to someone else, so ids of other users' data leak nothing."""
+    def _owned(self, ctx: RunContext, item_id: str) -> Flow[LearningRecord]:
+        """The active row ``item_id`` if this run may see it; the same error whether it does
+        not exist or belongs to someone else, so ids of other users' data leak nothing."""
         record = yield Get(item_id)
         if (
             record is None
             or record.store != self.name
             or record.scope != self.scope(ctx)
-            or record.status not in statuses
+            or record.status != "active"
         ):
             raise NotFoundError(f"No {self.name} item with id {item_id!r}.")
         return record  # type: ignore[no-any-return]
+
+    def _change(
+        self,
+        ctx: RunContext,
+        item_id: str,
+        op: Callable[[LearningRecord], WriteOp],
+        actor: str,
+    ) -> Flow[LearningRecord]:
+        """Apply ``op(row)`` to the row ``item_id`` this run may see; returns the written row.
+        Every change of one item by id (update, supersede, close, delete) goes through here."""
+        current = yield from self._owned(ctx, item_id)
+        (saved,) = yield from self._apply(ctx, [op(current)], actor)
+        return saved
+
+    def _list(
+        self,
+        where: LearningFilter,
+        limit: int,
+        offset: int = 0,
+        status: LearningStatus = "active",
+        *,
+        newest_first: bool = True,
+        **time: Any,
+    ) -> Flow[list[Item[S]]]:
+        """Rows of ``where``: for status ``active``, those of the time asked (``time_scope``),
+        the ones that no longer held then marked ``past``; any other status whatever its time."""
+        at = None
+        if status == "active":
+            scope = time_scope((yield Now()), **time)
+            where, at = scope.where(where), scope.at
+        records = yield Read(where, limit=limit, offset=offset, newest_first=newest_first)
+        return [self._item(r, past=at is not None and not is_current(r, at)) for r in records]
+
+    def _proposed(self, ctx: RunContext, limit: int, **read: Any) -> Flow[list[Item[S]]]:
+        """This session's pending proposals, in propose mode (recall shows them apart)."""
+        if self.mode is not LearningMode.PROPOSE:
+            return []
+        where = self._where(ctx, kinds=self.kinds, statuses=("proposed",))
+        items = yield from self._list(where, limit, status="proposed", **read)
+        return [i for i in items if i.session_id == ctx.session_id]
 
     def schema_for(self, kind: str) -> type[BaseModel]:
         """The schema of rows of ``kind`` (stores with several kinds override this)."""
@@ -284,6 +323,14 @@ class Store(Generic[S]):
 
     def get_tools(self, ctx: RunContext) -> list[Tool]:
         return []
+
+    def _pending_block(self, rows: Iterable[dict[str, Any]]) -> str:
+        """This session's proposals, apart from what is known: they are not saved yet."""
+        return data_block(
+            f"{self.name}_pending_proposals",
+            "Proposed in this session, NOT saved yet: awaiting the user's confirmation.",
+            rows,
+        )
 
     def describe(self, description: str) -> str:
         """A tool description (or extraction guidance) with the store's configured

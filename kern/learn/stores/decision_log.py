@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, create_model
 
 from kern._sync import syncify
 from kern.context import RunContext
-from kern.db.base import LearningRecord
+from kern.db.base import LearningRecord, WriteOp
 from kern.learn.backend import Flow
 from kern.learn.config import DecisionLogConfig, LearningMode
 from kern.learn.items import Item
@@ -37,18 +37,18 @@ class DecisionLogStore(ListStore[Decision]):
     ) -> Item[Decision]:
         """Attach what happened to a logged decision."""
         ctx = self._context(user_id)
-        (saved,) = await self.backend.run(self._outcome(ctx, decision_id, outcome, "api"))
-        return self._item(saved)
+        return self._item(await self.backend.run(self._outcome(ctx, decision_id, outcome, "api")))
 
     record_outcome = syncify(arecord_outcome)
 
     def _outcome(
         self, ctx: RunContext, decision_id: str, outcome: str, actor: str
-    ) -> Flow[list[LearningRecord]]:
-        current = yield from self._owned(ctx, decision_id)
-        decision = self.schema.model_validate(current.content)
-        op = self._update(current, decision.model_copy(update={"outcome": outcome}))
-        return (yield from self._apply(ctx, [op], actor))
+    ) -> Flow[LearningRecord]:
+        def with_outcome(current: LearningRecord) -> WriteOp:
+            decision = self.schema.model_validate(current.content)
+            return self._update(current, decision.model_copy(update={"outcome": outcome}))
+
+        return self._change(ctx, decision_id, with_outcome, actor)
 
     def get_tools(self, ctx: RunContext) -> list[Tool]:
         tools = super().get_tools(ctx)
@@ -64,7 +64,7 @@ class DecisionLogStore(ListStore[Decision]):
         )
 
         def record_decision_outcome(ctx: RunContext, data: BaseModel) -> Flow[str]:
-            (saved,) = yield from self._outcome(ctx, data.id, data.outcome, "tool")  # type: ignore[attr-defined]
+            saved = yield from self._outcome(ctx, data.id, data.outcome, "tool")  # type: ignore[attr-defined]
             return f"Outcome recorded for decision {saved.id}."
 
         return self._tool(

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, create_model
 
 from kern._sync import syncify
 from kern.context import RunContext
@@ -18,7 +18,7 @@ from kern.learn.items import Item
 from kern.learn.schemas import EntityEvent, EntityRelation
 from kern.learn.scope import namespace_scope
 from kern.learn.stores.base import ExtractionView, Turn
-from kern.learn.stores.listing import _NUMBER, _TIMES, ListStore
+from kern.learn.stores.listing import _NUMBER, _TIMES, ListStore, _operations
 from kern.learn.timeline import at_day_start
 from kern.tools import Tool
 
@@ -74,7 +74,7 @@ class EntityMemoryStore(ListStore[Any]):
     ) -> Item[Any]:
         """Something that happened to an entity, with its date if known."""
         data = EntityEvent(entity=entity, event=event, date=date)
-        return await self._add_kind("event", data, user_id)
+        return await self._acreate(self._context(user_id), data, kind="event")
 
     async def aadd_relation(
         self,
@@ -89,21 +89,14 @@ class EntityMemoryStore(ListStore[Any]):
         """A relation, e.g. (Alice, works_at, Netflix), with when it held if known; end it
         with ``close`` or replace it with ``supersede`` when it changes."""
         data = EntityRelation(subject=subject, relation=relation, object=object)
-        return await self._add_kind(
-            "relation", data, user_id, valid_from=valid_from, valid_to=valid_to
+        ctx = self._context(user_id)
+        return await self._acreate(
+            ctx, data, kind="relation", valid_from=valid_from, valid_to=valid_to
         )
 
     add_fact = syncify(aadd_fact)
     add_event = syncify(aadd_event)
     add_relation = syncify(aadd_relation)
-
-    async def _add_kind(
-        self, kind: str, data: BaseModel, user_id: str | None, **times: Any
-    ) -> Item[Any]:
-        ctx = self._context(user_id)
-        record = self._record(ctx, data, kind=kind, **times)
-        (saved,) = await self.backend.run(self._apply(ctx, [Create(record)], "api"))
-        return self._item(saved)
 
     def render_row(
         self, item: Item[Any], *, with_id: bool = True, at: datetime | None = None
@@ -118,31 +111,21 @@ class EntityMemoryStore(ListStore[Any]):
         tools = super().get_tools(ctx)
         if self.mode is LearningMode.ALWAYS:
             return tools
-        status = "proposed" if self.mode is LearningMode.PROPOSE else "active"
-        tools.append(
+        proposing = self.mode is LearningMode.PROPOSE
+        return [
+            *tools,
             self._kind_tool(
                 "event",
-                EntityEvent,
                 "record_entity_event",
                 "Record something that happened to an entity.",
-                status,
-            )
-        )
-        tools.append(
+                proposing,
+            ),
             self._kind_tool(
-                "relation",
-                EntityRelation,
-                "link_entities",
-                "Record a relation between two entities.",
-                status,
-            )
-        )
-        return tools
+                "relation", "link_entities", "Record a relation between two entities.", proposing
+            ),
+        ]
 
-    def _kind_tool(
-        self, kind: str, schema: type[BaseModel], name: str, description: str, status: str
-    ) -> Tool:
-        proposing = status == "proposed"
+    def _kind_tool(self, kind: str, name: str, description: str, proposing: bool) -> Tool:
         if proposing:
             name, description = f"propose_{name}", f"Propose: {description} (needs approval)"
         return self._save_tool(
@@ -150,7 +133,7 @@ class EntityMemoryStore(ListStore[Any]):
             proposing=proposing,
             name=name,
             description=description,
-            arguments=schema,
+            arguments=self.schema_for(kind),
             saved=lambda records, data: f"Saved entity {kind} {records[0].id}.",
         )
 
@@ -165,25 +148,18 @@ class EntityMemoryStore(ListStore[Any]):
             valid_to=_TIMES["valid_to"],
         )
         closing = create_model("entity_close", id=_NUMBER, valid_to=_TIMES["valid_to"])
-        ops = create_model(
+        return _operations(
             "entity_operations",
-            facts=(list[self.schema], Field(default_factory=list)),  # type: ignore[name-defined]
-            events=(list[EntityEvent], Field(default_factory=list)),
-            relations=(list[relation], Field(default_factory=list)),
-            delete=(
-                list[int],
-                Field(default_factory=list, description="Numbers of stored items now wrong"),
-            ),
+            facts=(self.schema, None),
+            events=(EntityEvent, None),
+            relations=(relation, None),
+            delete=(int, "Numbers of stored items now wrong"),
             close=(
-                list[closing],
-                Field(
-                    default_factory=list,
-                    description="Numbers of stored items that stopped being true (a relation "
-                    "that ended), with the date",
-                ),
+                closing,
+                "Numbers of stored items that stopped being true (a relation that ended), "
+                "with the date",
             ),
         )
-        return ops | None
 
     def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
         view = yield from super().extraction_view(ctx, turn)
@@ -208,16 +184,7 @@ class EntityMemoryStore(ListStore[Any]):
             ("event", value.events),
             ("relation", value.relations),
         ):
-            for data in items:
-                fields = data.model_dump()
-                # The dates are the row's, not content: taken out before validation.
-                valid_from = at_day_start(fields.pop("valid_from", None))
-                valid_to = at_day_start(fields.pop("valid_to", None))
-                data = self.schema_for(kind).model_validate(fields)
-                record = self._record(
-                    ctx, data, kind=kind, valid_from=valid_from, valid_to=valid_to
-                )
-                writes.append(Create(record))
+            writes += [Create(self._answered(ctx, kind, data.model_dump())) for data in items]
         touched: set[str] = set()
         for change in value.close:
             item_id = view.local_ids.get(change.id)

@@ -13,14 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from kern._sync import syncify
 from kern.context import RunContext
 from kern.db.base import Create, LearningStatus, Put, SetStatus, WriteOp
-from kern.learn.backend import Flow, Now, Read
+from kern.learn.backend import Flow, Read
 from kern.learn.config import LearningMode, SessionContextConfig, UserProfileConfig
 from kern.learn.items import Item
 from kern.learn.prompts import data_block, escape, profile_block
 from kern.learn.schemas import SessionContext
 from kern.learn.scope import session_scope, user_scope
 from kern.learn.stores.base import ExtractionView, Recalled, Store, Turn
-from kern.learn.timeline import is_current, time_scope
 from kern.tools import Tool
 
 __all__ = ["ProfileField", "SessionContextStore", "UserProfileStore"]
@@ -40,6 +39,11 @@ def partial(schema: type[BaseModel], name: str) -> type[BaseModel]:
         for key, info in schema.model_fields.items()
     }
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def _given(update: BaseModel) -> dict[str, Any]:
+    """The fields an update sets (``None`` leaves a field unchanged), as JSON values."""
+    return {k: v for k, v in update.model_dump(mode="json").items() if v is not None}
 
 
 class UserProfileStore(Store[ProfileField]):
@@ -87,15 +91,8 @@ class UserProfileStore(Store[ProfileField]):
     def _fields(
         self, ctx: RunContext, status: LearningStatus = "active", **time: Any
     ) -> Flow[list[Item[ProfileField]]]:
-        where = self._where(ctx, kinds=[self.kind], statuses=(status,))
-        if status != "active":
-            records = yield Read(where, limit=1000, newest_first=False)
-            return [Item.from_record(r, ProfileField) for r in records]
-        scope = time_scope((yield Now()), **time)
-        records = yield Read(scope.where(where), limit=1000, newest_first=False)
-        return [
-            Item.from_record(r, ProfileField, past=not is_current(r, scope.at)) for r in records
-        ]
+        where = self._where(ctx, kinds=self.kinds, statuses=(status,))
+        return (yield from self._list(where, 1000, status=status, newest_first=False, **time))
 
     def _current(self, ctx: RunContext) -> Flow[dict[str, Any]]:
         """The current value of each field."""
@@ -126,8 +123,7 @@ class UserProfileStore(Store[ProfileField]):
 
     def _validate(self, values: dict[str, Any] | BaseModel) -> dict[str, Any]:
         data = values.model_dump() if isinstance(values, BaseModel) else values
-        validated = self.updates.model_validate(data)
-        return {k: v for k, v in validated.model_dump(mode="json").items() if v is not None}
+        return _given(self.updates.model_validate(data))
 
     def _puts(
         self, ctx: RunContext, values: dict[str, Any], status: LearningStatus = "active"
@@ -145,21 +141,14 @@ class UserProfileStore(Store[ProfileField]):
 
     def recall(self, ctx: RunContext) -> Flow[Recalled]:
         items = yield from self._fields(ctx)
-        pending: list[Item[ProfileField]] = []
-        if self.mode is LearningMode.PROPOSE:
-            proposed = yield from self._fields(ctx, "proposed")
-            pending = [i for i in proposed if i.session_id == ctx.session_id]
+        pending = yield from self._proposed(ctx, 1000, newest_first=False)
         return Recalled(items, pending)
 
     def build_context(self, recalled: Recalled) -> str:
         profile = {i.data.field: i.data.value for i in recalled.items}
         blocks = [
             profile_block("user_profile", profile),
-            data_block(
-                "user_profile_pending_proposals",
-                "Proposed in this session, NOT saved yet: awaiting the user's confirmation.",
-                ({"id": i.id, i.data.field: i.data.value} for i in recalled.pending),
-            ),
+            self._pending_block({"id": i.id, i.data.field: i.data.value} for i in recalled.pending),
         ]
         return "\n".join(b for b in blocks if b)
 
@@ -167,13 +156,9 @@ class UserProfileStore(Store[ProfileField]):
         if self.mode is LearningMode.ALWAYS:
             return []
         proposing = self.mode is LearningMode.PROPOSE
-
-        def values(data: BaseModel) -> dict[str, Any]:
-            return {k: v for k, v in data.model_dump(mode="json").items() if v is not None}
-
         return [
             self._save_tool(
-                lambda ctx, data, status: self._puts(ctx, values(data), status),
+                lambda ctx, data, status: self._puts(ctx, _given(data), status),
                 proposing=proposing,
                 name="propose_user_profile_update" if proposing else "update_user_profile",
                 description=self.describe(
@@ -183,7 +168,7 @@ class UserProfileStore(Store[ProfileField]):
                 ),
                 arguments=self.updates,
                 saved=lambda records, data: (
-                    "Saved profile fields: " + ", ".join(values(data)) + "."
+                    "Saved profile fields: " + ", ".join(_given(data)) + "."
                 ),
             )
         ]
@@ -209,9 +194,8 @@ class UserProfileStore(Store[ProfileField]):
     ) -> Flow[list[WriteOp]]:
         if value is None:
             return []
-        values = {k: v for k, v in value.model_dump(mode="json").items() if v is not None}
         current = yield from self._current(ctx)
-        return self._puts(ctx, {k: v for k, v in values.items() if current.get(k) != v})
+        return self._puts(ctx, {k: v for k, v in _given(value).items() if current.get(k) != v})
 
 
 class SessionContextStore(Store[SessionContext]):

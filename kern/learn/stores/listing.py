@@ -19,7 +19,6 @@ from kern.context import RunContext
 from kern.db.base import (
     Close,
     Create,
-    LearningFilter,
     LearningRecord,
     LearningStatus,
     SetStatus,
@@ -84,9 +83,8 @@ class ListStore(Store[S]):
         """Store a new item now (no model involved) and return it. ``valid_from`` and
         ``valid_to`` say when it held in the world (``None``: unknown, or still true);
         ``expires_at`` ends its recall; ``pinned`` keeps it from the curator."""
-        ctx = self._context(user_id, session_id)
-        record = self._record(
-            ctx,
+        return await self._acreate(
+            self._context(user_id, session_id),
             self.coerce(content),
             created_at=created_at,
             metadata=metadata,
@@ -95,6 +93,10 @@ class ListStore(Store[S]):
             expires_at=expires_at,
             pinned=pinned,
         )
+
+    async def _acreate(self, ctx: RunContext, data: BaseModel, **row: Any) -> Item[S]:
+        """One new row by the direct API (no model involved)."""
+        record = self._record(ctx, data, **row)
         (saved,) = await self.backend.run(self._apply(ctx, [Create(record)], "api"))
         return self._item(saved)
 
@@ -112,8 +114,7 @@ class ListStore(Store[S]):
         readable, with history; use ``update`` instead to correct a mistake."""
         ctx = self._context(user_id)
 
-        def flow() -> Flow[LearningRecord]:
-            current = yield from self._owned(ctx, item_id)
+        def successor(current: LearningRecord) -> WriteOp:
             data = self.coerce(content, kind=current.kind)
             record = self._record(
                 ctx,
@@ -123,10 +124,9 @@ class ListStore(Store[S]):
                 valid_from=valid_from,
                 pinned=current.pinned,
             )
-            (saved,) = yield from self._apply(ctx, [_supersede(current, record)], "api")
-            return saved
+            return _supersede(current, record)
 
-        return self._item(await self.backend.run(flow()))
+        return self._item(await self.backend.run(self._change(ctx, item_id, successor, "api")))
 
     async def aclose(
         self, item_id: str, *, user_id: str | None = None, valid_to: datetime | None = None
@@ -134,13 +134,8 @@ class ListStore(Store[S]):
         """End a fact with no successor ("I no longer have a dog") at ``valid_to`` (default:
         now). It stays readable as a past fact."""
         ctx = self._context(user_id)
-
-        def flow() -> Flow[LearningRecord]:
-            current = yield from self._owned(ctx, item_id)
-            (saved,) = yield from self._apply(ctx, [Close(current.id, valid_to)], "api")
-            return saved
-
-        return self._item(await self.backend.run(flow()))
+        flow = self._change(ctx, item_id, lambda current: Close(current.id, valid_to), "api")
+        return self._item(await self.backend.run(flow))
 
     async def aget(self, item_id: str, *, user_id: str | None = None) -> Item[S] | None:
         """The item if it exists and is visible to ``user_id``'s scope, else ``None``."""
@@ -168,21 +163,6 @@ class ListStore(Store[S]):
             self._list(where, limit, offset, status, as_of=as_of, include_past=include_past)
         )
 
-    def _list(
-        self,
-        where: LearningFilter,
-        limit: int,
-        offset: int = 0,
-        status: LearningStatus = "active",
-        **time: Any,
-    ) -> Flow[builtins.list[Item[S]]]:
-        if status != "active":
-            records = yield Read(where, limit=limit, offset=offset)
-            return [self._item(r) for r in records]
-        scope = time_scope((yield Now()), **time)
-        records = yield Read(scope.where(where), limit=limit, offset=offset)
-        return [self._item(r, past=not is_current(r, scope.at)) for r in records]
-
     async def aupdate(
         self,
         item_id: str,
@@ -192,24 +172,19 @@ class ListStore(Store[S]):
         metadata: dict[str, Any] | None = None,
     ) -> Item[S]:
         """Correct an item's content (validated against its kind's schema)."""
-        ctx = self._context(user_id)
 
-        def flow() -> Flow[LearningRecord]:
-            current = yield from self._owned(ctx, item_id)
-            data = self.coerce(content, kind=current.kind)
-            (saved,) = yield from self._apply(ctx, [self._update(current, data, metadata)], "api")
-            return saved
+        def corrected(current: LearningRecord) -> WriteOp:
+            return self._update(current, self.coerce(content, kind=current.kind), metadata)
 
-        return self._item(await self.backend.run(flow()))
+        flow = self._change(self._context(user_id), item_id, corrected, "api")
+        return self._item(await self.backend.run(flow))
 
     async def adelete(self, item_id: str, *, user_id: str | None = None) -> None:
         """Delete an item (it stays in history)."""
         await self.backend.run(self._delete(self._context(user_id), item_id, "api"))
 
     def _delete(self, ctx: RunContext, item_id: str, actor: str) -> Flow[LearningRecord]:
-        current = yield from self._owned(ctx, item_id)
-        yield from self._apply(ctx, [SetStatus(current.id, "deleted", "delete")], actor)
-        return current
+        return self._change(ctx, item_id, lambda row: SetStatus(row.id, "deleted", "delete"), actor)
 
     async def asearch(
         self,
@@ -284,11 +259,7 @@ class ListStore(Store[S]):
             if asked is not None:
                 scope = TimeScope(now, past=True, window=asked.window)
                 items += yield from self._search(ctx, ctx.input, self.config.limit, scope)
-        pending: builtins.list[Item[S]] = []
-        if self.mode is LearningMode.PROPOSE:
-            where = self._where(ctx, kinds=self.kinds, statuses=("proposed",))
-            records = yield Read(where, limit=20)
-            pending = [self._item(r) for r in records if r.session_id == ctx.session_id]
+        pending = yield from self._proposed(ctx, 20)
         return Recalled(items, pending, at=now)
 
     def _distinct(self, items: builtins.list[Item[S]]) -> builtins.list[Item[S]]:
@@ -329,11 +300,7 @@ class ListStore(Store[S]):
                     for i in self._distinct(list(recalled.items))
                 ),
             ),
-            data_block(
-                f"{self.name}_pending_proposals",
-                "Proposed in this session, NOT saved yet: awaiting the user's confirmation.",
-                (self.render_row(i) for i in recalled.pending),
-            ),
+            self._pending_block(self.render_row(i) for i in recalled.pending),
         ]
         return "\n".join(b for b in blocks if b)
 
@@ -373,11 +340,9 @@ class ListStore(Store[S]):
         )
 
         def update(ctx: RunContext, data: BaseModel) -> Flow[str]:
-            values = data.model_dump()
-            item_id = values.pop("id")
-            current = yield from self._owned(ctx, item_id)
-            op = self._update(current, self.schema.model_validate(values))
-            yield from self._apply(ctx, [op], "tool")
+            content = self.schema.model_validate(data.model_dump(exclude={"id"}))
+            item_id: str = data.id  # type: ignore[attr-defined]
+            yield from self._change(ctx, item_id, lambda row: self._update(row, content), "tool")
             return f"Updated {self.noun} {item_id}."
 
         return self._tool(
@@ -447,30 +412,14 @@ class ListStore(Store[S]):
             f"{kind}_supersede", __base__=self.schema, id=_NUMBER, valid_from=_TIMES["valid_from"]
         )
         closing = create_model(f"{kind}_close", id=_NUMBER, valid_to=_TIMES["valid_to"])
-        ops = create_model(
+        return _operations(
             f"{kind}_operations",
-            add=(builtins.list[new], Field(default_factory=builtins.list)),
-            update=(
-                builtins.list[updated],
-                Field(default_factory=builtins.list, description="Corrections of wrong items"),
-            ),
-            delete=(builtins.list[int], Field(default_factory=builtins.list)),
-            supersede=(
-                builtins.list[superseding],
-                Field(
-                    default_factory=builtins.list,
-                    description="Items that changed: the new content replaces item id",
-                ),
-            ),
-            close=(
-                builtins.list[closing],
-                Field(
-                    default_factory=builtins.list,
-                    description="Items no longer true, with nothing replacing them",
-                ),
-            ),
+            add=(new, None),
+            update=(updated, "Corrections of wrong items"),
+            delete=(int, None),
+            supersede=(superseding, "Items that changed: the new content replaces item id"),
+            close=(closing, "Items no longer true, with nothing replacing them"),
         )
-        return ops | None
 
     def extraction_items(self, ctx: RunContext, turn: Turn) -> Flow[builtins.list[Item[S]]]:
         """What extraction is shown: the current items most similar to the turn, and for the
@@ -539,36 +488,16 @@ class ListStore(Store[S]):
             return rows.get(item_id)
 
         for data in value.add:
-            fields = data.model_dump()
-            times = {k: at_day_start(fields.pop(k, None)) for k in _TIMES}
-            ends = times["expires_at"]
-            if ends is not None and view.at is not None and ends <= view.at:
-                ends = None  # already over: a misread date, not a fact to hide
-            record = self._record(
-                ctx,
-                self.schema.model_validate(fields),
-                valid_from=times["valid_from"],
-                valid_to=times["valid_to"],
-                expires_at=ends,
-            )
-            writes.append(Create(record))
+            writes.append(Create(self._answered(ctx, self.kind, data.model_dump(), view.at)))
         for change in value.update:
-            if (current := target(change.id)) is None:
-                continue
-            fields = change.model_dump()
-            fields.pop("id")
-            writes.append(self._update(current, self.schema.model_validate(fields)))
+            if (current := target(change.id)) is not None:
+                content = self.schema.model_validate(change.model_dump(exclude={"id"}))
+                writes.append(self._update(current, content))
         for change in value.supersede:
-            if (current := target(change.id)) is None:
-                continue
-            fields = change.model_dump()
-            fields.pop("id")
-            starts = at_day_start(fields.pop("valid_from", None))
-            data = self.schema_for(current.kind).model_validate(fields)
-            record = self._record(
-                ctx, data, kind=current.kind, valid_from=starts, pinned=current.pinned
-            )
-            writes.append(_supersede(current, record))
+            if (current := target(change.id)) is not None:
+                fields = change.model_dump(exclude={"id"})
+                record = self._answered(ctx, current.kind, fields, pinned=current.pinned)
+                writes.append(_supersede(current, record))
         for change in value.close:
             if (current := target(change.id)) is not None:
                 writes.append(Close(current.id, at_day_start(change.valid_to)))
@@ -576,6 +505,33 @@ class ListStore(Store[S]):
             if (current := target(number)) is not None:
                 writes.append(SetStatus(current.id, "deleted", "delete"))
         return writes
+
+    def _answered(
+        self,
+        ctx: RunContext,
+        kind: str,
+        fields: dict[str, Any],
+        at: datetime | None = None,
+        **row: Any,
+    ) -> LearningRecord:
+        """A new row from an item of the extraction answer: its dates are the row's, taken out
+        of the content before validation; an expiry not after ``at`` (the turn's date) is a
+        misread date, not a fact to hide, and is dropped."""
+        times: dict[str, Any] = {k: at_day_start(fields.pop(k, None)) for k in _TIMES}
+        ends = times["expires_at"]
+        if ends is not None and at is not None and ends <= at:
+            times["expires_at"] = None
+        data = self.schema_for(kind).model_validate(fields)
+        return self._record(ctx, data, kind=kind, **times, **row)
+
+
+def _operations(name: str, **lists: tuple[Any, str | None]) -> Any:
+    """A store's part of the extraction answer: lists of operations, each empty by default."""
+    fields: dict[str, Any] = {
+        key: (list[item], Field(default_factory=list, description=text))  # type: ignore[valid-type]
+        for key, (item, text) in lists.items()
+    }
+    return create_model(name, **fields) | None
 
 
 def _supersede(current: LearningRecord, record: LearningRecord) -> Supersede:
