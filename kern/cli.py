@@ -353,7 +353,7 @@ def worker(
     """
     import logging
 
-    from kern.learn.worker import serve as serve_worker
+    from kern.worker import serve as serve_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     done = serve_worker(db_url=db, app=app_spec, concurrency=concurrency, until_idle=until_idle)

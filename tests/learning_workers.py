@@ -10,9 +10,9 @@ from typing import Any
 
 from kern.agent import Agent
 from kern.learn import LearningMachine
-from kern.learn.worker import serve
 from kern.models.base import ModelRequest, ModelResponse, UserMessage
 from kern.models.testing import FunctionModel, TestModel
+from kern.worker import serve
 from tests.backends import open_db
 
 
@@ -113,7 +113,7 @@ def run_idle_worker_process(target: str, ready: Any) -> None:
     """A worker that never runs out of patience: only a signal stops it. ``ready`` (a
     multiprocessing Event) is set once its signal handlers are installed, so the test's signal
     cannot arrive before them, however slowly this process imports on a busy machine."""
-    from kern.learn import worker
+    from kern import worker
 
     install = worker._stop_on_signals
 

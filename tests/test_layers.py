@@ -36,6 +36,7 @@ LAYER_OF = {
     "kern.cli": "apps",
     "kern.mcp": "apps",
     "kern.server": "apps",
+    "kern.worker": "apps",  # the `kern worker` process: loads the app's Agent or machine
 }
 
 # The layers a layer may import, itself included. Nothing may import upwards.

@@ -20,9 +20,10 @@ from kern.db import open_db
 from kern.db.base import JobRecord, LearningFilter
 from kern.errors import ConfigError
 from kern.learn import LearningMachine
-from kern.learn.worker import load_machine, run_worker
+from kern.learn.worker import run_worker
 from kern.models.base import ModelRequest, ModelResponse
 from kern.models.testing import FunctionModel, TestModel
+from kern.worker import load_machine
 from tests import learning_workers
 from tests.backends import Backend
 from tests.learning_workers import (
