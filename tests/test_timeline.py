@@ -7,12 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from kern.db.base import LearningFilter, LearningRecord
+from kern.learn.distinct import distinct
 from kern.learn.timeline import (
     TimeScope,
     at_day_start,
-    distinct,
     is_current,
-    order_by_time,
     past_question,
     time_fields,
     time_scope,
@@ -77,7 +76,6 @@ def test_current_past_expired_and_planned_rows() -> None:
     assert time_fields(oslo, NOW) == {"expires": "2026-03-17"}
     assert time_fields(gone, NOW) == {"until": "2026-03-12", "past": True}
     assert time_fields(planned, NOW) == {"since": "2026-04-14", "planned": True}
-    assert order_by_time([lived, lives, closed, oslo], NOW) == [lives, oslo, lived, closed]
 
 
 def test_time_scope_filters() -> None:

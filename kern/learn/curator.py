@@ -7,7 +7,6 @@ reports what would change and writes nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -18,7 +17,7 @@ import numpy as np
 from kern.context import DEFAULT_USER_ID, RunContext
 from kern.db.base import LearningFilter, LearningRecord, SetStatus
 from kern.errors import ConfigError
-from kern.learn.distinct import may_be_duplicates
+from kern.learn.distinct import may_be_duplicates, overlap, words
 from kern.learn.scope import USER
 from kern.learn.stores.listing import ListStore
 
@@ -176,7 +175,7 @@ class Curator:
         kept: list[LearningRecord] = []
         seen_hash: dict[str, str] = {}
         vectors = self._vectors(where) if self._machine.embedder is not None else {}
-        words = {r.id: _words(r.text) for r in group}
+        texts = {r.id: words(r.text) for r in group}
         for record in group:  # oldest first: the first of a group is the one kept
             if record.pinned:  # never merged away; it still absorbs later duplicates
                 seen_hash.setdefault(record.content_hash, record.id)
@@ -193,8 +192,8 @@ class Curator:
                     # facts ("two kids" / "three kids"): never merged, whatever the cosine.
                     if may_be_duplicates(k.text, record.text)
                     and _similar(
-                        words[k.id],
-                        words[record.id],
+                        texts[k.id],
+                        texts[record.id],
                         vectors.get(k.id),
                         vectors.get(record.id),
                         threshold,
@@ -220,7 +219,7 @@ class Curator:
             if successor is None or successor.status not in ("active", "superseded"):
                 continue
             same = record.content_hash == successor.content_hash or _similar(
-                _words(record.text), _words(successor.text), None, None, threshold
+                words(record.text), words(successor.text), None, None, threshold
             )
             if same:
                 removed.append(Removal(record.id, store, record.text, "chain link", successor.id))
@@ -249,13 +248,6 @@ class Curator:
         return CurationReport(action, dry_run, removed)
 
 
-_WORD = re.compile(r"\w+")
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(w.lower() for w in _WORD.findall(text))
-
-
 def _similar(
     a: frozenset[str],
     b: frozenset[str],
@@ -263,6 +255,6 @@ def _similar(
     vb: np.ndarray | None,
     threshold: float,
 ) -> bool:
-    if a and b and len(a & b) / len(a | b) >= threshold:
+    if a and b and overlap(a, b) >= threshold:
         return True
     return va is not None and vb is not None and float(va @ vb) >= max(threshold, 0.92)

@@ -1,4 +1,6 @@
-"""When two similar texts are still two facts: the curator's precision guard.
+"""When two texts say the same thing, and when similar texts are still two facts.
+
+``distinct`` keeps a recalled block from saying a thing twice (the same words, or nearly).
 
 Embeddings place "Alice has two kids." and "Alice has three kids." almost on top of each other
 (cosine ≥ 0.92 with all-MiniLM-L6-v2), and so are "… flight is on May 3." and "… May 4.".
@@ -12,9 +14,46 @@ decides that, this only vetoes. Pure: strings in, a bool out.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-__all__ = ["Features", "features", "may_be_duplicates"]
+__all__ = ["Features", "distinct", "features", "may_be_duplicates", "overlap", "words"]
+
+T = TypeVar("T")
+_WORD = re.compile(r"\w+")
+
+
+def words(text: str) -> frozenset[str]:
+    """The lower-cased words of ``text``: what near-duplicate checks compare."""
+    return frozenset(w.lower() for w in _WORD.findall(text))
+
+
+def overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    """The share of words two texts have in common (Jaccard); 0 when either has none."""
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def distinct(rows: Iterable[T], text: Callable[[T], str], *, threshold: float = 0.9) -> list[T]:
+    """``rows`` without repeats: the same row twice, or near-identical text (the same words,
+    or at least ``threshold`` of them in common), keeping the first of each group: the
+    recalled block never says a thing twice. A past row never hides a current one."""
+    kept: list[tuple[T, frozenset[str]]] = []
+    for row in rows:
+        mine = words(text(row))
+        if any(
+            row is other
+            or ((mine == seen or overlap(mine, seen) >= threshold) and _same_time(row, other))
+            for other, seen in kept
+        ):
+            continue
+        kept.append((row, mine))
+    return [r for r, _ in kept]
+
+
+def _same_time(a: Any, b: Any) -> bool:
+    return (a.status, a.valid_to, a.expires_at) == (b.status, b.valid_to, b.expires_at)
+
 
 _NUMBER_WORDS = {
     word: value

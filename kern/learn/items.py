@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -42,7 +42,6 @@ class Item(Generic[S]):
     run_id: str | None = None
     #: Relevance for search results (higher is better); ``None`` elsewhere.
     score: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     #: When the item held in the world (``None``: unknown, or still true); see docs/time.md.
     valid_from: datetime | None = None
     valid_to: datetime | None = None

@@ -13,14 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from kern._sync import run_sync, syncify
+from kern._sync import syncify
 from kern.context import RunContext
 from kern.db.base import (
     Db,
     JobRecord,
     LearningDb,
-    LearningFilter,
-    SearchHit,
 )
 from kern.errors import ConfigError
 from kern.learn.backend import LearningBackend
@@ -282,14 +280,6 @@ class LearningMachine:
     @property
     def job_retention(self) -> float | None:
         return self.jobs.retention
-
-    def search(self, query: str, where: LearningFilter, *, limit: int) -> list[SearchHit]:
-        """Hybrid search for synchronous callers (the REST API); stores use the backend."""
-        return run_sync(self.backend.search(query, where, limit=limit))
-
-    def embed_text(self, text: str) -> bytes | None:
-        """One text's vector for synchronous callers (the REST API's writes)."""
-        return run_sync(self.backend.embed([text]))[0]
 
     # ------------------------------------------------------------------ recall
 

@@ -11,27 +11,22 @@ or rejected is *past*. Recall shows what is current unless asked for more (``as_
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from kern.db.base import LearningFilter, LearningRecord
+from kern.db.base import LearningFilter
 
 __all__ = [
     "EVER",
     "PastQuestion",
     "TimeScope",
     "at_day_start",
-    "distinct",
     "is_current",
-    "order_by_time",
     "past_question",
     "time_fields",
     "time_scope",
 ]
-
-T = TypeVar("T")
 
 #: The statuses a row that ever held can have: current rows are active; superseded rows (and
 #: active rows past their ``valid_to`` or ``expires_at``) are past.
@@ -166,42 +161,6 @@ def past_question(question: str, now: datetime) -> PastQuestion | None:
     return None
 
 
-# -- the recalled block -----------------------------------------------------------------------
-
-
-_WORD = re.compile(r"\w+")
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(w.lower() for w in _WORD.findall(text))
-
-
-def distinct(rows: Iterable[T], text: Callable[[T], str], *, threshold: float = 0.9) -> list[T]:
-    """``rows`` without repeats: the same row twice, or near-identical text (the same words,
-    or at least ``threshold`` of them in common), keeping the first of each group: the
-    recalled block never says a thing twice. A past row never hides a current one."""
-    kept: list[tuple[T, frozenset[str]]] = []
-    for row in rows:
-        words = _words(text(row))
-        if any(
-            row is other or (_similar(words, seen, threshold) and _same_time(row, other))
-            for other, seen in kept
-        ):
-            continue
-        kept.append((row, words))
-    return [r for r, _ in kept]
-
-
-def _similar(a: frozenset[str], b: frozenset[str], threshold: float) -> bool:
-    if not a or not b:
-        return a == b
-    return len(a & b) / len(a | b) >= threshold
-
-
-def _same_time(a: Any, b: Any) -> bool:
-    return (a.status, a.valid_to, a.expires_at) == (b.status, b.valid_to, b.expires_at)
-
-
 # -- dates from a model's answer ---------------------------------------------------------------
 
 
@@ -213,8 +172,3 @@ def at_day_start(day: date | datetime | None) -> datetime | None:
     if isinstance(day, datetime):
         return day.replace(tzinfo=UTC) if day.tzinfo is None else day.astimezone(UTC)
     return datetime.combine(day, time(0, 0), tzinfo=UTC)
-
-
-def order_by_time(records: Sequence[LearningRecord], at: datetime) -> list[LearningRecord]:
-    """Current rows first (in the given order), then past ones."""
-    return [r for r in records if is_current(r, at)] + [r for r in records if not is_current(r, at)]

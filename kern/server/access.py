@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kern._sync import run_sync
 from kern.context import RunContext
 from kern.db.base import (
     Create,
@@ -163,7 +164,8 @@ class StoreAccess:
             user_id, statuses=statuses, kinds=kinds, session_id=session_id, owner=owner
         )
         if query:
-            hits = self.machine.search(query, where, limit=limit + offset)[offset:]
+            hits = run_sync(self.machine.backend.search(query, where, limit=limit + offset))
+            hits = hits[offset:]
             items = [self.item(h.record, h.score) for h in hits if self.visible(h.record, user_id)]
             return items, None
         records = self.db.list_learnings(where, limit=limit, offset=offset)
@@ -211,8 +213,8 @@ class StoreAccess:
             created_at=created_at,
             metadata=dict(metadata or {}),
         )
-        embedding = self.machine.embed_text(record.text)
-        (saved,) = self.db.apply([Create(record, embedding=embedding)], actor="api")
+        # The learning layer's one apply: it embeds the new text in the same call.
+        (saved,) = run_sync(self.machine.backend.apply([Create(record)], actor="api"))
         return self.item(saved)
 
     def update(
@@ -234,9 +236,8 @@ class StoreAccess:
             content_hash=content_hash(record.kind, content),
             expected_version=expected_version,
             metadata=metadata,
-            embedding=self.machine.embed_text(text),
         )
-        (saved,) = self.db.apply([op], actor="api")
+        (saved,) = run_sync(self.machine.backend.apply([op], actor="api"))
         return self.item(saved)
 
     def delete(self, record: LearningRecord) -> Item[Any]:

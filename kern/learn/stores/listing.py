@@ -28,6 +28,7 @@ from kern.db.base import (
 from kern.errors import ConfigError
 from kern.learn.backend import Flow, Get, Now, Read, Search
 from kern.learn.config import LearningMode
+from kern.learn.distinct import distinct
 from kern.learn.items import Item
 from kern.learn.prompts import data_block
 from kern.learn.scope import USER
@@ -35,7 +36,6 @@ from kern.learn.stores.base import ExtractionView, Recalled, S, Store, Turn
 from kern.learn.timeline import (
     TimeScope,
     at_day_start,
-    distinct,
     is_current,
     past_question,
     time_fields,
