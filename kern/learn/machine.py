@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from kern._sync import syncify
 from kern.context import RunContext
@@ -54,6 +54,26 @@ class RecallResult:
     context: str
     tools: list[Tool] = field(default_factory=list)
     recalled: dict[str, Recalled] = field(default_factory=dict)
+
+
+class _Builtin(Generic[StoreT]):
+    """A built-in store as a typed attribute (``lm.user_profile`` is a ``UserProfileStore``
+    for editors and mypy), set, not looked up through ``__getattr__``."""
+
+    def __init__(self, store_class: type[StoreT]) -> None:
+        self.store_class = store_class
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, machine: LearningMachine, owner: type) -> StoreT:
+        store = machine.stores.get(self.name)
+        if not isinstance(store, self.store_class):
+            raise AttributeError(
+                f"LearningMachine has no attribute {self.name!r} (enabled stores: "
+                f"{', '.join(machine.stores)}; pass {self.name}=True to enable it)"
+            )
+        return store
 
 
 class LearningMachine:
@@ -198,38 +218,12 @@ class LearningMachine:
 
     # ------------------------------------------------------------------ the stores, typed
 
-    def _builtin(self, name: str, kind: type[StoreT]) -> StoreT:
-        store = self.stores.get(name)
-        if not isinstance(store, kind):
-            raise AttributeError(
-                f"LearningMachine has no attribute {name!r} (enabled stores: "
-                f"{', '.join(self.stores)}; pass {name}=True to enable it)"
-            )
-        return store
-
-    @property
-    def user_profile(self) -> UserProfileStore:
-        return self._builtin("user_profile", UserProfileStore)
-
-    @property
-    def user_memory(self) -> UserMemoryStore:
-        return self._builtin("user_memory", UserMemoryStore)
-
-    @property
-    def session_context(self) -> SessionContextStore:
-        return self._builtin("session_context", SessionContextStore)
-
-    @property
-    def entity_memory(self) -> EntityMemoryStore:
-        return self._builtin("entity_memory", EntityMemoryStore)
-
-    @property
-    def learned_knowledge(self) -> LearnedKnowledgeStore:
-        return self._builtin("learned_knowledge", LearnedKnowledgeStore)
-
-    @property
-    def decision_log(self) -> DecisionLogStore:
-        return self._builtin("decision_log", DecisionLogStore)
+    user_profile = _Builtin(UserProfileStore)
+    user_memory = _Builtin(UserMemoryStore)
+    session_context = _Builtin(SessionContextStore)
+    entity_memory = _Builtin(EntityMemoryStore)
+    learned_knowledge = _Builtin(LearnedKnowledgeStore)
+    decision_log = _Builtin(DecisionLogStore)
 
     # ------------------------------------------------------------------ wiring
 
@@ -395,12 +389,9 @@ class LearningMachine:
 
 #: The built-in stores, in the order of ``LearningMachine``'s arguments (and its recall).
 _BUILTINS: dict[str, type[Store[Any]]] = {
-    "user_profile": UserProfileStore,
-    "user_memory": UserMemoryStore,
-    "session_context": SessionContextStore,
-    "entity_memory": EntityMemoryStore,
-    "learned_knowledge": LearnedKnowledgeStore,
-    "decision_log": DecisionLogStore,
+    name: attribute.store_class
+    for name, attribute in vars(LearningMachine).items()
+    if isinstance(attribute, _Builtin)
 }
 
 
