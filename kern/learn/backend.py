@@ -34,7 +34,7 @@ from kern.db.base import (
     WriteOp,
 )
 from kern.errors import ConfigError
-from kern.learn.policy import allowed_turn_writes, check_turn_writes, shared_as_proposals
+from kern.learn.policy import check_turn_writes, shared_as_proposals
 from kern.search.embedders import Embedder
 from kern.search.hybrid import hybrid_search
 
@@ -223,12 +223,9 @@ class LearningBackend:
         ids = [op.id for op in ops if isinstance(op, Update | SetStatus | Supersede | Close)]
         rows = (self.db.get_learning(i) for i in dict.fromkeys(ids))
         current = {r.id: r for r in rows if r is not None}
-        if strict:
-            check_turn_writes(ops, current, turn_of)
-        else:
-            ops, refused = allowed_turn_writes(ops, current, turn_of)
-            for reason in refused:
-                log.warning("%s write of %s's turn not applied: %s", actor, turn_of, reason)
+        ops, refused = check_turn_writes(ops, current, turn_of, strict=strict)
+        for reason in refused:
+            log.warning("%s write of %s's turn not applied: %s", actor, turn_of, reason)
         return shared_as_proposals(ops) if self.shared_writes == "propose" else ops
 
 

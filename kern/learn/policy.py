@@ -30,7 +30,6 @@ from kern.errors import ToolError
 
 __all__ = [
     "SharedWriteError",
-    "allowed_turn_writes",
     "check_turn_writes",
     "is_shared",
     "shared_as_proposals",
@@ -49,29 +48,26 @@ def is_shared(record: LearningRecord) -> bool:
 
 
 def check_turn_writes(
-    ops: Sequence[WriteOp], current: Mapping[str, LearningRecord], user_id: str
-) -> None:
-    """Refuse (``SharedWriteError``) the writes of ``user_id``'s turn that the policy forbids.
-
-    ``current`` holds the rows that ``Update`` and ``SetStatus`` operations name (missing
-    ones are left to the database, which refuses them as conflicts).
-    """
-    for op in ops:
-        if (problem := turn_write_problem(op, current, user_id)) is not None:
-            raise SharedWriteError(problem)
-
-
-def allowed_turn_writes(
-    ops: Sequence[WriteOp], current: Mapping[str, LearningRecord], user_id: str
+    ops: Sequence[WriteOp],
+    current: Mapping[str, LearningRecord],
+    user_id: str,
+    *,
+    strict: bool = True,
 ) -> tuple[list[WriteOp], list[str]]:
-    """The writes of ``user_id``'s turn the policy allows, and why the others were refused
-    (for extraction: one forbidden operation must not fail the whole turn's learning)."""
+    """The writes of ``user_id``'s turn the policy allows, and why it refused the others.
+
+    ``strict``: the first forbidden operation raises ``SharedWriteError`` (a tool call gets the
+    message back); extraction is not strict: one forbidden operation must not fail the whole
+    turn's learning. ``current`` holds the rows that ``Update`` and ``SetStatus`` operations
+    name (missing ones are left to the database, which refuses them as conflicts).
+    """
     kept: list[WriteOp] = []
     refused: list[str] = []
     for op in ops:
-        problem = turn_write_problem(op, current, user_id)
-        if problem is None:
+        if (problem := turn_write_problem(op, current, user_id)) is None:
             kept.append(op)
+        elif strict:
+            raise SharedWriteError(problem)
         else:
             refused.append(problem)
     return kept, refused

@@ -262,11 +262,6 @@ class ListStore(Store[S]):
         pending = yield from self._proposed(ctx, 20)
         return Recalled(items, pending, at=now)
 
-    def _distinct(self, items: builtins.list[Item[S]]) -> builtins.list[Item[S]]:
-        """``items`` in order without repeats or near-identical ones (``timeline.distinct``)."""
-        unique = list({i.id: i for i in items}.values())
-        return distinct(unique, text=lambda i: i.content)
-
     def render_row(
         self, item: Item[S], *, with_id: bool = True, at: datetime | None = None
     ) -> dict[str, Any]:
@@ -297,7 +292,9 @@ class ListStore(Store[S]):
                 (
                     self.render_row(i, with_id=self.mode is not LearningMode.ALWAYS, at=recalled.at)
                     # Never the same thing twice, however recall gathered the items.
-                    for i in self._distinct(list(recalled.items))
+                    for i in distinct(
+                        {i.id: i for i in recalled.items}.values(), lambda i: i.content
+                    )
                 ),
             ),
             self._pending_block(self.render_row(i) for i in recalled.pending),
