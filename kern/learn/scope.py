@@ -13,7 +13,6 @@ from kern.context import RunContext
 
 __all__ = ["agent_scope", "namespace_scope", "session_scope", "user_scope"]
 
-GLOBAL = "global"
 USER = "user"
 
 

@@ -198,12 +198,9 @@ class ListStore(Store[S]):
         """Hybrid search (full-text, plus vectors when an embedder is set) in the scope, among
         the items true now; ``as_of`` searches what held then, ``include_past`` everything
         (items that no longer hold are marked ``past``)."""
-
-        def flow() -> Flow[builtins.list[Item[S]]]:
-            scope = time_scope((yield Now()), as_of=as_of, include_past=include_past)
-            return (yield from self._search(self._context(user_id), query, limit, scope))
-
-        return await self.backend.run(flow())
+        ctx = self._context(user_id)
+        flow = self._search(ctx, query, limit, as_of=as_of, include_past=include_past)
+        return await self.backend.run(flow)
 
     add = syncify(aadd)
     supersede = syncify(asupersede)
@@ -239,8 +236,12 @@ class ListStore(Store[S]):
     # -------------------------------------------------------------- recall
 
     def _search(
-        self, ctx: RunContext, query: str, limit: int, scope: TimeScope
+        self, ctx: RunContext, query: str, limit: int, scope: TimeScope | None = None, **time: Any
     ) -> Flow[builtins.list[Item[S]]]:
+        """Hybrid search among this run's items of the time asked: ``scope``, or from now
+        (``time_scope``), items that no longer held then marked ``past``."""
+        if scope is None:
+            scope = time_scope((yield Now()), **time)
         where = scope.where(self._where(ctx, kinds=self.kinds))
         hits = yield Search(query, where, limit)
         return [
@@ -376,8 +377,7 @@ class ListStore(Store[S]):
         )
 
         def search(ctx: RunContext, data: BaseModel) -> Flow[builtins.list[dict[str, Any]]]:
-            scope = time_scope((yield Now()))
-            items = yield from self._search(ctx, data.query, data.limit, scope)  # type: ignore[attr-defined]
+            items = yield from self._search(ctx, data.query, data.limit)  # type: ignore[attr-defined]
             return [self.render_row(i) for i in items]
 
         return self._tool(
