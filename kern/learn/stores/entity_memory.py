@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -17,7 +16,7 @@ from kern.learn.config import EntityMemoryConfig, LearningMode
 from kern.learn.items import Item
 from kern.learn.schemas import EntityEvent, EntityRelation
 from kern.learn.scope import namespace_scope
-from kern.learn.stores.base import ExtractionView, Turn
+from kern.learn.stores.base import ExtractionView
 from kern.learn.stores.listing import _NUMBER, _TIMES, ListStore, _operations
 from kern.learn.timeline import at_day_start
 from kern.tools import Tool
@@ -161,17 +160,13 @@ class EntityMemoryStore(ListStore[Any]):
             ),
         )
 
-    def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
-        view = yield from super().extraction_view(ctx, turn)
-        if view is None:
-            return None
-        guidance = (
+    def extraction_guidance(self) -> str:
+        return (
             "facts, dated events and relations about named external entities (companies, "
             "projects, products, people other than the user) mentioned in the exchange; "
             "skip what is already stored; delete stored items the exchange shows are wrong; "
             "close (with the date) relations that ended, and add the new one with valid_from."
         )
-        return replace(view, guidance=self.describe(guidance))
 
     def extraction_writes(
         self, value: Any, view: ExtractionView, ctx: RunContext
