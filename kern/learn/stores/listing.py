@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
 
@@ -431,15 +432,20 @@ class ListStore(Store[S]):
         for hit in similar[:top]:
             related += yield from self._search(ctx, hit.content, each + 1, now)
         shown = list({i.id: i for i in [*similar, *related]}.values())
-        missing = self.extraction_neighbours - len(shown)
-        if missing > 0:
-            # A change often shares no word with what it changes ("I moved to Vienna" and
-            # "lives in Dublin"); the newest items fill the view, as in recall's top-up.
-            where = now.where(self._where(ctx, kinds=self.kinds))
-            seen = {i.id for i in shown}
-            recent = yield Read(where, limit=self.extraction_neighbours)
-            shown += [self._item(r) for r in recent if r.id not in seen][:missing]
-        return shown
+        # A change often shares no word with what it changes ("I moved to Vienna" and "lives
+        # in Dublin"): the newest items fill the view.
+        return (yield from self._topped_up(ctx, shown, self.extraction_neighbours, now))
+
+    def _topped_up(
+        self, ctx: RunContext, items: Sequence[Item[S]], size: int, now: TimeScope
+    ) -> Flow[builtins.list[Item[S]]]:
+        """``items``, then the newest current items not among them, up to ``size`` in all."""
+        missing = size - len(items)
+        if missing <= 0:
+            return builtins.list(items)
+        seen = {i.id for i in items}
+        recent = yield Read(now.where(self._where(ctx, kinds=self.kinds)), limit=size)
+        return [*items, *[self._item(r) for r in recent if r.id not in seen][:missing]]
 
     def extraction_view(self, ctx: RunContext, turn: Turn) -> Flow[ExtractionView | None]:
         if self.mode is not LearningMode.ALWAYS:

@@ -11,6 +11,7 @@ from kern.learn.schemas import Memory
 from kern.learn.scope import user_scope
 from kern.learn.stores.base import Recalled
 from kern.learn.stores.listing import ListStore
+from kern.learn.timeline import time_scope
 
 __all__ = ["UserMemoryStore"]
 
@@ -40,10 +41,7 @@ class UserMemoryStore(ListStore[Memory]):
         however many memories a user has.
         """
         recalled = yield from super().recall(ctx)
-        missing = self.config.limit - len(recalled.items)
-        if missing <= 0:
-            return recalled
-        seen = {item.id for item in recalled.items}
-        latest = yield from self._list(self._where(ctx, kinds=self.kinds), self.config.limit)
-        recent = [i for i in latest if i.id not in seen][:missing]
-        return replace(recalled, items=[*recalled.items, *recent])
+        assert recalled.at is not None  # a list store's recall says when it recalled for
+        now = time_scope(recalled.at)
+        items = yield from self._topped_up(ctx, recalled.items, self.config.limit, now)
+        return replace(recalled, items=items)
