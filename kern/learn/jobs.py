@@ -87,10 +87,10 @@ class JobRunner:
         if not self.run_jobs:
             return status  # a worker claims it
         self._statuses[job.id] = status
-        if not self.background:
+        if self.background:
+            self._track(job.user_id or "", self._run_claimed(job.id), f"kern-extract-{job.id}")
+        else:
             await self._run_claimed(job.id)
-            return status
-        self._track(job.user_id or "", self._run_claimed(job.id), f"kern-extract-{job.id}")
         return status
 
     def _track(self, key: str, work: Awaitable[Any], name: str) -> None:
