@@ -23,8 +23,9 @@ their second clock (``valid_from``, ``valid_to``), ``expires_at``, ``pinned`` an
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -95,6 +96,21 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+    def result_processor(
+        self, dialect: Dialect, coltype: Any
+    ) -> Callable[[Any], datetime | None] | None:
+        """SQLAlchemy's processor (the driver's value, parsed, then ``process_result_value``),
+        remembered per raw value: search reads hundreds of rows per query that share a few
+        moments (a session's turns), and parsing each again cost more than the query. The
+        memo maps a stored value to the immutable datetime it always means, so no write can
+        make it stale."""
+        process = super().result_processor(dialect, coltype)
+        return None if process is None else lru_cache(maxsize=_MOMENTS)(process)
+
+
+#: How many distinct stored datetimes each ``UtcDateTime`` column remembers (a few MB at most).
+_MOMENTS = 16_384
 
 
 class Json(TypeDecorator[Any]):

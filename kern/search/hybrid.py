@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 
@@ -114,8 +115,14 @@ def _context(
         ((row.id, row.scope, row.created_at) for row in rows if row.session_id is None), gap
     )
     created_at = {row.id: row.created_at for row in rows}
-    subjects = {row.id: row.subject or speaker_of(row.head) for row in rows}
+    subjects = {row.id: row.subject or _speaker(row.head) for row in rows}
     return [*sessions.values(), *chains], created_at, subjects
+
+
+#: ``speaker_of`` remembered by text: a search reads the same few hundred rows' heads again
+#: and again, and the regex cost more than the ranking. Keyed by the text itself, so an
+#: edited row is a new key, never a stale answer.
+_speaker = lru_cache(maxsize=16_384)(speaker_of)
 
 
 def _bounded(query: str) -> str:
