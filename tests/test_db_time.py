@@ -5,7 +5,7 @@ PostgreSQL."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
 
 import pytest
 
@@ -159,3 +159,15 @@ def test_validity_expiry_and_pinning_filter_inside_lists_and_search(
     assert sorted(ids(db.list_learnings(window))) == ["always", "oslo", "pin", "was"]
     assert ids(db.list_learnings(replace(ALICE_MEMORIES, pinned=True))) == ["pin"]
     assert db.count_learnings(replace(ALICE_MEMORIES, pinned=False)) == 4
+
+
+def test_stored_moments_read_back_exactly(db: SqlDb) -> None:
+    """``UtcDateTime`` remembers parsed values by what is stored: each row still reads back
+    its own moment, a microsecond apart or in another offset, and always in UTC."""
+    tokyo = timezone(timedelta(hours=9))
+    moments = [T0, T0 + timedelta(microseconds=1), T0, (T0 + DAY).astimezone(tokyo)]
+    db.apply([Create(rec(f"m{n}", f"moment {n}", created_at=at)) for n, at in enumerate(moments)])
+    for _ in range(2):  # the second read is answered from the memo
+        rows = {r.id: r.created_at for r in db.list_learnings(ALICE_MEMORIES)}
+        assert [rows[f"m{n}"] for n in range(4)] == moments
+        assert {at.tzinfo for at in rows.values()} == {UTC}

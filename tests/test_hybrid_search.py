@@ -135,6 +135,16 @@ def test_the_speaker_named_in_the_query_is_boosted(lm: LearningMachine) -> None:
     assert boosted[caroline] == pytest.approx(plain[caroline])
 
 
+def test_an_edited_speaker_is_seen_by_the_next_search(lm: LearningMachine) -> None:
+    """Speakers are remembered by text (``hybrid._speaker``): an edit must move the boost."""
+    first = say(lm, "I paint sunsets on weekends.", session="a", speaker="Caroline")
+    second = say(lm, "I paint sunsets on weekends.", session="b", speaker="Melanie")
+    assert found(lm, "What does Melanie paint?")[:2] == [second, first]
+    lm.user_memory.update(first, "Melanie: I paint sunsets on weekends.", user_id="alice")
+    lm.user_memory.update(second, "Caroline: I paint sunsets on weekends.", user_id="alice")
+    assert found(lm, "What does Melanie paint?")[:2] == [first, second]
+
+
 def test_search_reads_no_undocumented_metadata(lm: LearningMachine) -> None:
     # A "speaker" key in metadata is the app's own data: it must not change the ranking.
     tagged = lm.user_memory.add(
