@@ -21,7 +21,7 @@ from sqlalchemy import (
     union,
 )
 
-from kern.db._learnings import LEARNING_COLUMNS, learning_clauses, learning_record
+from kern.db._learnings import LEARNING_COLUMNS, filter_values, learning_clauses, learning_record
 from kern.db._sqlbase import SqlBase, check_limit
 from kern.db.base import (
     LearningFilter,
@@ -108,6 +108,7 @@ class CandidatesSql(SqlBase):
             select(learnings.c.id, learnings.c.embedding)
             .where(learnings.c.embedding.is_not(None), *learning_clauses(where))
             .order_by(learnings.c.seq)
+            .params(filter_values(where))
         )
         with self.transaction(write=False, action="load learning vectors") as conn:
             rows = conn.execute(query).all()
@@ -163,6 +164,7 @@ class CandidatesSql(SqlBase):
             c.seq,
         )
         scoped = learning_clauses(where)
+        values = filter_values(where)
         # The sessions are looked up by id (unique index) without the filter: only rows
         # matching ``where`` are returned, and filtering there would make SQLite scan the scope.
         candidate = among(c.id, ids)
@@ -173,9 +175,9 @@ class CandidatesSql(SqlBase):
         with self.transaction(write=False, action="load neighbouring learnings") as conn:
             if gap is not None and around:
                 moments = conn.execute(
-                    select(c.scope, c.created_at).where(
-                        *scoped, among(c.id, around), c.session_id.is_(None)
-                    )
+                    select(c.scope, c.created_at)
+                    .where(*scoped, among(c.id, around), c.session_id.is_(None))
+                    .params(values)
                 ).all()
                 # One range per run of nearby rows: the (store, scope, status, created_at)
                 # index answers each with a range scan.
@@ -195,5 +197,5 @@ class CandidatesSql(SqlBase):
             else:
                 query = select(*columns[:6]).where(*scoped, or_(*parts))
                 query = query.order_by(c.created_at, c.seq)
-            rows = conn.execute(query).all()
+            rows = conn.execute(query.params(values)).all()
         return [RankingRow(*row) for row in rows]

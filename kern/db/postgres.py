@@ -61,7 +61,14 @@ from kern.db.base import JobRecord, LearningFilter, LearningRecord, WriteOp
 from kern.db.fulltext import tsquery
 from kern.db.migrations import migrate, serialize_schema_changes
 from kern.db.schema import learnings
-from kern.db.sql import LEARNING_COLUMNS, WRITE_OPTION, SqlDb, learning_clauses, runnable_jobs
+from kern.db.sql import (
+    LEARNING_COLUMNS,
+    WRITE_OPTION,
+    SqlDb,
+    filter_values,
+    learning_clauses,
+    runnable_jobs,
+)
 from kern.errors import ConfigError, MissingDependencyError, StorageError
 
 __all__ = ["PostgresDb", "create_postgres_engine"]
@@ -265,6 +272,7 @@ class PostgresDb(SqlDb):
             select(learnings.c.id, cast(learnings.c.embedding, _Vector()))
             .where(learnings.c.embedding.is_not(None), *learning_clauses(where))
             .order_by(learnings.c.seq)
+            .params(filter_values(where))
         )
         with self.transaction(write=False, action="load learning vectors") as conn:
             rows = conn.execute(query).all()
@@ -293,6 +301,7 @@ class PostgresDb(SqlDb):
             )
             .order_by(literal_column("distance"))
             .limit(limit)
+            .params(filter_values(where))
         )
         # A transaction (write=True), though it only reads: SET LOCAL needs one.
         with self.transaction(action="search learning vectors") as conn:
@@ -394,6 +403,7 @@ class PostgresDb(SqlDb):
             select(*columns, scored.c.score)
             .select_from(scored.join(learnings, learnings.c.seq == scored.c.seq))
             .order_by(scored.c.score.desc(), scored.c.seq)
+            .params(filter_values(where))
         )
 
     def _pick_job(

@@ -182,11 +182,16 @@ class _Among(ColumnElement[bool]):
         self.values = values
 
 
-def among(column: ColumnElement[Any], values: Sequence[str]) -> ColumnElement[bool]:
+def among(
+    column: ColumnElement[Any], values: Sequence[str] | BindParameter[Any]
+) -> ColumnElement[bool]:
     """``column`` is one of ``values``, bound as a single parameter (``IN (SELECT value FROM
     json_each(?))`` on SQLite, ``= ANY(%s)`` on Postgres), so the statement compiles once and
-    is cached whatever the list's length."""
-    return _Among(column, BindParameter(None, list(values), type_=StringList()))
+    is cached whatever the list's length. ``values`` may be a ``StringList`` parameter whose
+    value the statement gets later."""
+    if not isinstance(values, BindParameter):
+        values = BindParameter(None, list(values), type_=StringList())
+    return _Among(column, values)
 
 
 @compiles(_Among, "sqlite")

@@ -36,7 +36,7 @@ from sqlalchemy import and_, delete, or_, select, update
 
 from kern.db._candidates import CandidatesSql
 from kern.db._jobs import JobsSql, runnable_jobs
-from kern.db._learnings import LEARNING_COLUMNS, LearningsSql, learning_clauses
+from kern.db._learnings import LEARNING_COLUMNS, LearningsSql, filter_values, learning_clauses
 from kern.db._sessions import SessionsSql
 from kern.db._sqlbase import WRITE_OPTION, utcnow
 from kern.db.schema import jobs, learning_history, learnings, runs, sessions
@@ -46,6 +46,7 @@ __all__ = [
     "LEARNING_COLUMNS",
     "WRITE_OPTION",
     "SqlDb",
+    "filter_values",
     "learning_clauses",
     "runnable_jobs",
     "utcnow",

@@ -58,7 +58,7 @@ from kern.db.base import LearningFilter
 from kern.db.fulltext import fts5_match
 from kern.db.migrations import migrate
 from kern.db.schema import learnings
-from kern.db.sql import WRITE_OPTION, SqlDb, learning_clauses
+from kern.db.sql import WRITE_OPTION, SqlDb, filter_values, learning_clauses
 from kern.errors import ConfigError, StorageError
 
 __all__ = ["SqliteDb", "create_sqlite_engine"]
@@ -136,6 +136,7 @@ class SqliteDb(SqlDb):
             .where(_FTS_NAME.op("MATCH")(bindparam("match", match)), *learning_clauses(where))
             .order_by(rank, learnings.c.seq)
             .limit(limit)
+            .params(filter_values(where))
         )
 
     def _explain(self, exc: BaseException) -> str:
