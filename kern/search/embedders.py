@@ -154,19 +154,38 @@ class LocalEmbedder:
             return self._model
 
     def _encode(self, texts: list[str]) -> list[Vector]:
-        matrix = self._load().encode(
-            texts,
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        model = self._load()
+        import torch  # loaded with the model (sentence-transformers runs on it)
+
+        # A search embeds one short query: a forward pass of a few tokens, which torch would
+        # split over every core, and each of its OpenMP threads spins while it waits. On a
+        # busy two-core machine that made one query cost 70-400 ms of CPU against ~30-60 ms
+        # on one thread. Thread counts are per calling thread in torch (and the global is
+        # only read by threads that have not run torch yet), so this thread runs small
+        # batches on one thread and gives its setting back; big batches keep every core.
+        threads = torch.get_num_threads()
+        if len(texts) <= _SMALL_BATCH:
+            torch.set_num_threads(1)
+        try:
+            matrix = model.encode(
+                texts,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        finally:
+            torch.set_num_threads(threads)
         return list(np.asarray(matrix, dtype=np.float32))
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         if not texts:
             return []
         return await asyncio.to_thread(self._encode, list(texts))
+
+
+#: Batches of at most this many texts are embedded on one CPU thread (``LocalEmbedder._encode``).
+_SMALL_BATCH = 8
 
 
 class OpenAIEmbedder:
