@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from kern.db._candidates import SEARCH_CACHE_MB
 from kern.db.sql import SqlDb
 from kern.db.sqlite import SqliteDb, create_sqlite_engine
 
@@ -29,7 +30,12 @@ def is_postgres(target: str) -> bool:
 
 
 def open_db(
-    target: str, *, clock: Clock | None = None, busy_timeout_ms: int = 30_000, **options: Any
+    target: str,
+    *,
+    clock: Clock | None = None,
+    busy_timeout_ms: int = 30_000,
+    search_cache_mb: float = SEARCH_CACHE_MB,
+    **options: Any,
 ) -> SqlDb:
     """A migrated ``SqliteDb`` or ``PostgresDb`` for ``target``; ``options`` go to
     ``PostgresDb``. The long SQLite busy timeout lets many writers queue for the one write lock
@@ -37,8 +43,13 @@ def open_db(
     if is_postgres(target):
         from kern.db.postgres import PostgresDb
 
-        return PostgresDb(target, clock=clock, **options)
-    return SqliteDb(db_file=target, clock=clock, busy_timeout_ms=busy_timeout_ms)
+        return PostgresDb(target, clock=clock, search_cache_mb=search_cache_mb, **options)
+    return SqliteDb(
+        db_file=target,
+        clock=clock,
+        busy_timeout_ms=busy_timeout_ms,
+        search_cache_mb=search_cache_mb,
+    )
 
 
 def bare_engine(target: str) -> Engine:

@@ -154,12 +154,37 @@ def _check_m005(db: SqlDb) -> None:
     assert sorted(ids(db.search_text("kayaking canoeing", both))) == ["seed-3", "seed-5"]
 
 
+def _seed_m006(db: SqlDb) -> None:
+    db.apply([Create(rec("seed-6", "Zoe rows a skiff", scope="user:zoe", user_id="zoe"))])
+
+
+def _check_m006(db: SqlDb) -> None:
+    # Every scope holding rows has a token, those written before m006 too (seeded by it).
+    with db.transaction(write=False) as conn:
+        rows = conn.execute(select(schema.learnings.c.store, schema.learnings.c.scope))
+        scopes = {(row.store, row.scope) for row in rows}
+        tokens = {(r.store, r.scope): r.token for r in conn.execute(select(schema.learning_scopes))}
+    assert scopes and scopes == set(tokens)
+    key = next(iter(scopes))
+    with db.transaction() as conn:  # any write draws a new one
+        conn.execute(
+            update(schema.learnings)
+            .where(schema.learnings.c.store == key[0], schema.learnings.c.scope == key[1])
+            .values(version=schema.learnings.c.version)
+        )
+    with db.transaction(write=False) as conn:
+        table = schema.learning_scopes
+        query = select(table.c.token).where(table.c.store == key[0], table.c.scope == key[1])
+        assert conn.execute(query).scalar_one() != tokens[key]
+
+
 SEEDS: dict[str, tuple[Callable[[SqlDb], None], Callable[[SqlDb], None]]] = {
     "m001_sessions_and_runs": (_seed_m001, _check_m001),
     "m002_learnings": (seed_m002, check_m002),
     "m003_postgres_full_text": (_seed_m003, _check_m003),
     "m004_time": (_seed_m004, _check_m004),
     "m005_scoped_full_text": (_seed_m005, _check_m005),
+    "m006_learning_scopes": (_seed_m006, _check_m006),
 }
 
 

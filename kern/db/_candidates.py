@@ -2,19 +2,25 @@
 
 These queries feed ``kern.search``'s ranking; each engine overrides what it can do better
 (``_text_search_query`` always, ``load_vectors`` / ``search_vectors`` with a vector index).
+The neighbour step and the numpy vector scoring read a scope's rows from memory while the
+scope is unchanged (``kern.db._scopes``), else from the database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import (
     ColumnElement,
+    Engine,
     Select,
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -22,31 +28,55 @@ from sqlalchemy import (
 )
 
 from kern.db._learnings import LEARNING_COLUMNS, filter_values, learning_clauses, learning_record
+from kern.db._scopes import ScopeCache, ScopeRows, merged_windows, scope_key
 from kern.db._sqlbase import SqlBase, check_limit
 from kern.db.base import (
     LearningFilter,
     RankingRow,
     SearchHit,
 )
-from kern.db.schema import among, learnings
+from kern.db.schema import among, learning_scopes, learnings
+from kern.errors import ConfigError
 
-__all__ = ["NEIGHBOUR_HEAD", "CandidatesSql", "merged_windows"]
+__all__ = ["NEIGHBOUR_HEAD", "SEARCH_CACHE_MB", "CandidatesSql", "merged_windows", "nearest"]
 
 NEIGHBOUR_HEAD = 80
 """Characters of a row's text ``load_neighbours`` returns: enough for a "Speaker: " label."""
 
+SEARCH_CACHE_MB = 64
+"""The default ``search_cache_mb`` of a database: the scopes' rows search keeps in memory
+(a user's 1,000 memories take ~0.5 MB, ~2 MB with all-MiniLM-L6-v2 vectors)."""
 
-def merged_windows(moments: Sequence[Any], gap: timedelta) -> list[tuple[str, datetime, datetime]]:
-    """``(scope, created_at)`` pairs widened by ``gap`` either side, overlapping ranges of
-    one scope merged: ``[(scope, start, stop)]``."""
-    windows: list[tuple[str, datetime, datetime]] = []
-    for scope, moment in sorted(moments, key=lambda row: (row[0], row[1])):
-        start, stop = moment - gap, moment + gap
-        if windows and windows[-1][0] == scope and start <= windows[-1][2]:
-            windows[-1] = (scope, windows[-1][1], stop)
-        else:
-            windows.append((scope, start, stop))
-    return windows
+_c = learnings.c
+#: What ``load_neighbours`` reads of a row besides its id, session, date and scope.
+_SUBJECT = _c.content["entity"].as_string().label("subject")
+_HEAD = func.substr(_c.text, 1, NEIGHBOUR_HEAD).label("head")
+_IN_SCOPE = (_c.store == bindparam("store"), _c.scope == bindparam("scope"))
+_TOKEN = select(learning_scopes.c.token).where(
+    learning_scopes.c.store == bindparam("store"), learning_scopes.c.scope == bindparam("scope")
+)
+_SNAPSHOT = (
+    select(*(_c[name] for name in ScopeRows.FIELDS), _SUBJECT, _HEAD)
+    .where(*_IN_SCOPE)
+    .order_by(_c.created_at, _c.seq)
+    .limit(bindparam("rows"))
+)
+_SNAPSHOT_VECTORS = (
+    select(_c.id, _c.embedding).where(*_IN_SCOPE, _c.embedding.is_not(None)).order_by(_c.seq)
+)
+
+
+def nearest(
+    ids: Sequence[str], matrix: npt.NDArray[np.float32], vector: bytes, limit: int
+) -> list[tuple[str, float]]:
+    """The ``limit`` ids whose rows of ``matrix`` are nearest to ``vector`` (float32 bytes) by
+    cosine, best first; ties and zero vectors as ``search_vectors`` documents."""
+    query = np.frombuffer(vector, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        similarity = np.where(norms > 0, matrix @ query / norms, np.nan)
+    order = [int(i) for i in np.argsort(-similarity, kind="stable") if np.isfinite(similarity[i])]
+    return [(ids[i], float(similarity[i])) for i in order[:limit]]
 
 
 class CandidatesSql(SqlBase):
@@ -60,6 +90,22 @@ class CandidatesSql(SqlBase):
     #: p50 in a 10,000-item shared namespace and ~110 ms against a few at 100,000; the
     #: ``UNION`` is bounded by the rows it returns, not by the scope.
     _neighbours_as_union: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        search_cache_mb: float = SEARCH_CACHE_MB,
+    ) -> None:
+        if (
+            isinstance(search_cache_mb, bool)
+            or not isinstance(search_cache_mb, int | float)
+            or not search_cache_mb >= 0
+        ):
+            raise ConfigError(f"search_cache_mb must be a number >= 0, got {search_cache_mb!r}")
+        super().__init__(engine, clock=clock)
+        self._scope_cache = ScopeCache(int(search_cache_mb * 2**20)) if search_cache_mb else None
 
     def search_text(self, query: str, where: LearningFilter, *, limit: int = 50) -> list[SearchHit]:
         """Full-text search among rows matching ``where`` (applied inside the query), best
@@ -119,25 +165,23 @@ class CandidatesSql(SqlBase):
     ) -> list[tuple[str, float]]:
         """Ids and cosine similarities of the ``limit`` rows matching ``where`` whose embedding
         is nearest to ``vector`` (float32 bytes), best first. Only embeddings of the same
-        dimension compete. Here: every candidate is loaded and compared in numpy; engines with
-        a vector index override this."""
+        dimension compete. Here: every candidate is compared in numpy, its vector read from
+        the scope's snapshot (``kern.db._scopes``) or else from the database; engines with a
+        vector index override this."""
         check_limit(limit)
         if not limit or not vector or len(vector) % 4:
             return []
-        ids, blobs = self.load_vectors(where)
-        same = [(i, b) for i, b in zip(ids, blobs, strict=True) if len(b) == len(vector)]
-        if not same:
-            return []
-        matrix = np.frombuffer(b"".join(b for _, b in same), dtype=np.float32)
-        matrix = matrix.reshape(len(same), -1)
-        query = np.frombuffer(vector, dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            similarity = np.where(norms > 0, matrix @ query / norms, np.nan)
-        order = [
-            int(i) for i in np.argsort(-similarity, kind="stable") if np.isfinite(similarity[i])
-        ]
-        return [(same[i][0], float(similarity[i])) for i in order[:limit]]
+        snapshot = self._scope_rows(where, vectors=True)
+        found = None if snapshot is None else snapshot.nearest_input(where, len(vector))
+        if found is not None:
+            ids, matrix = found
+        else:
+            every, blobs = self.load_vectors(where)
+            same = [(i, b) for i, b in zip(every, blobs, strict=True) if len(b) == len(vector)]
+            ids = [i for i, _ in same]
+            matrix = np.frombuffer(b"".join(b for _, b in same), dtype=np.float32)
+            matrix = matrix.reshape(len(same), len(vector) // 4)
+        return nearest(ids, matrix, vector, limit) if ids else []
 
     def load_neighbours(
         self,
@@ -150,19 +194,15 @@ class CandidatesSql(SqlBase):
         """Rows matching ``where`` that are among ``ids`` or share a session with one of them,
         and with ``gap`` the session-less rows recorded within ``gap`` of a session-less row
         of ``around`` in its scope; by ``created_at`` then insertion order. See
-        ``RankingRow``."""
+        ``RankingRow``. From the scope's snapshot when it has one (``kern.db._scopes``)."""
         if not ids:
             return []
+        snapshot = self._scope_rows(where)
+        found = None if snapshot is None else snapshot.neighbours(where, ids, around, gap)
+        if found is not None:
+            return found
         c = learnings.c
-        columns = (
-            c.id,
-            c.session_id,
-            c.created_at,
-            c.content["entity"].as_string().label("subject"),
-            c.scope,
-            func.substr(c.text, 1, NEIGHBOUR_HEAD).label("head"),
-            c.seq,
-        )
+        columns = (c.id, c.session_id, c.created_at, _SUBJECT, c.scope, _HEAD, c.seq)
         scoped = learning_clauses(where)
         values = filter_values(where)
         # The sessions are looked up by id (unique index) without the filter: only rows
@@ -199,3 +239,43 @@ class CandidatesSql(SqlBase):
                 query = query.order_by(c.created_at, c.seq)
             rows = conn.execute(query.params(values)).all()
         return [RankingRow(*row) for row in rows]
+
+    def _scope_rows(self, where: LearningFilter, *, vectors: bool = False) -> ScopeRows | None:
+        """The snapshot of the one scope ``where`` reads, if it is current: its token is read
+        first, in the same read transaction as anything read to build or complete it.
+
+        Built (from one read of the scope's rows) only when an earlier search saw the same
+        token (``ScopeCache.seen``), and only by the neighbour step; with ``vectors``, an
+        existing snapshot is completed with the scope's vectors. ``None``: read the database.
+        """
+        key, cache = scope_key(where), self._scope_cache
+        if key is None or cache is None:
+            return None
+        values = {"store": key[0], "scope": key[1]}
+        with self.transaction(write=False, action="read a scope's search snapshot") as conn:
+            token = conn.execute(_TOKEN, values).scalar()
+            if token is None:
+                return None
+            snapshot = cache.get(key, token)
+            if snapshot is None:
+                if vectors or not cache.seen(key, token):
+                    return None
+                rows = conn.execute(_SNAPSHOT, {**values, "rows": cache.max_rows + 1}).all()
+                if len(rows) > cache.max_rows:
+                    cache.too_big(key, token)
+                    return None
+                snapshot = ScopeRows.build(token, key[1], rows)
+                cache.put(key, snapshot)
+            if vectors and snapshot.vectors is None and snapshot.vectors_fit:
+                read = conn.execute(_SNAPSHOT_VECTORS, values).all()
+                full = snapshot.with_vectors([r[0] for r in read], [bytes(r[1]) for r in read])
+                if full is None:
+                    return None
+                cache.put(
+                    key,
+                    full
+                    if full.nbytes <= cache.max_bytes
+                    else replace(snapshot, vectors_fit=False),
+                )
+                snapshot = full
+        return snapshot

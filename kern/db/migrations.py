@@ -58,6 +58,7 @@ __all__ = [
     "MIGRATIONS",
     "Migration",
     "applied_migrations",
+    "draw_scope_tokens_now",
     "migrate",
     "migration",
     "pending_migrations",
@@ -261,6 +262,87 @@ def m005_scoped_full_text(conn: Connection) -> None:
             conn.exec_driver_sql(statement)
 
 
+# Every write to ``learnings`` draws a new random token for the (store, scope) of each row it
+# touches (both scopes when an update moves a row), in the writing transaction, whoever
+# writes: kern's ``apply``, ``delete_user``, an import, an older kern, a hand-written UPDATE.
+# ``kern.db._scopes`` serves a scope's rows from memory only while its token is unchanged.
+# Random, not a counter: a deleted token row (``delete_user`` removes those of scopes it
+# empties, as they name the user) or a restored backup can never bring back a value a cache
+# still holds. SQLite: row triggers (writers are serialised anyway). PostgreSQL: a row
+# trigger deferred to the commit, so concurrent writers of one scope queue on its token row
+# only while they commit, not for their whole transaction; each transaction draws a scope's
+# token once (the row's ``xmin`` says whether this transaction already wrote it).
+_M006_TOKEN = {
+    "sqlite": "lower(hex(randomblob(16)))",
+    "postgresql": "md5(random()::text || clock_timestamp()::text)",
+}
+
+
+def _m006_upsert(dialect: str, rows: str) -> str:
+    """A new token for each (store, scope) that the query ``rows`` lists (each once)."""
+    return (
+        f"INSERT INTO learning_scopes (store, scope, token) SELECT store, scope, "
+        f"{_M006_TOKEN[dialect]} FROM ({rows}) AS touched WHERE true ORDER BY store, scope "
+        f"ON CONFLICT (store, scope) DO UPDATE SET token = excluded.token"
+    )
+
+
+_OLD_SQLITE = "SELECT old.store AS store, old.scope AS scope"
+_NEW_SQLITE = "SELECT new.store AS store, new.scope AS scope"
+_M006_SQLITE_TRIGGERS = (
+    f"""CREATE TRIGGER learnings_scope_insert AFTER INSERT ON learnings BEGIN
+        {_m006_upsert("sqlite", _NEW_SQLITE)};
+    END""",
+    f"""CREATE TRIGGER learnings_scope_delete AFTER DELETE ON learnings BEGIN
+        {_m006_upsert("sqlite", _OLD_SQLITE)};
+    END""",
+    f"""CREATE TRIGGER learnings_scope_update AFTER UPDATE ON learnings BEGIN
+        {_m006_upsert("sqlite", f"{_OLD_SQLITE} UNION {_NEW_SQLITE}")};
+    END""",
+)
+_M006_PG_TRIGGERS = (
+    f"""CREATE FUNCTION kern_draw_scope_token(the_store text, the_scope text) RETURNS void
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM learning_scopes
+            WHERE store = the_store AND scope = the_scope AND xmin = pg_current_xact_id()::xid
+        ) THEN
+            {_m006_upsert("postgresql", "SELECT the_store AS store, the_scope AS scope")};
+        END IF;
+    END
+    $$""",
+    """CREATE FUNCTION kern_touch_learning_scope() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM kern_draw_scope_token(NEW.store, NEW.scope);
+        ELSIF TG_OP = 'DELETE' THEN
+            PERFORM kern_draw_scope_token(OLD.store, OLD.scope);
+        ELSE
+            PERFORM kern_draw_scope_token(OLD.store, OLD.scope);
+            IF NEW.store IS DISTINCT FROM OLD.store OR NEW.scope IS DISTINCT FROM OLD.scope THEN
+                PERFORM kern_draw_scope_token(NEW.store, NEW.scope);
+            END IF;
+        END IF;
+        RETURN NULL;
+    END
+    $$""",
+    """CREATE CONSTRAINT TRIGGER learnings_scope_token AFTER INSERT OR UPDATE OR DELETE
+    ON learnings DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION kern_touch_learning_scope()""",
+)
+
+
+@migration
+def m006_learning_scopes(conn: Connection) -> None:
+    """A token per (store, scope) of learnings, drawn anew by every write (both engines)."""
+    schema.learning_scopes.create(conn)
+    dialect = conn.dialect.name
+    conn.exec_driver_sql(_m006_upsert(dialect, "SELECT DISTINCT store, scope FROM learnings"))
+    for statement in _M006_SQLITE_TRIGGERS if dialect == "sqlite" else _M006_PG_TRIGGERS:
+        conn.exec_driver_sql(statement)
+
+
 def applied_migrations(db: SqlDb) -> list[str]:
     """Names of the migrations recorded in the database, oldest first (read-only)."""
     with db.transaction(write=False, action="read the applied migrations") as conn:
@@ -334,6 +416,15 @@ def serialize_schema_changes(conn: Connection) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+
+
+def draw_scope_tokens_now(conn: Connection) -> None:
+    """Draw now the ``learning_scopes`` tokens of this transaction's writes so far, which
+    PostgreSQL draws at commit (m006's deferred trigger): a transaction that then deletes
+    token rows must not see them drawn again after it, and PostgreSQL refuses to ALTER
+    ``learnings`` while trigger events are pending. SQLite drew them already."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET CONSTRAINTS learnings_scope_token IMMEDIATE")
 
 
 def _check_unique(migrations: Sequence[Migration]) -> None:

@@ -57,9 +57,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.types import UserDefinedType
 
 from kern._text import query_terms
+from kern.db._candidates import SEARCH_CACHE_MB
 from kern.db.base import JobRecord, LearningFilter, LearningRecord, WriteOp
 from kern.db.fulltext import tsquery
-from kern.db.migrations import migrate, serialize_schema_changes
+from kern.db.migrations import draw_scope_tokens_now, migrate, serialize_schema_changes
 from kern.db.schema import learnings
 from kern.db.sql import (
     LEARNING_COLUMNS,
@@ -160,6 +161,8 @@ class PostgresDb(SqlDb):
             earlier stays ``vector``).
         connect_args: extra psycopg connection parameters (``sslmode``, ``options`` …).
         clock: injectable clock (tests).
+        search_cache_mb: how much of the scopes' rows search keeps in memory between writes
+            (docs/search.md; 0 turns it off).
     """
 
     _neighbours_as_union = True
@@ -175,6 +178,7 @@ class PostgresDb(SqlDb):
         pgvector: bool | None = None,
         connect_args: dict[str, Any] | None = None,
         clock: Callable[[], datetime] | None = None,
+        search_cache_mb: float = SEARCH_CACHE_MB,
     ) -> None:
         engine = create_postgres_engine(
             db_url,
@@ -184,7 +188,7 @@ class PostgresDb(SqlDb):
             pool_recycle=pool_recycle,
             connect_args=connect_args,
         )
-        super().__init__(engine, clock=clock)
+        super().__init__(engine, clock=clock, search_cache_mb=search_cache_mb)
         self.db_url = self._name
         self.vectors: VectorSupport = "bytea"
         self._indexed_dimensions: set[int] = set()
@@ -531,6 +535,7 @@ def _convert_embedding_column(conn: Connection) -> int:
         if values:
             conn.execute(store, values)
             converted += len(values)
+    draw_scope_tokens_now(conn)  # PostgreSQL refuses ALTER TABLE with trigger events pending
     conn.exec_driver_sql("ALTER TABLE learnings DROP COLUMN embedding")
     conn.exec_driver_sql("ALTER TABLE learnings RENAME COLUMN embedding_vector TO embedding")
     if dropped:

@@ -17,7 +17,8 @@ item), ``learning_history`` (one event per change) and ``jobs`` (the durable ext
 (migration 2). The full-text index over ``learnings.text`` is engine-specific and created by
 the migration itself (an FTS5 external-content table on SQLite). Migration 4 gave learnings
 their second clock (``valid_from``, ``valid_to``), ``expires_at``, ``pinned`` and
-``superseded_by``.
+``superseded_by``. Migration 6 added ``learning_scopes``, a token per ``(store, scope)`` that
+triggers draw anew on every write to ``learnings`` (``kern.db._scopes`` keys its cache by it).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ __all__ = [
     "jobs",
     "kern_migrations",
     "learning_history",
+    "learning_scopes",
     "learnings",
     "metadata",
     "runs",
@@ -323,6 +325,18 @@ Index(
     sqlite_where=and_(learnings.c.key.is_not(None), learnings.c.status == "active"),
     postgresql_where=and_(learnings.c.key.is_not(None), learnings.c.status == "active"),
 )
+
+learning_scopes = Table(
+    "learning_scopes",
+    metadata,
+    Column("store", String, primary_key=True),
+    Column("scope", String, primary_key=True),
+    # A random token drawn anew, in the same transaction, by every insert, update or delete of
+    # a learning of this (store, scope): triggers of migration m006 keep it, whoever writes.
+    Column("token", String, nullable=False),
+)
+"""What a cache of a scope's rows is keyed by (``kern.db._scopes``): an unchanged token means
+no row of the scope changed. No row: no token to trust, nothing is cached."""
 
 learning_history = Table(
     "learning_history",

@@ -32,14 +32,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, update
 
 from kern.db._candidates import CandidatesSql
 from kern.db._jobs import JobsSql, runnable_jobs
 from kern.db._learnings import LEARNING_COLUMNS, LearningsSql, filter_values, learning_clauses
 from kern.db._sessions import SessionsSql
 from kern.db._sqlbase import WRITE_OPTION, utcnow
-from kern.db.schema import jobs, learning_history, learnings, runs, sessions
+from kern.db.migrations import draw_scope_tokens_now
+from kern.db.schema import jobs, learning_history, learning_scopes, learnings, runs, sessions
 from kern.errors import InvalidArgumentError
 
 __all__ = [
@@ -66,6 +67,9 @@ class SqlDb(SessionsSql, LearningsSql, CandidatesSql, JobsSql):
         entries and vectors with them), the history of those rows and the user's other history
         events, jobs, runs (also any run in the user's sessions) and sessions. Returns the
         number of rows removed.
+
+        The scopes it empties lose their ``learning_scopes`` token too (a user's scope names
+        the user).
 
         ``keep_shared=True`` (a user forgetting themselves) keeps the items the user wrote in
         shared namespaces, which the user could not delete directly: they belong to everyone
@@ -104,5 +108,20 @@ class SqlDb(SessionsSql, LearningsSql, CandidatesSql, JobsSql):
             delete(sessions).where(sessions.c.user_id == user_id),
         ]
         with self.transaction(action=f"delete user {user_id!r}") as conn:
+            touched = conn.execute(
+                select(learnings.c.store, learnings.c.scope).where(own).distinct()
+            )
+            scopes = touched.all()
             counts = [conn.execute(statement).rowcount for statement in statements]
+            draw_scope_tokens_now(conn)
+            # The token rows of the scopes this emptied: a user's scope names the user. Safe
+            # for caches: a scope without a token is never served from memory (kern.db._scopes).
+            for store, scope in scopes:
+                conn.execute(
+                    delete(learning_scopes).where(
+                        learning_scopes.c.store == store,
+                        learning_scopes.c.scope == scope,
+                        ~exists().where(learnings.c.store == store, learnings.c.scope == scope),
+                    )
+                )
         return sum(counts[len(detach) :])

@@ -54,6 +54,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import ColumnClause
 
+from kern.db._candidates import SEARCH_CACHE_MB
 from kern.db.base import LearningFilter
 from kern.db.fulltext import fts5_match
 from kern.db.migrations import migrate
@@ -89,7 +90,8 @@ class SqliteDb(SqlDb):
     """kern's data in one SQLite file, created with its folders and migrated on open.
 
     ``db_file=":memory:"`` keeps everything in memory for the life of this object; threads
-    share it by taking turns on its single connection.
+    share it by taking turns on its single connection. ``search_cache_mb``: how much of the
+    scopes' rows search keeps in memory between writes (docs/search.md; 0 turns it off).
     """
 
     def __init__(
@@ -98,11 +100,12 @@ class SqliteDb(SqlDb):
         *,
         busy_timeout_ms: int = 30_000,
         clock: Callable[[], datetime] | None = None,
+        search_cache_mb: float = SEARCH_CACHE_MB,
     ) -> None:
         engine = create_sqlite_engine(db_file, busy_timeout_ms=busy_timeout_ms)
         self.db_file = MEMORY if _is_memory(db_file) else str(Path(db_file).absolute())
         self.busy_timeout_ms = busy_timeout_ms
-        super().__init__(engine, clock=clock)
+        super().__init__(engine, clock=clock, search_cache_mb=search_cache_mb)
         try:
             migrate(self)
         except BaseException:

@@ -1,0 +1,359 @@
+"""What search reads of a scope's rows, kept in memory while the scope is unchanged.
+
+Hybrid search reads, for every query, most of a user's rows (the neighbour step: LoCoMo's
+sessions cover ~700 of 1,000 turns) and, with an embedder on SQLite, all their vectors. Between
+two searches those rows rarely change. ``ScopeRows`` holds, for one ``(store, scope)``, every
+row of the scope (any status) as search reads it: the columns ``LearningFilter`` tests, the
+context fields (``RankingRow``) and, once asked for, the float32 vectors. ``ScopeCache`` keeps
+those snapshots, least recently used first out, within a byte budget.
+
+A snapshot is labelled with the scope's token (table ``learning_scopes``), which triggers draw
+anew in the same transaction as every insert, update or delete of a learning of that scope,
+whoever writes (migration ``m006_learning_scopes``). The token is read in the same read
+transaction as the rows (on PostgreSQL, where reads run statement by statement, before them),
+so a snapshot never holds rows older than its label, and it is served only to a search that
+has just read the same token: no write committed since the snapshot was read, by any process
+or connection. A scope without a token row (never written since the migration, or emptied by
+``delete_user``) is never served from memory.
+
+The filter is evaluated here in numpy (``ScopeRows.visible``), the same conditions as
+``kern.db._learnings.learning_clauses``; tests compare the two on both engines.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from kern.db.base import LearningFilter, RankingRow
+
+__all__ = ["ScopeCache", "ScopeKey", "ScopeRows", "merged_windows", "scope_key"]
+
+ScopeKey = tuple[str, str]
+"""``(store, scope)``: what a snapshot holds, and what a token is kept for."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_NEVER = np.iinfo(np.int64).max  # an unset valid_to / expires_at: open towards the future
+_ALWAYS = np.iinfo(np.int64).min  # an unset valid_from: open towards the past
+
+#: What a snapshot costs per row besides its vectors, roughly (arrays, a ``RankingRow``, its
+#: id, head and session strings): how ``ScopeCache`` counts bytes.
+ROW_BYTES = 512
+
+Bools = npt.NDArray[np.bool_]
+
+
+def scope_key(where: LearningFilter) -> ScopeKey | None:
+    """The one ``(store, scope)`` a filter reads, or ``None`` when it names no store or not
+    exactly one scope (such reads are not served from memory)."""
+    if where.store is None or where.scopes is None or len(set(where.scopes)) != 1:
+        return None
+    return where.store, where.scopes[0]
+
+
+def merged_windows(moments: Sequence[Any], gap: timedelta) -> list[tuple[str, datetime, datetime]]:
+    """``(scope, created_at)`` pairs widened by ``gap`` either side, overlapping ranges of
+    one scope merged: ``[(scope, start, stop)]``."""
+    windows: list[tuple[str, datetime, datetime]] = []
+    for scope, moment in sorted(moments, key=lambda row: (row[0], row[1])):
+        start, stop = moment - gap, moment + gap
+        if windows and windows[-1][0] == scope and start <= windows[-1][2]:
+            windows[-1] = (scope, windows[-1][1], stop)
+        else:
+            windows.append((scope, start, stop))
+    return windows
+
+
+def _us(moment: datetime) -> int:
+    return (moment - _EPOCH) // _US
+
+
+@dataclass(frozen=True, eq=False)
+class ScopeRows:
+    """Every row of one ``(store, scope)`` as of ``token``, by ``created_at`` then insertion
+    order (the order ``load_neighbours`` returns), built by ``ScopeRows.build``."""
+
+    token: str
+    rows: list[RankingRow]
+    index: dict[str, int]
+    seq: npt.NDArray[np.int64]
+    created: npt.NDArray[np.int64]
+    columns: dict[str, npt.NDArray[Any]]
+    sessions: npt.NDArray[np.int64]
+    #: By vector byte length: positions of the rows with such a vector, in insertion order,
+    #: and their vectors (one row each). ``None``: not read yet.
+    vectors: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]] | None = None
+    #: False when the vectors were read once and did not fit in the cache's budget: they are
+    #: then read from the database by every search, not read again to be dropped again.
+    vectors_fit: bool = True
+    nbytes: int = field(default=0)
+
+    #: The columns ``build`` expects, in order, before ``subject`` and ``head``.
+    FIELDS = (
+        "seq",
+        "id",
+        "kind",
+        "status",
+        "user_id",
+        "session_id",
+        "key",
+        "run_id",
+        "created_at",
+        "valid_from",
+        "valid_to",
+        "expires_at",
+        "pinned",
+    )
+
+    #: The ``LearningFilter`` fields ``visible`` evaluates; ``store`` and ``scopes`` are what
+    #: the snapshot is of (``scope_key``).
+    FILTERS = (
+        "statuses",
+        "user_id",
+        "session_id",
+        "key",
+        "run_id",
+        "pinned",
+        "kinds",
+        "ids",
+        "created_after",
+        "created_before",
+        "valid_at",
+        "valid_during",
+        "unexpired_at",
+    )
+
+    @classmethod
+    def build(cls, token: str, scope: str, rows: Sequence[Sequence[Any]]) -> ScopeRows:
+        """A snapshot from rows of ``FIELDS`` then ``subject`` and ``head``, in ``created_at``
+        then ``seq`` order."""
+        n = len(rows)
+        columns: dict[str, npt.NDArray[Any]] = {}
+        for i, name in enumerate(cls.FIELDS):
+            values = [row[i] for row in rows]
+            if name in ("seq", "created_at"):
+                continue
+            if name in ("valid_from", "valid_to", "expires_at"):
+                unset = _ALWAYS if name == "valid_from" else _NEVER
+                columns[name] = np.array(
+                    [unset if v is None else _us(v) for v in values], dtype=np.int64
+                )
+            elif name == "pinned":
+                columns[name] = np.array([bool(v) for v in values], dtype=np.bool_)
+            else:
+                columns[name] = np.array(values, dtype=object) if n else np.empty(0, object)
+        session_ids: dict[str, int] = {}
+        sessions = np.array(
+            [
+                -1 if row[5] is None else session_ids.setdefault(row[5], len(session_ids))
+                for row in rows
+            ],
+            dtype=np.int64,
+        )
+        return cls(
+            token=token,
+            rows=[RankingRow(row[1], row[5], row[8], row[13], scope, row[14]) for row in rows],
+            index={row[1]: i for i, row in enumerate(rows)},
+            seq=np.array([row[0] for row in rows], dtype=np.int64),
+            created=np.array([_us(row[8]) for row in rows], dtype=np.int64),
+            columns=columns,
+            sessions=sessions,
+            nbytes=n * ROW_BYTES,
+        )
+
+    def with_vectors(self, ids: Sequence[str], blobs: Sequence[bytes]) -> ScopeRows | None:
+        """This snapshot with the vectors of its rows (``ids`` in insertion order, read under
+        the same token); ``None`` if one of them is not a row of it."""
+        groups: dict[int, tuple[list[int], list[bytes]]] = {}
+        for key, blob in zip(ids, blobs, strict=True):
+            position = self.index.get(key)
+            if position is None:
+                return None
+            positions, group = groups.setdefault(len(blob), ([], []))
+            positions.append(position)
+            group.append(blob)
+        vectors = {
+            size: (
+                np.array(positions, dtype=np.intp),
+                np.frombuffer(b"".join(group), dtype=np.float32).reshape(len(group), -1),
+            )
+            for size, (positions, group) in groups.items()
+            if size % 4 == 0
+        }
+        extra = sum(matrix.nbytes for _, matrix in vectors.values())
+        return replace(self, vectors=vectors, nbytes=self.nbytes + extra)
+
+    def visible(self, where: LearningFilter) -> Bools | None:
+        """Which rows ``where`` lets a read see (``learning_clauses``' conditions), or
+        ``None`` when a value cannot be compared here (a naive datetime: the database
+        refuses it, so the read must go there to fail the same way)."""
+        c = self.columns
+        mask = np.isin(c["status"], list(where.statuses))
+        for name in ("user_id", "session_id", "key", "run_id", "pinned"):
+            value = getattr(where, name)
+            if value is not None:
+                mask &= c[name] == value
+        if where.kinds is not None:
+            mask &= np.isin(c["kind"], list(where.kinds))
+        if where.ids is not None:
+            chosen = np.zeros(len(self.rows), dtype=np.bool_)
+            chosen[[self.index[i] for i in where.ids if i in self.index]] = True
+            mask &= chosen
+        moments = [
+            where.created_after,
+            where.created_before,
+            where.valid_at,
+            where.unexpired_at,
+            *(where.valid_during or ()),
+        ]
+        if any(m is not None and (m.tzinfo is None or m.utcoffset() is None) for m in moments):
+            return None
+        if where.created_after is not None:
+            mask &= self.created >= _us(where.created_after)
+        if where.created_before is not None:
+            mask &= self.created < _us(where.created_before)
+        if where.valid_at is not None:
+            at = _us(where.valid_at)
+            mask &= (c["valid_from"] <= at) & (c["valid_to"] > at)
+        if where.valid_during is not None:
+            start, end = (_us(m) for m in where.valid_during)
+            mask &= (c["valid_from"] < end) & (c["valid_to"] > start)
+        if where.unexpired_at is not None:
+            mask &= c["expires_at"] > _us(where.unexpired_at)
+        return mask
+
+    def neighbours(
+        self,
+        where: LearningFilter,
+        ids: Sequence[str],
+        around: Sequence[str],
+        gap: timedelta | None,
+    ) -> list[RankingRow] | None:
+        """``load_neighbours`` over this snapshot, or ``None`` when it cannot answer here: an
+        id that is not a row of this scope (the database looks its session up anywhere)."""
+        visible = self.visible(where)
+        found = [self.index.get(key) for key in ids]
+        positions = [p for p in found if p is not None]
+        if visible is None or len(positions) != len(found):
+            return None
+        picked = np.zeros(len(self.rows), dtype=np.bool_)
+        picked[positions] = True
+        # Sessions by id whatever the filter, as the database looks them up.
+        sessions = {int(self.sessions[p]) for p in positions} - {-1}
+        if sessions:
+            picked |= np.isin(self.sessions, list(sessions))
+        if gap is not None and around:
+            scope = self.rows[0].scope
+            moments = [
+                (scope, self.rows[p].created_at)
+                for p in (self.index.get(key) for key in around)
+                if p is not None and visible[p] and self.sessions[p] == -1
+            ]
+            window = np.zeros(len(self.rows), dtype=np.bool_)
+            for _, start, stop in merged_windows(moments, gap):
+                low = np.searchsorted(self.created, _us(start), side="left")
+                high = np.searchsorted(self.created, _us(stop), side="right")
+                window[low:high] = True
+            picked |= window & (self.sessions == -1)
+        picked &= visible
+        return [self.rows[i] for i in np.flatnonzero(picked)]
+
+    def nearest_input(
+        self, where: LearningFilter, size: int
+    ) -> tuple[list[str], npt.NDArray[np.float32]] | None:
+        """The ids and vectors (``size`` bytes each) of the rows ``where`` lets a read see,
+        in insertion order, as ``load_vectors`` gives them; ``None`` when vectors were not
+        read or the filter cannot be evaluated here."""
+        if self.vectors is None:
+            return None
+        visible = self.visible(where)
+        if visible is None:
+            return None
+        positions, matrix = self.vectors.get(size, (np.empty(0, np.intp), None))
+        if matrix is None:
+            return [], np.empty((0, size // 4), dtype=np.float32)
+        seen = visible[positions]
+        return [self.rows[p].id for p in positions[seen]], matrix[seen]
+
+
+class ScopeCache:
+    """Snapshots of scopes (``ScopeRows``) within ``max_bytes`` (counted as ``ROW_BYTES`` per
+    row plus the vectors), least recently used evicted first; thread-safe.
+
+    A snapshot is built only for a token seen by an earlier search (``seen``): a scope written
+    between every two searches (a chat whose every turn adds a memory) would otherwise pay a
+    whole-scope read per search for a snapshot never used again.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._snapshots: OrderedDict[ScopeKey, ScopeRows] = OrderedDict()
+        self._bytes = 0
+        #: The last token each scope was seen with, and whether it was too big to keep.
+        self._seen: OrderedDict[ScopeKey, tuple[str, bool]] = OrderedDict()
+
+    @property
+    def max_rows(self) -> int:
+        """The most rows one snapshot may hold."""
+        return self.max_bytes // ROW_BYTES
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def get(self, key: ScopeKey, token: str) -> ScopeRows | None:
+        """The snapshot of ``key`` if it was read under ``token``."""
+        with self._lock:
+            snapshot = self._snapshots.get(key)
+            if snapshot is None or snapshot.token != token:
+                return None
+            self._snapshots.move_to_end(key)
+            return snapshot
+
+    def seen(self, key: ScopeKey, token: str) -> bool:
+        """Whether an earlier call saw ``key`` with ``token`` (and it was not too big); records
+        this sighting."""
+        with self._lock:
+            before = self._seen.pop(key, None)
+            self._seen[key] = (
+                before if before is not None and before[0] == token else (token, False)
+            )
+            while len(self._seen) > _SIGHTINGS:
+                self._seen.popitem(last=False)
+            return before == (token, False)
+
+    def too_big(self, key: ScopeKey, token: str) -> None:
+        """``key`` has more rows than a snapshot may hold: do not read it again under ``token``."""
+        with self._lock:
+            self._seen[key] = (token, True)
+
+    def put(self, key: ScopeKey, snapshot: ScopeRows) -> None:
+        """Keep ``snapshot`` (unless it alone exceeds the budget), evicting the least recently
+        used ones to make room."""
+        with self._lock:
+            old = self._snapshots.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            if snapshot.nbytes > self.max_bytes:
+                return
+            self._snapshots[key] = snapshot
+            self._bytes += snapshot.nbytes
+            while self._bytes > self.max_bytes:
+                _, evicted = self._snapshots.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+    def __len__(self) -> int:
+        return len(self._snapshots)
+
+
+#: How many scopes' last tokens ``ScopeCache.seen`` remembers (a few hundred bytes each).
+_SIGHTINGS = 4096

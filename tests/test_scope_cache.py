@@ -1,0 +1,354 @@
+"""Search's in-memory snapshots of scopes (``kern.db._scopes``), on SQLite and PostgreSQL: the
+same results as the database gives, never a stale row whoever writes, and a bounded size."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select, text
+
+from kern.db._scopes import ROW_BYTES, ScopeCache, ScopeRows
+from kern.db.base import Create, LearningFilter, LearningRecord, SetStatus, Update
+from kern.db.schema import learning_scopes
+from kern.db.sql import SqlDb
+from kern.learn import LearningMachine
+from kern.learn.scope import user_scope
+from tests.backends import Backend, bare_engine, open_db
+
+T0 = datetime(2024, 3, 1, 18, 0, tzinfo=UTC)
+ALICE = user_scope("alice")
+MEMORIES = LearningFilter(store="user_memory", scopes=[ALICE])
+GAP = timedelta(minutes=30)
+
+
+def memory(n: int, text_: str, *, session: str | None = "s1", **fields: object) -> LearningRecord:
+    values: dict[str, object] = {
+        "id": f"m{n:03d}",
+        "store": "user_memory",
+        "kind": "memory",
+        "scope": ALICE,
+        "content": {"memory": text_},
+        "text": text_,
+        "user_id": "alice",
+        "session_id": session,
+        "content_hash": f"h{n}",
+        "created_at": T0 + timedelta(minutes=n),
+    }
+    values.update(fields)
+    return LearningRecord(**values)  # type: ignore[arg-type]
+
+
+def vector(seed: int) -> bytes:
+    return np.random.default_rng(seed).standard_normal(8).astype(np.float32).tobytes()
+
+
+def cached(db: SqlDb) -> ScopeRows | None:
+    cache = db._scope_cache
+    assert cache is not None
+    return cache._snapshots.get(("user_memory", ALICE))
+
+
+def search(db: SqlDb, query: str = "dog") -> tuple[list[str], list[str], list[str]]:
+    """What search reads of alice's memories: neighbours of the text hits, vector hits."""
+    hits = [key for key, _ in db.search_text_scores(query, MEMORIES)]
+    rows = db.load_neighbours(MEMORIES, hits, around=hits, gap=GAP) if hits else []
+    near = [key for key, _ in db.search_vectors(vector(0), MEMORIES, limit=5)]
+    return hits, [row.id for row in rows], near
+
+
+def warm(db: SqlDb) -> None:
+    """Search until the scope's snapshot, vectors included, is in memory."""
+    for _ in range(3):
+        search(db)
+    snapshot = cached(db)
+    assert snapshot is not None and snapshot.vectors is not None
+
+
+def numpy_db(backend: Backend, target: str, **options: Any) -> SqlDb:
+    """``target`` opened with vectors scored in numpy (on PostgreSQL too: no pgvector), the
+    path whose vectors a snapshot holds."""
+    extra = {"pgvector": False} if backend.postgres else {}
+    return backend.open(target, **extra, **options)
+
+
+@pytest.fixture
+def target(backend: Backend) -> str:
+    return backend.fresh()
+
+
+@pytest.fixture
+def vdb(backend: Backend, target: str) -> Iterator[SqlDb]:
+    with numpy_db(backend, target) as db:
+        yield db
+
+
+@pytest.fixture
+def seeded(vdb: SqlDb) -> SqlDb:
+    db = vdb
+    db.apply(
+        [
+            Create(memory(1, "I adopted a dog last month"), embedding=vector(1)),
+            Create(memory(2, "What breed is he?"), embedding=vector(2)),
+            Create(memory(3, "A golden retriever"), embedding=vector(3)),
+            Create(memory(4, "The dog sleeps a lot", session=None), embedding=vector(4)),
+            Create(memory(5, "Work was busy", session="s2"), embedding=vector(5)),
+        ]
+    )
+    return db
+
+
+# --- never stale ---------------------------------------------------------------------------------
+
+
+def test_a_write_through_another_database_object_is_seen_by_the_next_search(
+    seeded: SqlDb, backend: Backend, target: str
+) -> None:
+    warm(seeded)
+    before = search(seeded)
+    with numpy_db(backend, target) as other:  # its own engine and connections
+        other.apply(
+            [
+                Create(memory(6, "My dog loves the beach", session="s2"), embedding=vector(0)),
+                SetStatus("m003", status="deleted", from_statuses=("active",), action="delete"),
+            ]
+        )
+    hits, rows, near = search(seeded)
+    assert "m006" in hits and "m006" in rows and near[0] == "m006"
+    assert "m005" in rows  # the new row's session came with it
+    assert "m003" not in rows and "m003" not in near
+    assert (hits, rows, near) != before
+    with numpy_db(backend, target, search_cache_mb=0) as uncached:
+        assert search(uncached) == (hits, rows, near)
+
+
+def test_a_hand_written_update_from_another_connection_is_seen(seeded: SqlDb, target: str) -> None:
+    warm(seeded)
+    engine = bare_engine(target)  # not kern's write path: the trigger alone keeps up
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE learnings SET session_id = 's2' WHERE id = 'm002'"))
+    engine.dispose()
+    for _ in range(2):  # read from the database, then from a new snapshot
+        _, rows, _ = search(seeded)
+        assert "m002" not in rows  # no longer in the session of the dog turns
+    snapshot = cached(seeded)
+    assert snapshot is not None and snapshot.rows[snapshot.index["m002"]].session_id == "s2"
+
+
+def _add_memory_in_another_process(target: str) -> None:
+    with open_db(target) as db:
+        lm = LearningMachine(db=db, user_memory=True)
+        lm.user_memory.add("Our dog Rex turned three", user_id="alice", session_id="s9")
+        lm.close()
+
+
+def test_a_write_from_another_process_is_seen_by_the_next_search(
+    db: SqlDb, backend: Backend
+) -> None:
+    lm = LearningMachine(db=db, user_memory=True)
+    lm.user_memory.add("I adopted a dog last month", user_id="alice", session_id="s1")
+    for _ in range(3):
+        assert len(lm.user_memory.search("dog", user_id="alice")) == 1
+    assert cached(db) is not None
+    process = multiprocessing.get_context("spawn").Process(
+        target=_add_memory_in_another_process, args=(backend.target,)
+    )
+    process.start()
+    process.join(120)
+    assert process.exitcode == 0
+    found = [item.content for item in lm.user_memory.search("dog", user_id="alice")]
+    assert "Our dog Rex turned three" in found
+    lm.close()
+
+
+def test_every_write_draws_a_new_token_for_the_scopes_it_touches(seeded: SqlDb) -> None:
+    def tokens() -> dict[tuple[str, str], str]:
+        with seeded.transaction(write=False) as conn:
+            return {(r[0], r[1]): r[2] for r in conn.execute(select(learning_scopes)).all()}
+
+    first = tokens()
+    assert set(first) == {("user_memory", ALICE)}
+    seeded.apply([Update("m001", content={"memory": "x"}, text="x", content_hash="x")])
+    second = tokens()
+    assert second[("user_memory", ALICE)] != first[("user_memory", ALICE)]
+    with seeded.transaction() as conn:  # a row moved to another scope changes both
+        conn.execute(text("UPDATE learnings SET scope = 'elsewhere' WHERE id = 'm002'"))
+    third = tokens()
+    assert third[("user_memory", ALICE)] != second[("user_memory", ALICE)]
+    assert ("user_memory", "elsewhere") in third
+    with seeded.transaction() as conn:
+        conn.execute(text("UPDATE learnings SET status = 'active' WHERE id = 'none'"))
+    assert tokens() == third  # nothing written, nothing drawn
+
+
+def test_forgetting_a_user_removes_the_tokens_of_the_scopes_it_empties(db: SqlDb) -> None:
+    lm = LearningMachine(db=db, user_memory=True, learned_knowledge=True)
+    lm.user_memory.add("I adopted a dog", user_id="alice")
+    lm.learned_knowledge.add("Ask about pets first", user_id="alice")
+    lm.learned_knowledge.add("Keep answers short", user_id="bob")
+    for _ in range(2):
+        lm.user_memory.search("dog", user_id="alice")
+    db.delete_user("alice")
+    with db.transaction(write=False) as conn:
+        left = {(r[0], r[1]) for r in conn.execute(select(learning_scopes)).all()}
+    assert left == {("learned_knowledge", "ns/global")}  # bob's row is still there
+    # No token, no snapshot: the search reads the (empty) scope from the database.
+    assert lm.user_memory.search("dog", user_id="alice") == []
+    lm.close()
+
+
+# --- the same answers as the database -------------------------------------------------------------
+
+
+def _random_rows(rng: random.Random, count: int) -> list[Create]:
+    rows = []
+    for n in range(count):
+        start = T0 + timedelta(days=rng.randint(-30, 30))
+        rows.append(
+            Create(
+                memory(
+                    n,
+                    f"dog {rng.choice(['cat', 'fish', 'tree'])} {n}",
+                    session=rng.choice([None, None, "s1", "s2", "s3"]),
+                    kind=rng.choice(["memory", "note"]),
+                    status=rng.choice(["active", "active", "deleted", "proposed"]),
+                    user_id=rng.choice(["alice", "carol"]),
+                    key=rng.choice([None, f"k{n}"]),
+                    run_id=rng.choice([None, "r1"]),
+                    pinned=rng.random() < 0.3,
+                    # Sessions share moments, as LoCoMo's turns do; session-less rows are spread.
+                    created_at=T0 + timedelta(minutes=rng.choice([0, 5, 20, 45, 90, 200, n])),
+                    valid_from=rng.choice([None, start]),
+                    valid_to=rng.choice([None, start + timedelta(days=rng.randint(0, 20))]),
+                    expires_at=rng.choice([None, T0 + timedelta(days=rng.randint(-5, 5))]),
+                ),
+                embedding=rng.choice([vector(n), vector(n), vector(n)[:16], None]),
+            )
+        )
+    return rows
+
+
+def _random_filter(rng: random.Random) -> LearningFilter:
+    at = T0 + timedelta(days=rng.randint(-20, 20))
+    options: dict[str, object] = {
+        "statuses": rng.choice([("active",), ("active", "deleted"), ("proposed",)]),
+        "kinds": rng.choice([None, ["memory"], ["note", "memory"], []]),
+        "user_id": rng.choice([None, "alice"]),
+        "session_id": rng.choice([None, None, "s1"]),
+        "key": rng.choice([None, None, "k3"]),
+        "run_id": rng.choice([None, "r1"]),
+        "created_after": rng.choice([None, T0 + timedelta(minutes=5)]),
+        "created_before": rng.choice([None, T0 + timedelta(minutes=90)]),
+        "valid_at": rng.choice([None, at]),
+        "valid_during": rng.choice([None, (at, at + timedelta(days=3))]),
+        "unexpired_at": rng.choice([None, at]),
+        "pinned": rng.choice([None, None, True, False]),
+    }
+    return dataclasses.replace(MEMORIES, **options)  # type: ignore[arg-type]
+
+
+def test_snapshots_answer_exactly_as_the_database(
+    vdb: SqlDb, backend: Backend, target: str
+) -> None:
+    db = vdb
+    rng = random.Random(13)
+    db.apply(_random_rows(rng, 120))
+    every = [f"m{n:03d}" for n in range(120)]
+    with numpy_db(backend, target, search_cache_mb=0) as uncached:
+        assert uncached._scope_cache is None
+        for _ in range(60):
+            where = _random_filter(rng)
+            if rng.random() < 0.2:
+                where = dataclasses.replace(where, ids=rng.sample(every, 30))
+            ids = rng.sample(every, rng.randint(1, 15))
+            around = rng.sample(ids, rng.randint(0, len(ids)))
+            query = np.random.default_rng(rng.randint(0, 99)).standard_normal(8)
+            vector_ = query.astype(np.float32).tobytes()
+            for _ in range(2):  # the first reads the database and sees the token
+                db.load_neighbours(where, ids, around=around, gap=GAP)
+            assert cached(db) is not None
+            for gap in (GAP, None):
+                expected = uncached.load_neighbours(where, ids, around=around, gap=gap)
+                assert db.load_neighbours(where, ids, around=around, gap=gap) == expected
+            expected_near = uncached.search_vectors(vector_, where, limit=10)
+            assert db.search_vectors(vector_, where, limit=10) == expected_near
+            assert db.search_vectors(vector_[:16], where, limit=50) == uncached.search_vectors(
+                vector_[:16], where, limit=50
+            )
+    snapshot = cached(db)
+    assert snapshot is not None and snapshot.vectors is not None  # both paths were compared
+
+
+def test_the_snapshot_evaluates_every_field_of_the_filter() -> None:
+    """A filter field the snapshot did not evaluate would let a search see rows the filter
+    hides: a new field must be taught to ``ScopeRows.visible`` (and to the test above)."""
+    assert {f.name for f in dataclasses.fields(LearningFilter)} == {
+        "store",
+        "scopes",  # what the snapshot is of (``scope_key``)
+        *ScopeRows.FILTERS,
+    }
+
+
+def test_an_unknown_id_or_a_naive_date_is_answered_by_the_database(seeded: SqlDb) -> None:
+    warm(seeded)
+    snapshot = cached(seeded)
+    assert snapshot is not None
+    assert snapshot.neighbours(MEMORIES, ["m001", "nope"], [], GAP) is None
+    naive = dataclasses.replace(MEMORIES, valid_at=datetime(2024, 1, 1))
+    assert snapshot.visible(naive) is None
+
+
+# --- bounded -------------------------------------------------------------------------------------
+
+
+def _snapshot(token: str, rows: int) -> ScopeRows:
+    fields = ("memory", "active", None, None, None, None, T0, None, None, None, False, None, "h")
+    return ScopeRows.build(token, "scope", [(n, f"id{n}", *fields) for n in range(rows)])
+
+
+def test_the_cache_keeps_the_most_recently_used_scopes_within_its_bytes() -> None:
+    cache = ScopeCache(max_bytes=10 * ROW_BYTES)
+    for n in range(4):
+        cache.put(("s", f"scope{n}"), _snapshot(f"t{n}", 3))
+        assert cache.nbytes <= cache.max_bytes
+    assert len(cache) == 3
+    assert cache.get(("s", "scope0"), "t0") is None  # the least recently used went first
+    assert cache.get(("s", "scope1"), "t1") is not None  # now the most recently used
+    cache.put(("s", "scope4"), _snapshot("t4", 3))
+    assert cache.get(("s", "scope2"), "t2") is None
+    assert cache.get(("s", "scope1"), "t1") is not None
+    cache.put(("s", "huge"), _snapshot("t", 11))  # larger than the whole budget: not kept
+    assert cache.get(("s", "huge"), "t") is None and cache.nbytes <= cache.max_bytes
+    assert cache.get(("s", "scope1"), "other token") is None
+    assert cache.max_rows == 10
+
+
+def test_a_scope_larger_than_the_cache_is_searched_in_the_database(
+    backend: Backend, target: str
+) -> None:
+    with numpy_db(backend, target, search_cache_mb=3 * ROW_BYTES / 2**20) as db:
+        db.apply([Create(memory(n, f"dog {n}")) for n in range(4)])
+        for _ in range(3):
+            _, rows, _ = search(db)
+            assert len(rows) == 4
+        assert cached(db) is None
+        cache = db._scope_cache
+        assert cache is not None and cache._seen[("user_memory", ALICE)][1]  # not read again
+
+
+def test_vectors_that_do_not_fit_are_read_from_the_database_each_time(
+    backend: Backend, target: str
+) -> None:
+    with numpy_db(backend, target, search_cache_mb=4 * ROW_BYTES / 2**20) as db:
+        db.apply([Create(memory(n, f"dog {n}"), embedding=vector(n) * 64) for n in range(3)])
+        for _ in range(3):
+            search(db)
+            assert db.search_vectors(vector(0) * 64, MEMORIES)[0][0] == "m000"
+        snapshot = cached(db)
+        assert snapshot is not None and snapshot.vectors is None and not snapshot.vectors_fit
