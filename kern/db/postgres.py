@@ -309,7 +309,7 @@ class PostgresDb(SqlDb):
         )
         # A transaction (write=True), though it only reads: SET LOCAL needs one.
         with self.transaction(action="search learning vectors") as conn:
-            conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {min(1000, max(40, limit))}")
+            conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {hnsw_ef_search(limit)}")
             conn.exec_driver_sql("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = conn.execute(query).all()
         # relaxed_order may return neighbours slightly out of order; zero vectors have no angle.
@@ -499,6 +499,12 @@ def _embedding_type(conn: Connection) -> str:
             )
         ).scalar_one()
     )
+
+
+def hnsw_ef_search(limit: int) -> int:
+    """``hnsw.ef_search`` for a search of the ``limit`` nearest vectors: pgvector's default
+    (40) or ``limit``, whichever is larger, up to pgvector's maximum (1,000)."""
+    return min(1000, max(40, limit))
 
 
 def _create_vector_extension(conn: Connection) -> str | None:
