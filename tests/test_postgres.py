@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import make_url
 
 from kern.db.base import Create, JobRecord, LearningDb, LearningFilter, LearningRecord, Put
@@ -132,6 +132,26 @@ def test_vectors_round_trip_and_are_searched_by_the_database_per_dimension(url: 
             assert "ix_learnings_embedding_hnsw_3" in "\n".join(plan)
         with pytest.raises(StorageError, match="multiple of 4"):
             db.apply([memory("bad", "odd bytes", embedding=b"\x00" * 5)])
+
+
+def test_a_vector_search_sets_ef_search_from_its_limit(url: str) -> None:
+    """``hnsw.ef_search`` is the limit, at least 200 (below that the 50 nearest came back at
+    0.96 instead of 0.98 on MiniLM vectors, benchmarks/scale.md) and at most pgvector's 1,000."""
+    sent: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if "ef_search" in statement:
+            sent.append(statement.rsplit("=", 1)[1].strip())
+
+    with PostgresDb(url) as db:
+        db.apply([memory("a", "east", embedding=vec(1, 0, 0))])
+        event.listen(db.engine, "before_cursor_execute", capture)
+        try:
+            for limit in (10, 50, 500, 2000):
+                assert db.search_vectors(vec(1, 0.1, 0), ALICE, limit=limit)[0][0] == "a"
+        finally:
+            event.remove(db.engine, "before_cursor_execute", capture)
+    assert sent == ["200", "200", "500", "1000"]
 
 
 def test_pgvector_false_keeps_bytea_and_a_later_open_converts_the_stored_vectors(
