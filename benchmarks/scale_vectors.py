@@ -120,13 +120,13 @@ def stored(db: SqlDb) -> int:
 @contextmanager
 def ef_search(value: int | None) -> Iterator[None]:
     """``PostgresDb``'s ``hnsw.ef_search`` rule replaced by a constant (``None``: its own)."""
-    rule = postgres.hnsw_ef_search
+    rule = postgres._hnsw_ef_search
     if value is not None:
-        postgres.hnsw_ef_search = lambda limit: value
+        postgres._hnsw_ef_search = lambda limit: value
     try:
         yield
     finally:
-        postgres.hnsw_ef_search = rule
+        postgres._hnsw_ef_search = rule
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -183,7 +183,7 @@ def plan(db: SqlDb, where: LearningFilter, query: np.ndarray, limit: int) -> str
         event.remove(db.engine, "before_cursor_execute", capture)
     statement, parameters = sent[-1]
     with db.transaction() as conn:
-        conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {postgres.hnsw_ef_search(limit)}")
+        conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {postgres._hnsw_ef_search(limit)}")
         conn.exec_driver_sql("SET LOCAL hnsw.iterative_scan = relaxed_order")
         lines = conn.exec_driver_sql("EXPLAIN " + statement, parameters).scalars().all()
     return re.sub(r"'\[[^']*\]'", "'[…]'", " / ".join(line.strip() for line in lines))

@@ -309,7 +309,7 @@ class PostgresDb(SqlDb):
         )
         # A transaction (write=True), though it only reads: SET LOCAL needs one.
         with self.transaction(action="search learning vectors") as conn:
-            conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {hnsw_ef_search(limit)}")
+            conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {_hnsw_ef_search(limit)}")
             conn.exec_driver_sql("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = conn.execute(query).all()
         # relaxed_order may return neighbours slightly out of order; zero vectors have no angle.
@@ -501,7 +501,7 @@ def _embedding_type(conn: Connection) -> str:
     )
 
 
-def hnsw_ef_search(limit: int) -> int:
+def _hnsw_ef_search(limit: int) -> int:
     """``hnsw.ef_search`` for a search of the ``limit`` nearest vectors: ``limit``, at least
     200, at most pgvector's maximum (1,000).
 
