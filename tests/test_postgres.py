@@ -5,19 +5,23 @@ deadlock retries, Postgres-only refusals. The shared contract runs on both engin
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
 from kern.db.base import Create, JobRecord, LearningDb, LearningFilter, LearningRecord, Put
 from kern.db.postgres import PostgresDb, create_postgres_engine
-from kern.db.schema import jobs
+from kern.db.schema import jobs, learnings
 from kern.errors import ConfigError, InvalidArgumentError, StorageError
 from tests.backends import PostgresCluster
 
@@ -315,3 +319,71 @@ def test_full_text_keeps_stopwords_like_sqlite(url: str) -> None:
         db.apply([memory("m", "Who am I? I am the one who paints")])
         assert ids_of(db.search_text("who am I", ALICE)) == ["m"]  # only stopwords: kept
         assert ids_of(db.search_text("painting", ALICE)) == ["m"]  # stemmed
+
+
+def bm25(rows: dict[str, set[str]], documents: int, query: set[str]) -> dict[str, float]:
+    """Okapi BM25 with tf = 1 as its definition reads (kern.db.postgres): FTS5's IDF over the
+    ``documents`` rows of the filter, a row's length against the matches' average."""
+    matches = {key: words for key, words in rows.items() if words & query}
+    average = sum(len(words) for words in matches.values()) / len(matches)
+    held = {term: sum(term in words for words in matches.values()) for term in query}
+    idf = {t: max(math.log((documents - n + 0.5) / (n + 0.5)), 1e-6) for t, n in held.items()}
+    return {
+        key: sum(idf[t] for t in words & query)
+        * 2.2
+        / (1 + 1.2 * (0.25 + 0.75 * len(words) / average))
+        for key, words in matches.items()
+    }
+
+
+def test_full_text_scores_are_bm25_over_the_filtered_rows(url: str) -> None:
+    """N counts the rows the filter keeps (not another user's, not an expired one), document
+    frequencies and the average length come from the matches, and a row's length is its
+    number of distinct lexemes."""
+    texts = {
+        "a1": "kayak river",
+        "a2": "kayak lake morning swim",
+        "a3": "river otter",
+        "a4": "mountain hut",
+        "a5": "kayak kayak paddle",
+        "a6": "quiet evening",
+    }
+    now = datetime.now(UTC)
+    with PostgresDb(url) as db:
+        db.apply(
+            [memory(key, text_) for key, text_ in texts.items()]
+            + [memory("gone", "kayak river otter", expires_at=now - timedelta(days=1))]
+            + [
+                Create(replace(memory(f"b{i}", "kayak river").record, scope="user:bob"))
+                for i in range(5)
+            ]
+        )
+        mine = LearningFilter(scopes=["user:alice"], unexpired_at=now)
+        hits = db.search_text("kayaks on the river", mine)
+    rows = {key: set(text_.split()) for key, text_ in texts.items()}
+    rows["a5"] = {"kayak", "paddle"}  # the index holds each word once
+    expected = bm25(rows, documents=len(texts), query={"kayak", "river"})
+    assert ids_of(hits) == sorted(expected, key=lambda key: (-expected[key], key))
+    assert [h.score for h in hits] == pytest.approx([expected[h.record.id] for h in hits], 1e-12)
+
+
+def test_a_full_text_search_reads_the_scope_once(url: str) -> None:
+    """One scan of the filtered rows gives N, the document frequencies and the scores (a
+    second scan to count the scope cost as much again over a large shared namespace); the
+    other read of ``learnings`` is the lookup of the winners' columns."""
+    with PostgresDb(url) as db:
+        db.apply([memory(f"m{i}", f"kayak river number {i}") for i in range(20)])
+        statement = db._text_search_query("kayak river", ALICE, 10, (learnings.c.id,))
+        assert statement is not None
+        compiled = statement.compile(
+            dialect=postgresql.dialect(),
+            compile_kwargs={"literal_binds": True, "render_postcompile": True},
+        )
+        with db.transaction(write=False) as conn:
+            plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}").scalar_one()
+
+    def scans(node: dict[str, Any]) -> list[str]:
+        own = [node["Node Type"]] if node.get("Relation Name") == "learnings" else []
+        return own + [s for child in node.get("Plans", []) for s in scans(child)]
+
+    assert len(scans(plan[0]["Plan"])) == 2

@@ -1,0 +1,144 @@
+"""PostgreSQL full-text search, this checkout against an earlier revision, on a database
+scale.py left.
+
+Runs ``scale.py``'s queries (``lm.learned_knowledge.search`` over the shared namespace and
+``lm.user_memory.search`` over one user's memories, limit 10) on the database a
+``scale.py --workdir DIR`` run left in ``DIR``, alternating query by query between the
+full-text query of ``--baseline`` (``PostgresDb._text_search_query`` as that revision has it)
+and this checkout's, which goes first alternating too, so both see the same load and caches.
+Reports p50 / p95 of each, the load average, and how many of the baseline's top 10 (and of
+its full-text top ``RankingConfig.candidates``, with scores) each query kept.
+
+    .venv/bin/python benchmarks/scale_compare.py --workdir DIR [--baseline main] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engines import open_engine
+from scale import ITEMS_PER_USER, SHARED_PER_USER, Corpus, percentiles, stored_items, user_of
+
+from kern.db.postgres import PostgresDb
+from kern.learn import LearningMachine
+from kern.learn.timeline import time_scope
+from kern.models.testing import TestModel
+from kern.search.ranking import RankingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def baseline_query(revision: str) -> Callable[..., Any]:
+    """``PostgresDb._text_search_query`` of ``revision``: its kern/db/postgres.py, run as a
+    module of its own next to this checkout's kern."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:kern/db/postgres.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    module = types.ModuleType("baseline_postgres")
+    exec(compile(source, f"{revision}:kern/db/postgres.py", "exec"), module.__dict__)
+    method: Callable[..., Any] = module.PostgresDb._text_search_query
+    return method
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--postgres-url")
+    parser.add_argument("--baseline", default="main")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    versions = {"baseline": baseline_query(args.baseline), "new": PostgresDb._text_search_query}
+    candidates = RankingConfig().candidates
+    with open_engine(
+        "postgres", args.workdir, args.postgres_url, database="kern_scale", reuse=True
+    ) as db:
+        size = stored_items(db)
+        corpus = Corpus.create()
+        corpus.grow(size)
+        lm = LearningMachine(db=db, model=TestModel(), learned_knowledge=True)
+        rng = np.random.default_rng(size)
+        users = size // ITEMS_PER_USER
+        timings: dict[str, list[float]] = {
+            f"{kind} {name}": [] for kind in ("shared", "user") for name in versions
+        }
+        top10: list[float] = []
+        candidate_ids: list[float] = []
+        same_scores: list[bool] = []
+        load = [os.getloadavg()[0]]
+        for q in range(args.queries + 20):
+            item = int(rng.integers(users)) * ITEMS_PER_USER + ITEMS_PER_USER - 1
+            shared = (corpus.query(item - int(rng.integers(SHARED_PER_USER))), user_of(item))
+            item = int(rng.integers(users)) * ITEMS_PER_USER
+            item += int(rng.integers(ITEMS_PER_USER - SHARED_PER_USER))
+            mine = (corpus.query(item), user_of(item))
+            order = list(versions) if q % 2 else list(reversed(versions))
+            found: dict[str, list[str]] = {}
+            for kind, store, (query, user) in (
+                ("shared", lm.learned_knowledge, shared),
+                ("user", lm.user_memory, mine),
+            ):
+                for name in order:
+                    PostgresDb._text_search_query = versions[name]  # type: ignore[method-assign]
+                    started = time.perf_counter()
+                    hits = store.search(query, user_id=user, limit=10)
+                    if q >= 20:
+                        timings[f"{kind} {name}"].append((time.perf_counter() - started) * 1000)
+                    found[f"{kind} {name}"] = [hit.id for hit in hits]
+            if q < 20:
+                continue
+            top10.append(
+                len(set(found["shared baseline"]) & set(found["shared new"]))
+                / max(1, len(found["shared baseline"]))
+            )
+            # The full-text candidates themselves, untimed: ids, order and scores.
+            store = lm.learned_knowledge
+            ctx = store._context(shared[1])
+            where = time_scope(datetime.now(UTC)).where(store._where(ctx, kinds=store.kinds))
+            scored = {}
+            for name in versions:
+                PostgresDb._text_search_query = versions[name]  # type: ignore[method-assign]
+                scored[name] = db.search_text_scores(shared[0], where, limit=candidates)
+            old, new = scored["baseline"], scored["new"]
+            candidate_ids.append(len({k for k, _ in old} & {k for k, _ in new}) / max(1, len(old)))
+            same = [k for k, _ in old] == [k for k, _ in new]
+            close = (abs(a - b) <= 1e-12 * abs(a) for (_, a), (_, b) in zip(old, new, strict=same))
+            same_scores.append(same and all(close))
+            if q % 20 == 0:
+                load.append(os.getloadavg()[0])
+        PostgresDb._text_search_query = versions["new"]  # type: ignore[method-assign]
+    load.append(os.getloadavg()[0])
+    result: dict[str, Any] = {
+        "items": size,
+        "baseline": args.baseline,
+        **{name: percentiles(values) for name, values in timings.items()},
+        "shared_top10_kept": float(np.mean(top10)),
+        "shared_candidates_kept": float(np.mean(candidate_ids)),
+        "shared_candidates_identical": float(np.mean(same_scores)),
+        "load_average_1min": {"min": min(load), "max": max(load), "mean": float(np.mean(load))},
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
