@@ -42,7 +42,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
-    Numeric,
     RowMapping,
     Select,
     and_,
@@ -380,8 +379,8 @@ class PostgresDb(SqlDb):
         from that. The query's lexemes are read first (one small statement: stemming is the
         database's), so each is a column of its own. Before, the scope was counted by one scan
         and the matches read by another, their ``tsvector``s kept whole, joined to the terms
-        twice and sorted by them: 6x slower over a 100,000-row shared namespace
-        (benchmarks/scale.md), same scores.
+        twice and sorted by them: same scores, about twice the time over a 100,000-row shared
+        namespace (benchmarks/scale.md, "Issue 13").
         """
         expression = tsquery(query)
         if expression is None:
@@ -420,7 +419,7 @@ class PostgresDb(SqlDb):
             *(idf(name).label(name) for name in holds),
         ).cte("weights")
         length = cast(scope.c.length, Float)
-        average = cast(weights.c.average, Numeric)
+        average = weights.c.average  # numeric, as avg() of an integer column returns it
         saturation = (_BM25_K1 + 1) / (1 + _BM25_K1 * (1 - _BM25_B + _BM25_B * length / average))
         idfs = [case((scope.c[name], weights.c[name]), else_=_ZERO) for name in holds]
         score = functools.reduce(operator.add, idfs) * saturation
