@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
+from kern._text import query_terms
 from kern.db.base import Create, JobRecord, LearningDb, LearningFilter, LearningRecord, Put
 from kern.db.postgres import PostgresDb, create_postgres_engine
 from kern.db.schema import jobs, learnings
@@ -387,3 +388,27 @@ def test_a_full_text_search_reads_the_scope_once(url: str) -> None:
         return own + [s for child in node.get("Plans", []) for s in scans(child)]
 
     assert len(scans(plan[0]["Plan"])) == 2
+
+
+def test_query_words_are_stemmed_once_as_the_whole_query_would_be(url: str) -> None:
+    """Each word's lexemes are asked of the database once and remembered, and together they
+    are what ``to_tsvector`` makes of the whole query."""
+    queries = [
+        "Kayaks running, ran and runs",
+        "Zoë's café in Zürich 2024 at 7pm",
+        "x1 version2 3rd 42 ½ naïve Ørsted",
+        "привет мир and 東京 trips",
+    ]
+    with PostgresDb(url) as db:
+        statements: list[str] = []
+        event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        for query in queries:
+            whole = func.tsvector_to_array(
+                func.to_tsvector(text("'kern_english'::regconfig"), " ".join(query_terms(query)))
+            )
+            with db.transaction(write=False) as conn:
+                expected = sorted(conn.execute(select(whole)).scalar_one())
+            assert db._lexemes(query) == expected, query
+        statements.clear()
+        assert db._lexemes("running kayaks") == ["kayak", "run"]
+        assert statements == []  # every word was stemmed before

@@ -32,6 +32,7 @@ import random
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from datetime import datetime
 from json import dumps
 from typing import Any, Literal
@@ -42,8 +43,10 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Integer,
     RowMapping,
     Select,
+    Text,
     and_,
     bindparam,
     case,
@@ -58,7 +61,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.types import UserDefinedType
@@ -94,6 +97,8 @@ _HNSW_MAX_DIMENSIONS = 2000
 # SQLSTATEs of transactions Postgres aborted to break a cycle: safe to run again from scratch.
 _RETRYABLE = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 _APPLY_ATTEMPTS = 5
+# Words whose lexemes a PostgresDb remembers (``PostgresDb._lexemes``): a few MB at most.
+_LEXEMES_KEPT = 50_000
 
 # The engine-specific column and configuration of migration m003, by name (constants).
 _TEXT_SEARCH: ColumnElement[Any] = literal_column("learnings.text_search")
@@ -200,6 +205,7 @@ class PostgresDb(SqlDb):
         self.db_url = self._name
         self.vectors: VectorSupport = "bytea"
         self._indexed_dimensions: set[int] = set()
+        self._stems: dict[str, tuple[str, ...]] = {}  # word -> its lexemes (_lexemes)
         try:
             migrate(self)
             self.vectors = self._enable_vectors(pgvector)
@@ -388,62 +394,35 @@ class PostgresDb(SqlDb):
         lexemes = self._lexemes(query)
         if not lexemes:  # nothing the index holds: no row can score
             return None
-        matcher = func.to_tsquery(_CONFIG, bindparam("tsquery", expression))
-        holds = [f"holds_{i}" for i in range(len(lexemes))]
-        terms = [
-            cast(func.quote_literal(bindparam(f"lexeme_{i}", lexeme)), _TSQUERY)
-            for i, lexeme in enumerate(lexemes)
-        ]
-        scope = (
-            select(
-                learnings.c.seq,
-                func.length(_TEXT_SEARCH).label("length"),
-                _TEXT_SEARCH.op("@@")(matcher).label("matches"),
-                *(
-                    _TEXT_SEARCH.op("@@")(term).label(name)
-                    for term, name in zip(terms, holds, strict=True)
-                ),
-            )
-            .where(*learning_clauses(where))
-            .cte("scope")
-        )
-        documents = cast(func.count(), Float)
-
-        def idf(name: str) -> ColumnElement[Any]:
-            # FTS5's IDF: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6 for terms in most rows.
-            n = cast(func.count().filter(and_(scope.c.matches, scope.c[name])), Float)
-            return func.greatest(func.ln((documents - n + 0.5) / (n + 0.5)), _MIN_IDF)
-
-        weights = select(
-            func.avg(scope.c.length).filter(scope.c.matches).label("average"),
-            *(idf(name).label(name) for name in holds),
-        ).cte("weights")
-        length = cast(scope.c.length, Float)
-        average = weights.c.average  # numeric, as avg() of an integer column returns it
-        saturation = (_BM25_K1 + 1) / (1 + _BM25_K1 * (1 - _BM25_B + _BM25_B * length / average))
-        idfs = [case((scope.c[name], weights.c[name]), else_=_ZERO) for name in holds]
-        score = functools.reduce(operator.add, idfs) * saturation
-        scored = (
-            select(scope.c.seq, score.label("score"))
-            .select_from(scope.join(weights, true()))
-            .where(scope.c.matches, or_(*(scope.c[name] for name in holds)))
-            .order_by(score.desc(), scope.c.seq)
-            .limit(limit)
-            .subquery("scored")
-        )
-        return (
-            select(*columns, scored.c.score)
-            .select_from(scored.join(learnings, learnings.c.seq == scored.c.seq))
-            .order_by(scored.c.score.desc(), scored.c.seq)
-            .params(filter_values(where))
+        values = {f"lexeme_{i}": lexeme for i, lexeme in enumerate(lexemes)}
+        return _bm25_query(where, len(lexemes), columns).params(
+            tsquery=expression, limit=limit, **values, **filter_values(where)
         )
 
     def _lexemes(self, query: str) -> list[str]:
-        """The query's words as the index holds them (``to_tsvector``: stemmed, stopwords of
-        the configuration dropped), sorted."""
-        words = func.to_tsvector(_CONFIG, bindparam("words", " ".join(query_terms(query))))
-        with self.transaction(write=False, action="read the search terms") as conn:
-            return list(conn.execute(select(func.tsvector_to_array(words))).scalar_one())
+        """The query's words as the index holds them (``to_tsvector``: stemmed), sorted.
+
+        Each word's lexemes are remembered (``_LEXEMES_KEPT`` words per database): a word
+        always stems the same way under the configuration migration m003 creates, and asking
+        the database costs a round trip, which a user's recall (a few milliseconds in all)
+        would otherwise pay on every search. Words are stemmed one by one, as ``to_tsvector``
+        of the whole query would stem them: its parser splits on the spaces between them.
+        """
+        found = {term: self._stems.get(term) for term in query_terms(query)}
+        missing = [term for term, lexemes in found.items() if lexemes is None]
+        if missing:
+            word = func.unnest(bindparam("words", missing, type_=ARRAY(Text())))
+            stems = select(word.label("word")).subquery()
+            lexemes = func.tsvector_to_array(func.to_tsvector(_CONFIG, stems.c.word))
+            with self.transaction(write=False, action="read the search terms") as conn:
+                rows = {
+                    term: tuple(stem) for term, stem in conn.execute(select(stems.c.word, lexemes))
+                }
+            found.update(rows)
+            if len(self._stems) + len(rows) > _LEXEMES_KEPT:
+                self._stems.clear()  # other threads may read it meanwhile: they copy first
+            self._stems.update(rows)
+        return sorted({lexeme for lexemes in found.values() for lexeme in lexemes or ()})
 
     def _pick_job(
         self, conn: Connection, now: datetime, *, job_id: str | None, user_id: str | None
@@ -453,6 +432,82 @@ class PostgresDb(SqlDb):
 
     def __repr__(self) -> str:
         return f"PostgresDb({self._name!r})"
+
+
+# ``_bm25_query``'s statements by filter shape, number of lexemes and columns: building one
+# costs more than running it over a user's few hundred rows (~4 ms of Python against well
+# under 1 ms in the database, on a quiet machine).
+_BM25_QUERIES: dict[tuple[Any, ...], Select[Any]] = {}
+
+
+def _bm25_query(
+    where: LearningFilter, lexemes: int, columns: Sequence[ColumnElement[Any]]
+) -> Select[Any]:
+    """``PostgresDb._text_search_query``'s statement for filters shaped like ``where`` and
+    queries of ``lexemes`` lexemes, every value a parameter: ``tsquery``, ``limit``,
+    ``lexeme_0`` … and the filter's (``filter_values``). Built once per shape."""
+    shape = tuple(f.name for f in fields(where) if getattr(where, f.name) is not None)
+    key = (shape, lexemes, tuple(str(column) for column in columns))
+    statement = _BM25_QUERIES.get(key)
+    if statement is None:
+        statement = _build_bm25_query(learning_clauses(where), lexemes, columns)
+        if len(_BM25_QUERIES) >= 1024:
+            _BM25_QUERIES.clear()
+        _BM25_QUERIES[key] = statement
+    return statement
+
+
+def _build_bm25_query(
+    scoped: Sequence[ColumnElement[bool]], lexemes: int, columns: Sequence[ColumnElement[Any]]
+) -> Select[Any]:
+    matcher = func.to_tsquery(_CONFIG, bindparam("tsquery", type_=Text()))
+    holds = [f"holds_{i}" for i in range(lexemes)]
+    terms = [
+        cast(func.quote_literal(bindparam(f"lexeme_{i}", type_=Text())), _TSQUERY)
+        for i in range(lexemes)
+    ]
+    scope = (
+        select(
+            learnings.c.seq,
+            func.length(_TEXT_SEARCH).label("length"),
+            _TEXT_SEARCH.op("@@")(matcher).label("matches"),
+            *(
+                _TEXT_SEARCH.op("@@")(term).label(name)
+                for term, name in zip(terms, holds, strict=True)
+            ),
+        )
+        .where(*scoped)
+        .cte("scope")
+    )
+    documents = cast(func.count(), Float)
+
+    def idf(name: str) -> ColumnElement[Any]:
+        # FTS5's IDF: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6 for terms in most rows.
+        n = cast(func.count().filter(and_(scope.c.matches, scope.c[name])), Float)
+        return func.greatest(func.ln((documents - n + 0.5) / (n + 0.5)), _MIN_IDF)
+
+    weights = select(
+        func.avg(scope.c.length).filter(scope.c.matches).label("average"),
+        *(idf(name).label(name) for name in holds),
+    ).cte("weights")
+    length = cast(scope.c.length, Float)
+    average = weights.c.average  # numeric, as avg() of an integer column returns it
+    saturation = (_BM25_K1 + 1) / (1 + _BM25_K1 * (1 - _BM25_B + _BM25_B * length / average))
+    idfs = [case((scope.c[name], weights.c[name]), else_=_ZERO) for name in holds]
+    score = functools.reduce(operator.add, idfs) * saturation
+    scored = (
+        select(scope.c.seq, score.label("score"))
+        .select_from(scope.join(weights, true()))
+        .where(scope.c.matches, or_(*(scope.c[name] for name in holds)))
+        .order_by(score.desc(), scope.c.seq)
+        .limit(bindparam("limit", type_=Integer()))
+        .subquery("scored")
+    )
+    return (
+        select(*columns, scored.c.score)
+        .select_from(scored.join(learnings, learnings.c.seq == scored.c.seq))
+        .order_by(scored.c.score.desc(), scored.c.seq)
+    )
 
 
 def create_postgres_engine(
