@@ -6,8 +6,9 @@ Runs ``scale.py``'s queries (``lm.learned_knowledge.search`` over the shared nam
 ``scale.py --workdir DIR`` run left in ``DIR``, alternating query by query between the
 full-text query of ``--baseline`` (``PostgresDb._text_search_query`` as that revision has it)
 and this checkout's, which goes first alternating too, so both see the same load and caches.
-Reports p50 / p95 of each, the load average, and how many of the baseline's top 10 (and of
-its full-text top ``RankingConfig.candidates``, with scores) each query kept.
+Reports p50 / p95 of each, the load average, and how many of the baseline's top 10 (and, for
+the shared namespace, of its full-text top ``RankingConfig.candidates`` with their scores)
+each query kept.
 
     .venv/bin/python benchmarks/scale_compare.py --workdir DIR [--baseline main] [--queries 200]
 """
@@ -114,7 +115,7 @@ def main() -> None:
         timings: dict[str, list[float]] = {
             f"{kind} {name}": [] for kind in ("shared", "user") for name in versions
         }
-        top10: list[float] = []
+        top10: dict[str, list[float]] = {"shared": [], "user": []}
         candidate_ids: list[float] = []
         same_scores: list[bool] = []
         tied_only: list[bool] = []
@@ -140,10 +141,9 @@ def main() -> None:
                     found[f"{kind} {name}"] = [hit.id for hit in hits]
             if q < 20:
                 continue
-            top10.append(
-                len(set(found["shared baseline"]) & set(found["shared new"]))
-                / max(1, len(found["shared baseline"]))
-            )
+            for kind in ("shared", "user"):
+                baseline, kept = found[f"{kind} baseline"], set(found[f"{kind} new"])
+                top10[kind].append(len(kept.intersection(baseline)) / max(1, len(baseline)))
             # The full-text candidates themselves, untimed: ids, order and scores.
             store = lm.learned_knowledge
             ctx = store._context(shared[1])
@@ -164,7 +164,8 @@ def main() -> None:
         "items": size,
         "baseline": args.baseline,
         **{name: percentiles(values) for name, values in timings.items()},
-        "shared_top10_kept": float(np.mean(top10)),
+        "shared_top10_kept": float(np.mean(top10["shared"])),
+        "user_top10_kept": float(np.mean(top10["user"])),
         "shared_candidates_kept": float(np.mean(candidate_ids)),
         "shared_candidates_identical": float(np.mean(same_scores)),
         "shared_candidates_identical_up_to_ties": float(np.mean(tied_only)),
