@@ -43,7 +43,7 @@ from kern.db.base import (
     Update,
     WriteOp,
 )
-from kern.db.schema import StringList, among, learning_history, learnings
+from kern.db.schema import StringList, among, learning_history, learnings, unindexed
 from kern.errors import ConflictError, InvalidArgumentError
 from kern.limits import (
     MAX_CONTENT_CHARS,
@@ -520,6 +520,11 @@ def _clauses(shape: tuple[str, ...]) -> tuple[ColumnElement[bool], ...]:
             clauses.append(or_(c.valid_to.is_(None), c.valid_to > start))
         elif name == "unexpired_at":
             clauses.append(or_(c.expires_at.is_(None), c.expires_at > value(name)))
+        elif name == "store" and "ids" in shape:
+            # A read by id goes through the id's unique index: SQLite, which has no statistics,
+            # would otherwise take the (store, scope, …) index and test every row of the scope
+            # (search's top 10 of a user's 1,000 memories: ~6 ms against ~0.5 ms).
+            clauses.append(unindexed(c.store) == value(name))
         else:  # store, user_id, session_id, key, run_id, pinned
             clauses.append(c[name] == value(name))
     return tuple(clauses)

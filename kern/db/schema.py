@@ -68,6 +68,7 @@ __all__ = [
     "metadata",
     "runs",
     "sessions",
+    "unindexed",
 ]
 
 
@@ -206,6 +207,34 @@ def _among_sqlite(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
 def _among_postgresql(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
     column, values = compiler.process(element.column, **kw), compiler.process(element.values, **kw)
     return f"{column} = ANY({values})"
+
+
+class _Unindexed(ColumnElement[Any]):
+    """``column``, hidden from SQLite's choice of index; see ``unindexed``."""
+
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+        self.type = column.type
+
+
+def unindexed(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``column`` as a value SQLite will not look up through an index (``+column``, SQLite's
+    documented way to disqualify a term from indexing; PostgreSQL, which plans from
+    statistics, gets the column as it is)."""
+    return _Unindexed(column)
+
+
+@compiles(_Unindexed, "sqlite")
+def _unindexed_sqlite(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.column, **kw)
+
+
+@compiles(_Unindexed, "postgresql")
+def _unindexed_postgresql(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)
 
 
 metadata = MetaData(
