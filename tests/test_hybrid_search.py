@@ -4,8 +4,10 @@ scope and status rules that must hold whatever the ranking does."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -319,3 +321,43 @@ def test_hybrid_search_returns_full_rows_best_first(lm: LearningMachine) -> None
     record = hits[0].record
     assert record.content == {"content": "Alice's favourite tea is genmaicha."}
     assert hybrid_search(lm.db, None, "favourite tea", ALICE_MEMORIES, limit=0) == []
+
+
+def test_the_query_is_embedded_while_the_full_text_step_runs(
+    db: SqlDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an embedder, the full-text step does not wait for the query's embedding (a
+    model's forward pass and a database query use different cores); the answer is what
+    ``hybrid_search`` gives for the same vector."""
+    import asyncio
+    import threading
+
+    from kern.search.embedders import Vector
+
+    text_step = threading.Event()
+
+    class WaitsForTheTextStep(HashEmbedder):
+        async def embed(self, texts: Sequence[str]) -> list[Vector]:
+            if texts == [QUERY]:  # the query, not a stored memory
+                assert await asyncio.to_thread(text_step.wait, 10), "the text step waited"
+            return await super().embed(texts)
+
+    lm = LearningMachine(db=db, user_memory=True, embedder=WaitsForTheTextStep())
+    other_sessions(lm)
+    tea = say(lm, "Alice's favourite tea is genmaicha.")
+    scores = db.search_text_scores
+
+    def search_text_scores(*args: Any, **kwargs: Any) -> list[tuple[str, float]]:
+        text_step.set()
+        return scores(*args, **kwargs)
+
+    monkeypatch.setattr(db, "search_text_scores", search_text_scores)
+    items = lm.user_memory.search(QUERY, user_id="alice", limit=5)
+    assert items[0].id == tea
+    (vector,) = asyncio.run(HashEmbedder().embed([QUERY]))
+    where = lm.user_memory._where(lm.user_memory._context("alice"), kinds=["memory"])
+    expected = hybrid_search(db, vector, QUERY, where, limit=5)
+    assert [item.id for item in items] == [hit.record.id for hit in expected]
+
+
+QUERY = "favourite tea"

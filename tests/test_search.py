@@ -546,6 +546,23 @@ async def test_local_embedder_minilm() -> None:
     assert float(cat @ kitten) > float(cat @ market) + 0.3
 
 
+@pytest.mark.skipif(not HAVE_LOCAL_MODEL, reason="SKIPPED: see test_local_embedder_minilm")
+async def test_local_embedder_small_batches_equal_encode() -> None:
+    """A query (a small batch) goes through the model's modules directly, a large batch
+    through ``encode``: the vectors are the same either way, or stored memories and queries
+    would be embedded differently."""
+    import kern.search.embedders as embedders
+
+    texts = ["When did Caroline go to the support group?", "a cat sat on the mat", "ok"]
+    embedder = LocalEmbedder()
+    small = np.stack(await embedder.embed(texts))
+    padded = texts + [f"filler text number {i}" for i in range(embedders._SMALL_BATCH)]
+    large = np.stack((await embedder.embed(padded))[: len(texts)])
+    assert embedders._plain(embedder._load(), pytest.importorskip("torch"))
+    assert np.allclose(small, large, atol=1e-5)
+    assert np.allclose(np.linalg.norm(small, axis=1), 1.0, atol=1e-5)
+
+
 # --- end to end: the product's table shape ---------------------------------------------------
 
 SCHEMA = """

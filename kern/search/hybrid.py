@@ -28,7 +28,7 @@ from kern.limits import MAX_PAGE, MAX_QUERY_CHARS, check_count, check_text
 from kern.search.embedders import Embedder, HashEmbedder, LocalEmbedder
 from kern.search.ranking import RankingConfig, rank, speaker_of, time_chains
 
-__all__ = ["hybrid_search", "resolve_embedder"]
+__all__ = ["hybrid_search", "rank_candidates", "resolve_embedder", "text_candidates"]
 
 
 def resolve_embedder(embedder: Embedder | str | None) -> Embedder | None:
@@ -55,17 +55,54 @@ def hybrid_search(
     """The ``limit`` best rows matching ``where`` for ``query``, best first.
 
     ``query_vector`` is the query's embedding (``None``: full-text only). The caller embeds
-    it: this function is blocking database work and never waits on an embedder itself.
+    it: this function is blocking database work and never waits on an embedder itself
+    (``LearningBackend.search`` embeds while ``text_candidates`` runs, then calls
+    ``rank_candidates``: the two steps below).
 
     ``now`` (default: the current time) anchors "last week" in the query and the recency
     prior; pass it to search as of another moment. ``limit`` and ``query`` are checked here
     (``kern.limits``), the one path every search takes.
     """
+    text = text_candidates(db, query, where, limit=limit, config=config)
+    if text is None:
+        return []
+    return rank_candidates(
+        db, text, query_vector, query, where, limit=limit, config=config, now=now
+    )
+
+
+def text_candidates(
+    db: LearningDb,
+    query: str,
+    where: LearningFilter,
+    *,
+    limit: int,
+    config: RankingConfig = RankingConfig(),
+) -> dict[str, float] | None:
+    """Step 1: the full-text candidates' BM25 scores by id, best first; ``None`` when the
+    search returns nothing whatever the vectors say (``limit`` 0, or no searchable word:
+    such a query returns nothing, never "everything"). Checks ``limit`` and ``query``."""
     check_count(limit, "limit", maximum=MAX_PAGE)
     query = _bounded(check_text(query, "query"))
     if limit <= 0 or not query_terms(query):
-        return []
-    text = dict(db.search_text_scores(query, where, limit=config.candidates))
+        return None
+    return dict(db.search_text_scores(query, where, limit=config.candidates))
+
+
+def rank_candidates(
+    db: LearningDb,
+    text: dict[str, float],
+    query_vector: np.ndarray | None,
+    query: str,
+    where: LearningFilter,
+    *,
+    limit: int,
+    config: RankingConfig = RankingConfig(),
+    now: datetime | None = None,
+) -> list[SearchHit]:
+    """Steps 2-5 after ``text_candidates`` returned ``text``: vector candidates, contexts,
+    ranking and the top rows."""
+    query = _bounded(query)
     vectors: dict[str, float] = {}
     if query_vector is not None:
         vector = np.asarray(query_vector, dtype=np.float32).tobytes()
