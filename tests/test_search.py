@@ -245,6 +245,31 @@ def test_spread_to_neighbours() -> None:
     assert "q2" not in spread_to_neighbours({"y1": 1.0}, sequences, (0.5,))
 
 
+def test_spread_to_neighbours_is_its_definition_on_random_sessions() -> None:
+    """Each item gains the best ``weights[d-1] x score`` of its neighbours at distance d,
+    exactly (the same products compared, so ranking ties stay ties)."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        sizes = rng.integers(1, 9, size=rng.integers(1, 5))
+        sequences = [[f"s{n}i{i}" for i in range(size)] for n, size in enumerate(sizes)]
+        keys = [key for sequence in sequences for key in sequence]
+        scored = rng.choice(keys, size=rng.integers(0, len(keys) + 1), replace=False)
+        scores = {str(key): float(rng.choice([0.0, -0.5, rng.random()])) for key in scored}
+        weights = tuple(float(w) for w in rng.random(rng.integers(0, 4)))
+        expected = dict(scores)
+        for sequence in sequences:
+            for i, key in enumerate(sequence):
+                gains = [
+                    weight * scores.get(sequence[j], 0.0)
+                    for distance, weight in enumerate(weights, start=1)
+                    for j in (i - distance, i + distance)
+                    if 0 <= j < len(sequence) and scores.get(sequence[j], 0.0) > 0
+                ]
+                if gains and max(gains) > 0:
+                    expected[key] = expected.get(key, 0.0) + max(gains)
+        assert spread_to_neighbours(scores, sequences, weights) == expected
+
+
 def test_subject_and_time_boosts() -> None:
     scores = {1: 1.0, 2: 1.0, 3: 1.0}
     subjects: dict[int, str | None] = {1: "Caroline", 2: "Mary Ann", 3: None}
