@@ -12,12 +12,20 @@ measures 50. For each limit and, on PostgreSQL, each ``--ef-search`` value (``hn
 ``rule`` is the value ``PostgresDb`` sets), p50 / p95 and recall: the share of the exact
 ``limit`` nearest in the scope (numpy over the same vectors) that come back, and of the exact
 50 nearest among the 50 best that come back. The HNSW index is built after the bulk load (as
-a bulk import would). ``--e2e`` then times ``lm.user_memory.search(question, limit=10)`` with
-``embedder="local"`` in the 100,000-item scope: the whole pipeline, embedding included.
+a bulk import would). ``--e2e`` then times ``lm.user_memory.search(question, limit=10)``
+(and ``lm.learned_knowledge.search`` in the shared namespace) with ``embedder="local"``: the
+whole pipeline, embedding included.
+
+On SQLite vectors are scored in numpy, from the scope's in-memory snapshot when it holds them
+(``kern.db._scopes``; the budget is ``search_cache_mb``) or else read from the database by
+every search. Each ``--search-cache-mb`` budget is measured on its own ``SqliteDb``, after the
+neighbour step has read the scope twice (as two hybrid searches would: the snapshot is built
+on the second) and one vector search has completed it; ``from_memory`` is the share of timed
+searches that sent no statement reading ``embedding`` (served by the snapshot).
 
     .venv/bin/python benchmarks/scale_vectors.py --data DIR [--engines sqlite postgres]
         [--workdir DIR --reuse] [--queries 200] [--ef-search rule 40 100 200 400 800]
-        [--limits 50 500] [--e2e 100]
+        [--limits 50 500] [--search-cache-mb 64 256] [--e2e 100] [--skip-db-search]
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from kern.context import RunContext
 from kern.db.base import LearningFilter
 from kern.db.schema import learnings
 from kern.db.sql import LEARNING_COLUMNS, SqlDb
+from kern.db.sqlite import SqliteDb
 from kern.learn import LearningMachine, UserMemoryConfig
 from kern.models.testing import TestModel
 from kern.search.embedders import LocalEmbedder
@@ -134,6 +143,31 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[round(share * (len(ordered) - 1))]
 
 
+@contextmanager
+def vector_reads(db: SqlDb) -> Iterator[list[int]]:
+    """Counts the statements sent that read ``learnings.embedding`` (``[count]``): none while
+    vectors come from a scope's snapshot."""
+    counter = [0]
+
+    def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if "embedding" in statement.split("FROM")[0]:
+            counter[0] += 1
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield counter
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def warm_snapshot(db: SqlDb, where: LearningFilter, ids: list[str], vector: bytes) -> None:
+    """What two hybrid searches do before the third can be served from memory: the neighbour
+    step sees the scope's token, then builds the snapshot; a vector search completes it."""
+    for _ in range(2):
+        db.load_neighbours(where, ids[:1])
+    db.search_vectors(vector, where, limit=1)
+
+
 def measure(
     db: SqlDb,
     where: LearningFilter,
@@ -142,14 +176,18 @@ def measure(
     queries: np.ndarray,
     limit: int,
 ) -> dict[str, Any]:
-    """p50 / p95 of ``db.search_vectors`` and recall against the exact nearest (numpy)."""
+    """p50 / p95 of ``db.search_vectors``, recall against the exact nearest (numpy over the
+    corpus), and the share of searches served from memory."""
     timings, recalls, recalls50 = [], [], []
+    served = 0
     for q, query in enumerate(queries):
-        started = time.perf_counter()
-        hits = db.search_vectors(query.tobytes(), where, limit=limit)
-        elapsed = (time.perf_counter() - started) * 1000
+        with vector_reads(db) as reads:
+            started = time.perf_counter()
+            hits = db.search_vectors(query.tobytes(), where, limit=limit)
+            elapsed = (time.perf_counter() - started) * 1000
         if q < 5:
             continue  # warm-up
+        served += reads[0] == 0
         timings.append(elapsed)
         exact = np.argsort(-(own @ query), kind="stable")
         found = [key for key, _ in hits]
@@ -163,6 +201,7 @@ def measure(
         "recall_at_limit": statistics.fmean(recalls),
         "recall_at_50": statistics.fmean(recalls50),
         "min_recall_at_50": min(recalls50),
+        "from_memory": served / len(timings),
         "load_average_1min": os.getloadavg()[0],
     }
 
@@ -189,29 +228,38 @@ def plan(db: SqlDb, where: LearningFilter, query: np.ndarray, limit: int) -> str
     return re.sub(r"'\[[^']*\]'", "'[…]'", " / ".join(line.strip() for line in lines))
 
 
-def end_to_end(lm: LearningMachine, questions: list[str], queries: int) -> dict[str, Any]:
-    """``lm.user_memory.search`` in the 100,000-item scope, the question embedded each time;
-    then, question by question, its parts alone: embedding the question, the full-text and
-    the vector candidates (500 each, as hybrid search asks)."""
+def end_to_end(
+    lm: LearningMachine, scope: str, questions: list[str], queries: int
+) -> dict[str, Any]:
+    """``lm.user_memory.search`` (``scope`` "user") or ``lm.learned_knowledge.search``
+    ("shared") in the 100,000-item scope, the question embedded each time; then, question by
+    question, its parts alone: embedding the question, the full-text and the vector
+    candidates (500 each, as hybrid search asks)."""
     asked = questions[: queries + 5]
     timings: dict[str, list[float]] = {"search": [], "embed": [], "text": [], "vectors": []}
     embedder: Any = lm.embedder
-    where = scopes(lm)["user"]
+    where = scopes(lm)[scope]
     db: Any = lm.db
+    store: Any = lm.user_memory if scope == "user" else lm.learned_knowledge
     parts: dict[str, Any] = {
-        "search": lambda q: lm.user_memory.search(q, user_id=USER, limit=10),
+        "search": lambda q: store.search(q, user_id=USER, limit=10),
         "embed": lambda q: embedder._encode([q]),
         "text": lambda q: db.search_text_scores(q, where, limit=500),
         "vectors": lambda q: db.search_vectors(vectors[q].tobytes(), where, limit=500),
     }
     vectors = {q: embedder._encode([q])[0] for q in asked}
+    served = 0
     for name, part in parts.items():
         for n, question in enumerate(asked):
-            started = time.perf_counter()
-            part(question)
+            with vector_reads(db) as reads:
+                started = time.perf_counter()
+                part(question)
+                elapsed = (time.perf_counter() - started) * 1000
             if n >= 5:
-                timings[name].append((time.perf_counter() - started) * 1000)
+                timings[name].append(elapsed)
+                served += name == "search" and reads[0] == 0
     row: dict[str, Any] = {"queries": len(timings["search"])}
+    row["from_memory"] = served / len(timings["search"])
     for name, values in timings.items():
         prefix = "" if name == "search" else f"{name}_"
         row[f"{prefix}p50_ms"] = statistics.median(values)
@@ -227,7 +275,6 @@ def run_engine(
     workdir: Path,
 ) -> Iterator[dict[str, Any]]:
     texts, vectors = corpus.texts, corpus.vectors
-    half = len(texts) // 2
     with open_engine(engine, workdir, None, database="kern_vectors", reuse=args.reuse) as db:
         lm = machine(db)
         count = stored(db)
@@ -238,32 +285,72 @@ def run_engine(
             rows = conn.execute(select(learnings.c.id, learnings.c.scope).order_by(learnings.c.seq))
             stored_ids = [row[0] for row in rows]
         pg = getattr(db, "vectors", None) == "pgvector"
-        queries = corpus.question_vectors[: args.queries + 5]
-        for name, where in scopes(lm).items():
-            part = slice(0, half) if name == "user" else slice(half, len(texts))
-            own, ids = vectors[part], stored_ids[part]
-            for limit in args.limits:
-                settings: list[str | None] = list(args.ef_search) if pg else [None]
-                for setting in settings:
-                    value = None if setting in (None, "rule") else int(setting)
-                    with ef_search(value):
-                        row = {
-                            "engine": engine,
-                            "scope": name,
-                            "items_in_scope": len(ids),
-                            "ef_search": setting if value is None else value,
-                            "load_items_per_s": rate,
-                            **measure(db, where, own, ids, queries, limit),
-                        }
-                        if pg:
-                            row["plan"] = plan(db, where, queries[0], limit)
-                    print(json.dumps(row), flush=True)
-                    yield row
-        if args.e2e:
-            lm = machine(db, embedder=LocalEmbedder())
-            lm.user_memory.search("warm up", user_id=USER, limit=10)
-            row = {"engine": engine, "scope": "user", "end_to_end": True}
-            row |= end_to_end(lm, corpus.questions, args.e2e)
+        # PostgreSQL keeps no snapshot of a pgvector scope: one pass, its own settings.
+        budgets: list[float | None] = [None] if pg else list(args.search_cache_mb)
+        for budget in budgets:
+            with budgeted(db, budget) as measured:
+                yield from measure_engine(measured, engine, budget, corpus, stored_ids, rate, args)
+
+
+@contextmanager
+def budgeted(db: SqlDb, budget: float | None) -> Iterator[SqlDb]:
+    """``db`` itself, or (SQLite) the same file opened anew with ``search_cache_mb=budget``."""
+    if budget is None:
+        yield db
+        return
+    other = SqliteDb(db_file=db.db_file, search_cache_mb=budget)  # type: ignore[attr-defined]
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+def measure_engine(
+    db: SqlDb,
+    engine: str,
+    budget: float | None,
+    corpus: Corpus,
+    stored_ids: list[str],
+    rate: float | None,
+    args: argparse.Namespace,
+) -> Iterator[dict[str, Any]]:
+    vectors, half = corpus.vectors, len(corpus.texts) // 2
+    lm = machine(db)
+    pg = getattr(db, "vectors", None) == "pgvector"
+    queries = corpus.question_vectors[: args.queries + 5]
+    common = {"engine": engine, "search_cache_mb": budget}
+    for name, where in scopes(lm).items():
+        if args.skip_db_search:
+            break
+        part = slice(0, half) if name == "user" else slice(half, len(corpus.texts))
+        own, ids = vectors[part], stored_ids[part]
+        if not pg:
+            warm_snapshot(db, where, ids, queries[0].tobytes())
+        for limit in args.limits:
+            settings: list[str | None] = list(args.ef_search) if pg else [None]
+            for setting in settings:
+                value = None if setting in (None, "rule") else int(setting)
+                with ef_search(value):
+                    row = {
+                        **common,
+                        "scope": name,
+                        "items_in_scope": len(ids),
+                        "ef_search": setting if value is None else value,
+                        "load_items_per_s": rate,
+                        **measure(db, where, own, ids, queries, limit),
+                    }
+                    if pg:
+                        row["plan"] = plan(db, where, queries[0], limit)
+                print(json.dumps(row), flush=True)
+                yield row
+    if args.e2e:
+        lm = machine(db, embedder=LocalEmbedder())
+        for name in ("user", "shared"):
+            store: Any = lm.user_memory if name == "user" else lm.learned_knowledge
+            for _ in range(3):  # the third search is the first the snapshot can serve
+                store.search("warm up", user_id=USER, limit=10)
+            row = {**common, "scope": name, "end_to_end": True}
+            row |= end_to_end(lm, name, corpus.questions, args.e2e)
             print(json.dumps(row), flush=True)
             yield row
 
@@ -277,6 +364,12 @@ def main() -> None:
     parser.add_argument("--limits", type=int, nargs="+", default=[50, 500])
     parser.add_argument("--ef-search", nargs="+", default=["rule"])
     parser.add_argument("--e2e", type=int, default=0, help="end-to-end searches (0: none)")
+    parser.add_argument(
+        "--search-cache-mb", type=float, nargs="+", default=[64], help="SQLite budgets"
+    )
+    parser.add_argument(
+        "--skip-db-search", action="store_true", help="only the end-to-end searches"
+    )
     parser.add_argument("--random", action="store_true", help="random vectors, not MiniLM")
     parser.add_argument("--workdir", type=Path, help="keep the databases here")
     parser.add_argument("--reuse", action="store_true", help="measure the databases kept")

@@ -4,6 +4,7 @@ same results as the database gives, never a stale row whoever writes, and a boun
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import random
 from collections.abc import Iterator
@@ -343,12 +344,16 @@ def test_a_scope_larger_than_the_cache_is_searched_in_the_database(
 
 
 def test_vectors_that_do_not_fit_are_read_from_the_database_each_time(
-    backend: Backend, target: str
+    backend: Backend, target: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with numpy_db(backend, target, search_cache_mb=4 * ROW_BYTES / 2**20) as db:
         db.apply([Create(memory(n, f"dog {n}"), embedding=vector(n) * 64) for n in range(3)])
-        for _ in range(3):
-            search(db)
-            assert db.search_vectors(vector(0) * 64, MEMORIES)[0][0] == "m000"
+        with caplog.at_level(logging.INFO, logger="kern.db._candidates"):
+            for _ in range(3):
+                search(db)
+                assert db.search_vectors(vector(0) * 64, MEMORIES)[0][0] == "m000"
         snapshot = cached(db)
         assert snapshot is not None and snapshot.vectors is None and not snapshot.vectors_fit
+    # Said once, with what to change: a scope too large for the budget is not a silent cliff.
+    said = [r.getMessage() for r in caplog.records if "cannot hold" in r.getMessage()]
+    assert len(said) == 1 and "search_cache_mb" in said[0] and ALICE in said[0]

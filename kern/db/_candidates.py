@@ -8,13 +8,13 @@ scope is unchanged (``kern.db._scopes``), else from the database.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 
 from kern.db._learnings import LEARNING_COLUMNS, filter_values, learning_clauses, learning_record
+from kern.db._nearest import nearest
 from kern.db._scopes import ScopeCache, ScopeRows, merged_windows, scope_key
 from kern.db._sqlbase import SqlBase, check_limit
 from kern.db.base import (
@@ -38,7 +39,7 @@ from kern.db.base import (
 from kern.db.schema import among, learning_scopes, learnings
 from kern.errors import ConfigError
 
-__all__ = ["NEIGHBOUR_HEAD", "SEARCH_CACHE_MB", "CandidatesSql", "merged_windows", "nearest"]
+__all__ = ["NEIGHBOUR_HEAD", "SEARCH_CACHE_MB", "CandidatesSql", "merged_windows"]
 
 NEIGHBOUR_HEAD = 80
 """Characters of a row's text ``load_neighbours`` returns: enough for a "Speaker: " label."""
@@ -46,6 +47,8 @@ NEIGHBOUR_HEAD = 80
 SEARCH_CACHE_MB = 64
 """The default ``search_cache_mb`` of a database: the scopes' rows search keeps in memory
 (a user's 1,000 memories take ~0.5 MB, ~2 MB with all-MiniLM-L6-v2 vectors)."""
+
+logger = logging.getLogger(__name__)
 
 _c = learnings.c
 #: What ``load_neighbours`` reads of a row besides its id, session, date and scope.
@@ -64,22 +67,6 @@ _SNAPSHOT = (
 _SNAPSHOT_VECTORS = (
     select(_c.id, _c.embedding).where(*_IN_SCOPE, _c.embedding.is_not(None)).order_by(_c.seq)
 )
-
-
-def nearest(
-    ids: Sequence[str], matrix: npt.NDArray[np.float32], vector: bytes, limit: int
-) -> list[tuple[str, float]]:
-    """The ``limit`` ids whose rows of ``matrix`` are nearest to ``vector`` (float32 bytes) by
-    cosine, best first; ties and zero vectors as ``search_vectors`` documents."""
-    query = np.frombuffer(vector, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        similarity = np.where(norms > 0, matrix @ query / norms, np.nan)
-    order = np.argsort(-similarity, kind="stable")
-    # Zero vectors (NaN) have no angle; ordered and filtered in numpy, not element by element
-    # in Python (3.7 -> 0.8 ms for 1,000 MiniLM vectors).
-    order = order[np.isfinite(similarity[order])][:limit]
-    return list(zip([ids[i] for i in order.tolist()], similarity[order].tolist(), strict=True))
 
 
 class CandidatesSql(SqlBase):
@@ -175,15 +162,14 @@ class CandidatesSql(SqlBase):
         if not limit or not vector or len(vector) % 4:
             return []
         snapshot = self._scope_rows(where, vectors=True)
-        found = None if snapshot is None else snapshot.nearest_input(where, len(vector))
+        found = None if snapshot is None else snapshot.nearest(where, vector, limit)
         if found is not None:
-            ids, matrix = found
-        else:
-            every, blobs = self.load_vectors(where)
-            same = [(i, b) for i, b in zip(every, blobs, strict=True) if len(b) == len(vector)]
-            ids = [i for i, _ in same]
-            matrix = np.frombuffer(b"".join(b for _, b in same), dtype=np.float32)
-            matrix = matrix.reshape(len(same), len(vector) // 4)
+            return found
+        every, blobs = self.load_vectors(where)
+        same = [(i, b) for i, b in zip(every, blobs, strict=True) if len(b) == len(vector)]
+        ids = [i for i, _ in same]
+        matrix = np.frombuffer(b"".join(b for _, b in same), dtype=np.float32)
+        matrix = matrix.reshape(len(same), len(vector) // 4)
         return nearest(ids, matrix, vector, limit) if ids else []
 
     def load_neighbours(
@@ -274,11 +260,17 @@ class CandidatesSql(SqlBase):
                 full = snapshot.with_vectors([r[0] for r in read], [bytes(r[1]) for r in read])
                 if full is None:
                     return None
-                cache.put(
-                    key,
-                    full
-                    if full.nbytes <= cache.max_bytes
-                    else replace(snapshot, vectors_fit=False),
-                )
+                fits = full.nbytes <= cache.max_bytes
+                cache.put(key, full if fits else replace(snapshot, vectors_fit=False))
+                if not fits:
+                    logger.info(
+                        "search_cache_mb=%.0f cannot hold %s %r with its vectors (%.0f MB): "
+                        "vector search reads them from the database on every search until "
+                        "the scope changes; a larger search_cache_mb keeps them in memory",
+                        cache.max_bytes / 2**20,
+                        key[0],
+                        key[1],
+                        full.nbytes / 2**20,
+                    )
                 snapshot = full
         return snapshot

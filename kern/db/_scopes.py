@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kern.db._nearest import best_first, cosine_similarities, row_norms
 from kern.db.base import LearningFilter, RankingRow
 
 __all__ = ["ScopeCache", "ScopeKey", "ScopeRows", "merged_windows", "scope_key"]
@@ -49,6 +50,7 @@ _ALWAYS = np.iinfo(np.int64).min  # an unset valid_from: open towards the past
 ROW_BYTES = 512
 
 Bools = npt.NDArray[np.bool_]
+Floats = npt.NDArray[np.float32]
 
 
 def scope_key(where: LearningFilter) -> ScopeKey | None:
@@ -89,8 +91,8 @@ class ScopeRows:
     columns: dict[str, npt.NDArray[Any]]
     sessions: npt.NDArray[np.int64]
     #: By vector byte length: positions of the rows with such a vector, in insertion order,
-    #: and their vectors (one row each). ``None``: not read yet.
-    vectors: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]] | None = None
+    #: their vectors (one row each) and the vectors' norms. ``None``: not read yet.
+    vectors: dict[int, tuple[npt.NDArray[np.intp], Floats, Floats]] | None = None
     #: False when the vectors were read once and did not fit in the cache's budget: they are
     #: then read from the database by every search, not read again to be dropped again.
     vectors_fit: bool = True
@@ -180,15 +182,12 @@ class ScopeRows:
             positions, group = groups.setdefault(len(blob), ([], []))
             positions.append(position)
             group.append(blob)
-        vectors = {
-            size: (
-                np.array(positions, dtype=np.intp),
-                np.frombuffer(b"".join(group), dtype=np.float32).reshape(len(group), -1),
-            )
-            for size, (positions, group) in groups.items()
-            if size % 4 == 0
-        }
-        extra = sum(matrix.nbytes for _, matrix in vectors.values())
+        vectors = {}
+        for size, (positions, group) in groups.items():
+            if size % 4 == 0:
+                matrix = np.frombuffer(b"".join(group), dtype=np.float32).reshape(len(group), -1)
+                vectors[size] = (np.array(positions, dtype=np.intp), matrix, row_norms(matrix))
+        extra = sum(matrix.nbytes + norms.nbytes for _, matrix, norms in vectors.values())
         return replace(self, vectors=vectors, nbytes=self.nbytes + extra)
 
     def visible(self, where: LearningFilter) -> Bools | None:
@@ -266,22 +265,28 @@ class ScopeRows:
         picked &= visible
         return [self.rows[i] for i in np.flatnonzero(picked)]
 
-    def nearest_input(
-        self, where: LearningFilter, size: int
-    ) -> tuple[list[str], npt.NDArray[np.float32]] | None:
-        """The ids and vectors (``size`` bytes each) of the rows ``where`` lets a read see,
-        in insertion order, as ``load_vectors`` gives them; ``None`` when vectors were not
-        read or the filter cannot be evaluated here."""
+    def nearest(
+        self, where: LearningFilter, vector: bytes, limit: int
+    ) -> list[tuple[str, float]] | None:
+        """``search_vectors`` over this snapshot: the ids and similarities of the ``limit`` rows
+        ``where`` lets a read see whose vectors (of ``vector``'s length) are nearest, best
+        first, equal ones in insertion order; ``None`` when vectors were not read or the filter
+        cannot be evaluated here."""
         if self.vectors is None:
             return None
         visible = self.visible(where)
         if visible is None:
             return None
-        positions, matrix = self.vectors.get(size, (np.empty(0, np.intp), None))
-        if matrix is None:
-            return [], np.empty((0, size // 4), dtype=np.float32)
-        seen = visible[positions]
-        return [self.rows[p].id for p in positions[seen]], matrix[seen]
+        found = self.vectors.get(len(vector))
+        if found is None:
+            return []
+        positions, matrix, norms = found
+        # Every row is scored and the hidden ones dropped after: selecting the visible rows
+        # first would copy the matrix (150 MB at 100,000 MiniLM vectors) on every search.
+        similarity = cosine_similarities(matrix, np.frombuffer(vector, dtype=np.float32), norms)
+        similarity[~visible[positions]] = np.nan
+        order = best_first(similarity, limit).tolist()
+        return [(self.rows[positions[i]].id, float(similarity[i])) for i in order]
 
 
 class ScopeCache:
