@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kern.db._candidates import SEARCH_CACHE_MB
 from kern.db.sql import SqlDb
 
 __all__ = ["open_engine"]
@@ -20,18 +21,20 @@ def open_engine(
     *,
     database: str = "kern_bench",
     reuse: bool = False,
+    search_cache_mb: float = SEARCH_CACHE_MB,
 ) -> Iterator[SqlDb]:
     """A fresh, empty kern database: a SQLite file in ``workdir``, or the PostgreSQL database
     ``database``, recreated on the server at ``postgres_url`` (an admin URL) or on a server
     pgserver starts in ``workdir`` and stops after. ``reuse`` keeps the database an earlier
-    run left there (migrated on open), to measure a new version on the same data."""
+    run left there (migrated on open), to measure a new version on the same data.
+    ``search_cache_mb`` is the database's (kern's default unless a benchmark says otherwise)."""
     if name == "sqlite":
         from kern.db.sqlite import SqliteDb
 
         path = workdir / f"{database}.db"
         for leftover in [] if reuse else workdir.glob(f"{database}.db*"):
             leftover.unlink()
-        db = SqliteDb(db_file=path)
+        db = SqliteDb(db_file=path, search_cache_mb=search_cache_mb)
         try:
             yield db
         finally:
@@ -60,7 +63,8 @@ def open_engine(
         if not (reuse and exists):
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
             conn.exec_driver_sql(f"CREATE DATABASE {database}")
-    db = PostgresDb(make_url(postgres_url).set(database=database).render_as_string(False))
+    url = make_url(postgres_url).set(database=database).render_as_string(False)
+    db = PostgresDb(url, search_cache_mb=search_cache_mb)
     try:
         yield db
     finally:

@@ -55,6 +55,7 @@ from engines import open_engine
 from sqlalchemy import LargeBinary, bindparam, cast, func, insert, select
 
 from kern.context import RunContext
+from kern.db._candidates import SEARCH_CACHE_MB
 from kern.db.base import LearningFilter
 from kern.db.schema import learning_history, learnings
 from kern.db.sql import LEARNING_COLUMNS, SqlDb
@@ -307,12 +308,15 @@ def run_engine(
     workdir: Path,
     postgres_url: str | None,
     reuse: bool = False,
+    search_cache_mb: float = SEARCH_CACHE_MB,
 ) -> Iterator[dict[str, Any]]:
     """One result row per size, as soon as it is measured."""
     corpus = Corpus.create()
     corpus.grow(max(sizes))
     database = "kern_scale"
-    with open_engine(name, workdir, postgres_url, database=database, reuse=reuse) as db:
+    with open_engine(
+        name, workdir, postgres_url, database=database, reuse=reuse, search_cache_mb=search_cache_mb
+    ) as db:
         version = server_version(db)
         lm = LearningMachine(
             db=db,
@@ -332,6 +336,7 @@ def run_engine(
                 "engine": name,
                 "version": version,
                 "items": size,
+                "search_cache_mb": search_cache_mb,
                 "load_items_per_s": rate,
                 **recall(lm, corpus, size, queries),
             }
@@ -458,6 +463,13 @@ def main() -> None:
         help="keep the database an earlier run left in --workdir and measure it (new code, "
         "same data); only sizes not below what it holds are measured",
     )
+    parser.add_argument(
+        "--search-cache-mb",
+        type=float,
+        default=SEARCH_CACHE_MB,
+        help="the databases' search_cache_mb (default: kern's); a 100,000-row scope's snapshot "
+        "needs more than the default (docs/scaling.md)",
+    )
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads(args.json.read_text()), args.plot)
@@ -477,7 +489,14 @@ def main() -> None:
     try:
         for engine in args.engines:
             for row in run_engine(
-                engine, sizes, args.queries, args.vectors, workdir, args.postgres_url, args.reuse
+                engine,
+                sizes,
+                args.queries,
+                args.vectors,
+                workdir,
+                args.postgres_url,
+                args.reuse,
+                args.search_cache_mb,
             ):
                 results.append(row)
                 args.json.write_text(json.dumps(results, indent=2))

@@ -314,7 +314,8 @@ def _snapshot(token: str, rows: int) -> ScopeRows:
 
 
 def test_the_cache_keeps_the_most_recently_used_scopes_within_its_bytes() -> None:
-    cache = ScopeCache(max_bytes=10 * ROW_BYTES)
+    size = _snapshot("t", 3).nbytes
+    cache = ScopeCache(max_bytes=3 * size + size // 2)
     for n in range(4):
         cache.put(("s", f"scope{n}"), _snapshot(f"t{n}", 3))
         assert cache.nbytes <= cache.max_bytes
@@ -324,10 +325,9 @@ def test_the_cache_keeps_the_most_recently_used_scopes_within_its_bytes() -> Non
     cache.put(("s", "scope4"), _snapshot("t4", 3))
     assert cache.get(("s", "scope2"), "t2") is None
     assert cache.get(("s", "scope1"), "t1") is not None
-    cache.put(("s", "huge"), _snapshot("t", 11))  # larger than the whole budget: not kept
+    cache.put(("s", "huge"), _snapshot("t", 40))  # larger than the whole budget: not kept
     assert cache.get(("s", "huge"), "t") is None and cache.nbytes <= cache.max_bytes
     assert cache.get(("s", "scope1"), "other token") is None
-    assert cache.max_rows == 10
 
 
 def test_a_scope_larger_than_the_cache_is_searched_in_the_database(
@@ -346,7 +346,7 @@ def test_a_scope_larger_than_the_cache_is_searched_in_the_database(
 def test_vectors_that_do_not_fit_are_read_from_the_database_each_time(
     backend: Backend, target: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with numpy_db(backend, target, search_cache_mb=4 * ROW_BYTES / 2**20) as db:
+    with numpy_db(backend, target, search_cache_mb=12 * ROW_BYTES / 2**20) as db:
         db.apply([Create(memory(n, f"dog {n}"), embedding=vector(n) * 64) for n in range(3)])
         with caplog.at_level(logging.INFO, logger="kern.db._candidates"):
             for _ in range(3):
@@ -357,3 +357,196 @@ def test_vectors_that_do_not_fit_are_read_from_the_database_each_time(
     # Said once, with what to change: a scope too large for the budget is not a silent cliff.
     said = [r.getMessage() for r in caplog.records if "cannot hold" in r.getMessage()]
     assert len(said) == 1 and "search_cache_mb" in said[0] and ALICE in said[0]
+
+
+# --- full text ranked in memory (PostgreSQL) ------------------------------------------------------
+
+#: Words that stem together or are stopwords under ``kern_english``, and rarer ones: what makes
+#: document frequencies, lengths and lexemes differ from the words typed.
+_WORDS = [
+    "dog",
+    "dogs",
+    "dog's",
+    "run",
+    "running",
+    "runs",
+    "ran",
+    "paint",
+    "painting",
+    "painted",
+    "river",
+    "kayak",
+    "kayaking",
+    "the",
+    "a",
+    "golden",
+    "retriever",
+    "adopted",
+    "shelter",
+    "puppy",
+    "work",
+    "busy",
+    "beach",
+    "lovely",
+    "weather",
+    "Caroline",
+    "Melanie",
+    "café",
+    "naïve",
+    "2023",
+    "42nd",
+    "x",
+]
+
+#: Turns of two conversations, "Speaker: text" as an app storing a transcript writes them
+#: (tests/test_hybrid_search.py), LoCoMo's shape.
+_TURNS = [
+    "Caroline: I adopted a dog last month from the shelter!",
+    "Melanie: Lovely! What breed is he?",
+    "Caroline: A golden retriever, he is two years old.",
+    "Melanie: I went kayaking on the river with my kids last weekend.",
+    "Caroline: That sounds fun. I have been painting a lot lately, mostly sunsets.",
+    "Melanie: My painting class starts again in September.",
+    "Caroline: The dog runs on the beach every morning.",
+    "Melanie: Work has been busy, the weather was lovely at the beach though.",
+    "Caroline: I am thinking about adopting another puppy.",
+    "Melanie: Running a marathon is on my list for 2024.",
+    "Caroline: We painted the kids' room blue and yellow.",
+    "Melanie: Kayaks are expensive, but the river trips are worth it.",
+]
+
+
+def _text_rows(rng: random.Random, count: int, *, turns: bool) -> list[Create]:
+    rows = []
+    for create in _random_rows(rng, count):
+        words = rng.choices(_WORDS, k=rng.randint(1, 12))
+        text_ = rng.choice(_TURNS) if turns else " ".join(words)
+        record = dataclasses.replace(create.record, text=text_, content={"memory": text_})
+        rows.append(dataclasses.replace(create, record=record))
+    return rows
+
+
+def _queries(rng: random.Random, turns: bool) -> str:
+    source = " ".join(_TURNS).split() if turns else _WORDS
+    return " ".join(rng.sample(source, rng.randint(1, 4)))
+
+
+@pytest.mark.parametrize("turns", [False, True], ids=["random words", "conversation turns"])
+def test_full_text_ranked_in_memory_is_the_databases_ranking(
+    backend: Backend, target: str, turns: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same ids, same order, same scores to the last bit as ``_text_search_query``, over
+    random filters, with the scope's snapshot in memory and the SQL statement never run."""
+    if not backend.postgres:
+        pytest.skip("full text is ranked in memory on PostgreSQL")
+    from kern.db.postgres import PostgresDb
+
+    rng = random.Random(7 if turns else 13)
+    with backend.open(target) as db, backend.open(target, search_cache_mb=0) as uncached:
+        assert isinstance(db, PostgresDb)
+        db.apply(_text_rows(rng, 150, turns=turns))
+        for _ in range(2):  # the second search builds the snapshot
+            search(db)
+        snapshot = cached(db)
+        assert snapshot is not None and snapshot.text is not None
+        compared = 0
+        for _ in range(80):
+            where = _random_filter(rng)
+            query, limit = _queries(rng, turns), rng.choice([1, 5, 50, 500])
+            expected = uncached.search_text_scores(query, where, limit=limit)
+            with monkeypatch.context() as patch:
+                patch.setattr(PostgresDb, "_text_search_query", _never_sql)
+                assert db.search_text_scores(query, where, limit=limit) == expected
+            compared += bool(expected)
+        assert compared >= 20  # many queries found something to compare (filters are narrow)
+
+
+def _never_sql(*args: object) -> None:
+    raise AssertionError("ranked by the database, not in memory")
+
+
+def test_a_write_is_ranked_by_the_database_until_the_snapshot_is_rebuilt(
+    backend: Backend, target: str
+) -> None:
+    if not backend.postgres:
+        pytest.skip("full text is ranked in memory on PostgreSQL")
+    with backend.open(target) as db:
+        db.apply([Create(memory(n, f"dog {n}")) for n in range(3)])
+        for _ in range(2):
+            search(db)
+        assert cached(db) is not None
+        db.apply([Create(memory(9, "dog dog kayak"))])
+        assert "m009" in [key for key, _ in db.search_text_scores("kayak", MEMORIES)]
+
+
+def test_the_first_search_after_a_write_does_not_build_a_snapshot(
+    backend: Backend, target: str
+) -> None:
+    """Full text first, neighbours next: one search is one sighting, so a scope written
+    between every two searches is never read whole for nothing."""
+    with numpy_db(backend, target) as db:
+        db.apply([Create(memory(n, f"dog {n}")) for n in range(3)])
+        search(db)
+        assert cached(db) is None
+        search(db)
+        assert cached(db) is not None
+
+
+def test_numeric_average_is_postgresqls(backend: Backend, target: str) -> None:
+    """``avg()`` of integers, to the bit: a numeric quotient rounded at PostgreSQL's scale."""
+    if not backend.postgres:
+        pytest.skip("PostgreSQL's numeric")
+    from kern.db.postgres import _numeric_average
+
+    rng = random.Random(5)
+    pairs = [
+        (rng.randint(1, 10 ** rng.randint(1, 9)), rng.randint(1, 10 ** rng.randint(0, 6)))
+        for _ in range(400)
+    ]
+    pairs += [(22, 3), (1, 3), (2, 3), (9999, 10000), (10000, 9999), (12_000_001, 1_000_000)]
+    engine = bare_engine(target)
+    with engine.connect() as conn:
+        expected = (
+            conn.execute(
+                text("SELECT (t::numeric / c::numeric)::float8 FROM unnest(:t, :c) AS p(t, c)"),
+                {"t": [t for t, _ in pairs], "c": [c for _, c in pairs]},
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert [_numeric_average(t, c) for t, c in pairs] == expected
+    assert any(_numeric_average(t, c) != t / c for t, c in pairs)  # why it is not t / c
+
+
+def test_a_snapshots_bytes_are_at_least_what_it_takes() -> None:
+    """The budget counts what a snapshot really holds (``tracemalloc``: what is left of the
+    rows read once they are dropped), its strings, wide characters and text index included,
+    and not grossly more."""
+    import gc
+    import tracemalloc
+    import uuid
+
+    heads = ["Caroline: I adopted a dog", "é" * 80, "猫が好きです" * 13, "🐕 " * 40]
+
+    def row(n: int) -> tuple[object, ...]:
+        # Fresh objects per row, as a driver returns them.
+        tokens = " ".join(f"lexeme{n % 50 + k}" for k in range(12))
+        fields = (str(uuid.UUID(int=n)), "memory", "active", "alice", f"s{n % 7}")
+        moment = T0 + timedelta(seconds=n)
+        subject = "Caroline" if n % 2 else None
+        head = "".join(list(heads[n % 4]))
+        key = f"key-{n}" if n % 3 else None
+        return (n, *fields, key, None, moment, None, None, None, False, subject, head, tokens, 12)
+
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    rows = [row(n) for n in range(2000)]
+    snapshot = ScopeRows.build("t", "scope", rows, text=True)
+    del rows
+    gc.collect()
+    taken = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert snapshot.text is not None
+    assert taken <= snapshot.nbytes <= 1.3 * taken

@@ -37,7 +37,7 @@ from kern.db._learnings import (
     shape_clauses,
 )
 from kern.db._nearest import nearest
-from kern.db._scopes import ScopeCache, ScopeRows, merged_windows, scope_key
+from kern.db._scopes import TOKEN_SEPARATOR, ScopeCache, ScopeRows, merged_windows, scope_key
 from kern.db._sqlbase import SqlBase, check_limit
 from kern.db.base import (
     LearningFilter,
@@ -139,6 +139,11 @@ class CandidatesSql(SqlBase):
     #: ``UNION`` is bounded by the rows it returns, not by the scope.
     _neighbours_as_union: ClassVar[bool] = False
 
+    #: What the engine's full-text index holds of a row, read with a scope's snapshot so the
+    #: engine can rank the scope's full text in memory (``kern.db._scopes.ScopeText``): its
+    #: distinct tokens joined by ``TOKEN_SEPARATOR``, and their number. ``None``: not read.
+    _row_tokens: ClassVar[tuple[ColumnElement[Any], ColumnElement[Any]] | None] = None
+
     def __init__(
         self,
         engine: Engine,
@@ -154,6 +159,8 @@ class CandidatesSql(SqlBase):
             raise ConfigError(f"search_cache_mb must be a number >= 0, got {search_cache_mb!r}")
         super().__init__(engine, clock=clock)
         self._scope_cache = ScopeCache(int(search_cache_mb * 2**20)) if search_cache_mb else None
+        tokens = self._row_tokens
+        self._snapshot_query = _SNAPSHOT if tokens is None else _SNAPSHOT.add_columns(*tokens)
 
     def search_text(self, query: str, where: LearningFilter, *, limit: int = 50) -> list[SearchHit]:
         """Full-text search among rows matching ``where`` (applied inside the query), best
@@ -268,13 +275,18 @@ class CandidatesSql(SqlBase):
             rows = conn.execute(query, values).all()
         return [RankingRow(*row) for row in rows]
 
-    def _scope_rows(self, where: LearningFilter, *, vectors: bool = False) -> ScopeRows | None:
+    def _scope_rows(
+        self, where: LearningFilter, *, vectors: bool = False, first: bool = False
+    ) -> ScopeRows | None:
         """The snapshot of the one scope ``where`` reads, if it is current: its token is read
         first, in the same read transaction as anything read to build or complete it.
 
-        Built (from one read of the scope's rows) only when an earlier search saw the same
-        token (``ScopeCache.seen``), and only by the neighbour step; with ``vectors``, an
-        existing snapshot is completed with the scope's vectors. ``None``: read the database.
+        Built (from one read of the scope's rows, with their tokens when the engine has
+        ``_row_tokens``) only when an earlier search saw the same token (``ScopeCache.seen``):
+        by the full-text step (``first``: it asks without recording a sighting, being the
+        first read of its search) or by the neighbour step, which records one. With
+        ``vectors``, an existing snapshot is completed with the scope's vectors. ``None``:
+        read the database.
         """
         key, cache = scope_key(where), self._scope_cache
         if key is None or cache is None:
@@ -286,13 +298,27 @@ class CandidatesSql(SqlBase):
                 return None
             snapshot = cache.get(key, token)
             if snapshot is None:
-                if vectors or not cache.seen(key, token):
+                if vectors or not cache.seen(key, token, record=not first):
                     return None
-                rows = conn.execute(_SNAPSHOT, {**values, "rows": cache.max_rows + 1}).all()
-                if len(rows) > cache.max_rows:
+                rows = conn.execute(
+                    self._snapshot_query, {**values, "rows": cache.max_rows + 1}
+                ).all()
+                text = self._row_tokens is not None
+                snapshot = (
+                    None
+                    if len(rows) > cache.max_rows
+                    else ScopeRows.build(token, key[1], rows, text=text)
+                )
+                if snapshot is None or snapshot.nbytes > cache.max_bytes:
                     cache.too_big(key, token)
                     return None
-                snapshot = ScopeRows.build(token, key[1], rows)
+                if text and snapshot.text is None:
+                    logger.warning(
+                        "%r: a token of scope %r holds %r; its full text is ranked by the database",
+                        self,
+                        key,
+                        TOKEN_SEPARATOR,
+                    )
                 cache.put(key, snapshot)
             if vectors and snapshot.vectors is None and snapshot.vectors_fit:
                 read = conn.execute(_SNAPSHOT_VECTORS, values).all()

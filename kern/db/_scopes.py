@@ -18,10 +18,22 @@ or connection. A scope without a token row (never written since the migration, o
 
 The filter is evaluated here in numpy (``ScopeRows.visible``), the same conditions as
 ``kern.db._learnings.learning_clauses``; tests compare the two on both engines.
+
+An engine whose full-text index can give each row's tokens (PostgreSQL: the lexemes of its
+``tsvector``) has them read with the rows, into an inverted index (``ScopeText``), so that its
+full-text step can rank the scope in memory with the statistics its SQL would compute. The
+index holds tokens as the engine made them: stemming and stopwords stay the engine's.
+
+A snapshot's bytes (``nbytes``) are counted, not guessed: a fixed cost per row (its arrays,
+its ``RankingRow``, its date and its entry in the id index: ``ROW_BYTES``) plus the size of
+every string it holds, and the index's arrays and vocabulary. Repeated values (statuses,
+kinds, sessions, subjects) are kept once. A test holds the count to what ``tracemalloc``
+measures.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -35,7 +47,7 @@ import numpy.typing as npt
 from kern.db._nearest import best_first, cosine_similarities, row_norms
 from kern.db.base import LearningFilter, RankingRow
 
-__all__ = ["ScopeCache", "ScopeKey", "ScopeRows", "merged_windows", "scope_key"]
+__all__ = ["ScopeCache", "ScopeKey", "ScopeRows", "ScopeText", "merged_windows", "scope_key"]
 
 ScopeKey = tuple[str, str]
 """``(store, scope)``: what a snapshot holds, and what a token is kept for."""
@@ -45,9 +57,14 @@ _US = timedelta(microseconds=1)
 _NEVER = np.iinfo(np.int64).max  # an unset valid_to / expires_at: open towards the future
 _ALWAYS = np.iinfo(np.int64).min  # an unset valid_from: open towards the past
 
-#: What a snapshot costs per row besides its vectors, roughly (arrays, a ``RankingRow``, its
-#: id, head and session strings): how ``ScopeCache`` counts bytes.
-ROW_BYTES = 512
+#: What a snapshot costs per row besides its strings, vectors and text index: its column
+#: arrays (~105 bytes), its ``RankingRow`` (80), its ``created_at`` (48), its entry in the id
+#: index and the list (~80), measured with ``tracemalloc`` (58.1 MiB against 57.2 counted
+#: with 320 for the 100,000-row benchmark scope). Strings are counted one by one.
+ROW_BYTES = 336
+
+#: What separates a row's tokens in the string an engine gives (``ScopeText.build``).
+TOKEN_SEPARATOR = " "
 
 Bools = npt.NDArray[np.bool_]
 Floats = npt.NDArray[np.float32]
@@ -78,6 +95,72 @@ def _us(moment: datetime) -> int:
     return (moment - _EPOCH) // _US
 
 
+def _string_bytes(values: Sequence[str | None]) -> int:
+    return sum(sys.getsizeof(value) for value in values if value is not None)
+
+
+def _int_bytes(count: int) -> int:
+    """The ints ``range(count)`` a dict holds as values: those past 256 are objects."""
+    return max(0, count - 257) * sys.getsizeof(2**20)
+
+
+@dataclass(frozen=True, eq=False)
+class ScopeText:
+    """An inverted index of a snapshot's rows, engine-neutral: for each token (as the engine's
+    full-text index holds it), the positions of the rows holding it, ascending, and for each
+    row its number of distinct tokens. Built by ``ScopeText.build``.
+
+    Postings are one array sorted by token (``offsets[t]:offsets[t + 1]`` are token ``t``'s),
+    not an array per token: 20,000 small numpy arrays would cost more than their contents.
+    """
+
+    vocabulary: dict[str, int]
+    offsets: npt.NDArray[np.int64]
+    postings: npt.NDArray[np.int32]
+    lengths: npt.NDArray[np.int32]
+    nbytes: int
+
+    @classmethod
+    def build(cls, tokens: Sequence[str], lengths: Sequence[int]) -> ScopeText | None:
+        """The index of rows whose distinct tokens are ``tokens[i]`` (joined by
+        ``TOKEN_SEPARATOR``), ``lengths[i]`` of them; ``None`` when the two disagree (a token
+        holding the separator), so that such a scope is ranked by the database, never here
+        with a wrong length."""
+        counts = np.array(lengths, dtype=np.int32)
+        flat = TOKEN_SEPARATOR.join(t for t in tokens if t).split(TOKEN_SEPARATOR)
+        if not counts.sum():
+            flat = []
+        if len(flat) != int(counts.sum()):
+            return None
+        vocabulary: dict[str, int] = {}
+        ids = np.fromiter(
+            (vocabulary.setdefault(token, len(vocabulary)) for token in flat),
+            dtype=np.int32,
+            count=len(flat),
+        )
+        rows = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+        order = np.argsort(ids, kind="stable")  # stable: each token's rows stay ascending
+        offsets = np.zeros(len(vocabulary) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(ids, minlength=len(vocabulary)), out=offsets[1:])
+        postings = rows[order]
+        words = sys.getsizeof(vocabulary) + _string_bytes(list(vocabulary))
+        words += _int_bytes(len(vocabulary))
+        return cls(
+            vocabulary=vocabulary,
+            offsets=offsets,
+            postings=postings,
+            lengths=counts,
+            nbytes=words + offsets.nbytes + postings.nbytes + counts.nbytes,
+        )
+
+    def rows_with(self, token: str) -> npt.NDArray[np.int32]:
+        """The positions of the rows holding ``token``, ascending."""
+        t = self.vocabulary.get(token)
+        if t is None:
+            return np.empty(0, dtype=np.int32)
+        return self.postings[self.offsets[t] : self.offsets[t + 1]]
+
+
 @dataclass(frozen=True, eq=False)
 class ScopeRows:
     """Every row of one ``(store, scope)`` as of ``token``, by ``created_at`` then insertion
@@ -89,6 +172,8 @@ class ScopeRows:
     seq: npt.NDArray[np.int64]
     created: npt.NDArray[np.int64]
     columns: dict[str, npt.NDArray[Any]]
+    #: The columns held as codes (``_REPEATED``): each value's code.
+    codes: dict[str, dict[Any, int]]
     sessions: npt.NDArray[np.int64]
     #: By vector byte length: positions of the rows with such a vector, in insertion order,
     #: their vectors (one row each) and the vectors' norms. ``None``: not read yet.
@@ -96,6 +181,9 @@ class ScopeRows:
     #: False when the vectors were read once and did not fit in the cache's budget: they are
     #: then read from the database by every search, not read again to be dropped again.
     vectors_fit: bool = True
+    #: The rows' full-text index, when the engine gives tokens (``build(..., text=True)``)
+    #: and they could be indexed.
+    text: ScopeText | None = None
     nbytes: int = field(default=0)
 
     #: The columns ``build`` expects, in order, before ``subject`` and ``head``.
@@ -133,17 +221,31 @@ class ScopeRows:
         "unexpired_at",
     )
 
+    #: Columns whose values repeat from row to row, kept once per snapshot.
+    _REPEATED = frozenset({"kind", "status", "user_id", "session_id", "key", "run_id"})
+
     @classmethod
-    def build(cls, token: str, scope: str, rows: Sequence[Sequence[Any]]) -> ScopeRows:
-        """A snapshot from rows of ``FIELDS`` then ``subject`` and ``head``, in ``created_at``
+    def build(
+        cls, token: str, scope: str, rows: Sequence[Sequence[Any]], *, text: bool = False
+    ) -> ScopeRows:
+        """A snapshot from rows of ``FIELDS`` then ``subject`` and ``head`` (then, with
+        ``text``, the row's tokens and their number, ``ScopeText.build``), in ``created_at``
         then ``seq`` order."""
         n = len(rows)
+        once: dict[Any, Any] = {}  # each repeated value, kept once
         columns: dict[str, npt.NDArray[Any]] = {}
+        codes: dict[str, dict[Any, int]] = {}
         for i, name in enumerate(cls.FIELDS):
             values = [row[i] for row in rows]
             if name in ("seq", "created_at"):
                 continue
-            if name in ("valid_from", "valid_to", "expires_at"):
+            if name in cls._REPEATED:
+                # Compared as small integers: ``==`` over 100,000 Python strings costs ms.
+                code = codes[name] = {}
+                for value in values:
+                    code.setdefault(once.setdefault(value, value), len(code))
+                columns[name] = np.array([code[v] for v in values], dtype=np.int32)
+            elif name in ("valid_from", "valid_to", "expires_at"):
                 unset = _ALWAYS if name == "valid_from" else _NEVER
                 columns[name] = np.array(
                     [unset if v is None else _us(v) for v in values], dtype=np.int64
@@ -160,15 +262,33 @@ class ScopeRows:
             ],
             dtype=np.int64,
         )
+        ranking = [
+            RankingRow(
+                row[1], once[row[5]], row[8], once.setdefault(row[13], row[13]), scope, row[14]
+            )
+            for row in rows
+        ]
+        index = (
+            None
+            if not text
+            else ScopeText.build([row[15] for row in rows], [row[16] for row in rows])
+        )
+        strings = _string_bytes([row.id for row in ranking]) + _string_bytes(
+            [row.head for row in ranking]
+        )
+        strings += _string_bytes([v for v in once if isinstance(v, str)])
+        strings += sum(sys.getsizeof(code) + _int_bytes(len(code)) for code in codes.values())
         return cls(
             token=token,
-            rows=[RankingRow(row[1], row[5], row[8], row[13], scope, row[14]) for row in rows],
+            rows=ranking,
             index={row[1]: i for i, row in enumerate(rows)},
             seq=np.array([row[0] for row in rows], dtype=np.int64),
             created=np.array([_us(row[8]) for row in rows], dtype=np.int64),
             columns=columns,
+            codes=codes,
             sessions=sessions,
-            nbytes=n * ROW_BYTES,
+            text=index,
+            nbytes=n * ROW_BYTES + strings + (0 if index is None else index.nbytes),
         )
 
     def with_vectors(self, ids: Sequence[str], blobs: Sequence[bytes]) -> ScopeRows | None:
@@ -195,13 +315,15 @@ class ScopeRows:
         ``None`` when a value cannot be compared here (a naive datetime: the database
         refuses it, so the read must go there to fail the same way)."""
         c = self.columns
-        mask = np.isin(c["status"], list(where.statuses))
-        for name in ("user_id", "session_id", "key", "run_id", "pinned"):
+        mask = self._among("status", where.statuses)
+        for name in ("user_id", "session_id", "key", "run_id"):
             value = getattr(where, name)
             if value is not None:
-                mask &= c[name] == value
+                mask &= c[name] == self.codes[name].get(value, -1)
+        if where.pinned is not None:
+            mask &= c["pinned"] == where.pinned
         if where.kinds is not None:
-            mask &= np.isin(c["kind"], list(where.kinds))
+            mask &= self._among("kind", where.kinds)
         if where.ids is not None:
             chosen = np.zeros(len(self.rows), dtype=np.bool_)
             chosen[[self.index[i] for i in where.ids if i in self.index]] = True
@@ -228,6 +350,10 @@ class ScopeRows:
         if where.unexpired_at is not None:
             mask &= c["expires_at"] > _us(where.unexpired_at)
         return mask
+
+    def _among(self, name: str, values: Sequence[Any]) -> Bools:
+        code = self.codes[name]
+        return np.isin(self.columns[name], [code[v] for v in values if v in code])
 
     def neighbours(
         self,
@@ -290,8 +416,8 @@ class ScopeRows:
 
 
 class ScopeCache:
-    """Snapshots of scopes (``ScopeRows``) within ``max_bytes`` (counted as ``ROW_BYTES`` per
-    row plus the vectors), least recently used evicted first; thread-safe.
+    """Snapshots of scopes (``ScopeRows``) within ``max_bytes`` (counted as they are held:
+    ``ScopeRows.nbytes``), least recently used evicted first; thread-safe.
 
     A snapshot is built only for a token seen by an earlier search (``seen``): a scope written
     between every two searches (a chat whose every turn adds a memory) would otherwise pay a
@@ -324,10 +450,13 @@ class ScopeCache:
             self._snapshots.move_to_end(key)
             return snapshot
 
-    def seen(self, key: ScopeKey, token: str) -> bool:
+    def seen(self, key: ScopeKey, token: str, *, record: bool = True) -> bool:
         """Whether an earlier call saw ``key`` with ``token`` (and it was not too big); records
-        this sighting."""
+        this sighting unless ``record`` is false (a search's first step asks without recording,
+        so that its next step does not take it for an earlier search)."""
         with self._lock:
+            if not record:
+                return self._seen.get(key) == (token, False)
             before = self._seen.pop(key, None)
             self._seen[key] = (
                 before if before is not None and before[0] == token else (token, False)

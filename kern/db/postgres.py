@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import operator
 import os
 import random
@@ -34,6 +35,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import datetime
+from fractions import Fraction
 from json import dumps
 from typing import Any, Literal
 
@@ -68,6 +70,8 @@ from sqlalchemy.types import UserDefinedType
 
 from kern._text import query_terms
 from kern.db._candidates import SEARCH_CACHE_MB
+from kern.db._scopes import TOKEN_SEPARATOR, Bools, ScopeRows, ScopeText
+from kern.db._sqlbase import check_limit
 from kern.db.base import JobRecord, LearningFilter, LearningRecord, WriteOp
 from kern.db.fulltext import tsquery
 from kern.db.migrations import draw_scope_tokens_now, migrate, serialize_schema_changes
@@ -92,6 +96,8 @@ VectorSupport = Literal["pgvector", "bytea"]
 _BM25_K1 = 1.2
 _BM25_B = 0.75
 _MIN_IDF = 1e-6
+# numeric's base (PostgreSQL's NBASE): its division scale counts digits of it.
+_NBASE = 10_000
 # HNSW indexes (pgvector) take at most 2,000 dimensions of ``vector``; wider ones are scanned.
 _HNSW_MAX_DIMENSIONS = 2000
 # SQLSTATEs of transactions Postgres aborted to break a cycle: safe to run again from scratch.
@@ -179,6 +185,10 @@ class PostgresDb(SqlDb):
     """
 
     _neighbours_as_union = True
+    _row_tokens = (
+        func.array_to_string(func.tsvector_to_array(_TEXT_SEARCH), TOKEN_SEPARATOR),
+        func.length(_TEXT_SEARCH),
+    )
 
     def __init__(
         self,
@@ -360,6 +370,42 @@ class PostgresDb(SqlDb):
 
     # -- full text and jobs ----------------------------------------------------------------------
 
+    def search_text_scores(
+        self, query: str, where: LearningFilter, *, limit: int = 50
+    ) -> list[tuple[str, float]]:
+        """``SqlDb.search_text_scores``, ranked in memory when the scope's snapshot is current
+        (``_text_scores_in_memory``), else by the database (``_text_search_query``)."""
+        check_limit(limit)
+        found = self._text_scores_in_memory(query, where, limit) if limit else None
+        return super().search_text_scores(query, where, limit=limit) if found is None else found
+
+    def _text_scores_in_memory(
+        self, query: str, where: LearningFilter, limit: int
+    ) -> list[tuple[str, float]] | None:
+        """``_text_search_query``'s ids and scores, computed from the scope's snapshot and its
+        inverted index of the rows' lexemes (``kern.db._scopes``): the same rows, statistics
+        and arithmetic (``_bm25_in_memory``), without the visit to every row of the scope
+        that the statement pays for ``N``. ``None`` when the scope has no current snapshot
+        (the first searches after a write), the filter cannot be evaluated in memory, or a
+        query word has several lexemes (``to_tsquery`` makes a phrase of them, which the
+        index does not hold): then the database ranks.
+        """
+        if tsquery(query) is None:
+            return []
+        words = self._term_lexemes(query)
+        if any(len(lexemes) > 1 for lexemes in words.values()):
+            return None
+        lexemes = sorted({lexeme for lexemes in words.values() for lexeme in lexemes})
+        if not lexemes:
+            return []
+        snapshot = self._scope_rows(where, first=True)
+        if snapshot is None or snapshot.text is None:
+            return None
+        visible = snapshot.visible(where)
+        if visible is None:
+            return None
+        return _bm25_in_memory(snapshot, snapshot.text, visible, lexemes, limit)
+
     def _text_search_query(
         self,
         query: str,
@@ -400,7 +446,12 @@ class PostgresDb(SqlDb):
         )
 
     def _lexemes(self, query: str) -> list[str]:
-        """The query's words as the index holds them (``to_tsvector``: stemmed), sorted.
+        """The query's words as the index holds them (``to_tsvector``: stemmed), sorted."""
+        words = self._term_lexemes(query)
+        return sorted({lexeme for lexemes in words.values() for lexeme in lexemes})
+
+    def _term_lexemes(self, query: str) -> dict[str, tuple[str, ...]]:
+        """Each of the query's words (``query_terms``) and its lexemes (``to_tsvector``).
 
         Each word's lexemes are remembered (``_LEXEMES_KEPT`` words per database): a word
         always stems the same way under the configuration migration m003 creates, and asking
@@ -422,7 +473,7 @@ class PostgresDb(SqlDb):
             if len(self._stems) + len(rows) > _LEXEMES_KEPT:
                 self._stems.clear()  # other threads may read it meanwhile: they copy first
             self._stems.update(rows)
-        return sorted({lexeme for lexemes in found.values() for lexeme in lexemes or ()})
+        return {term: lexemes or () for term, lexemes in found.items()}
 
     def _pick_job(
         self, conn: Connection, now: datetime, *, job_id: str | None, user_id: str | None
@@ -508,6 +559,63 @@ def _build_bm25_query(
         .select_from(scored.join(learnings, learnings.c.seq == scored.c.seq))
         .order_by(scored.c.score.desc(), scored.c.seq)
     )
+
+
+def _bm25_in_memory(
+    snapshot: ScopeRows, text: ScopeText, visible: Bools, lexemes: Sequence[str], limit: int
+) -> list[tuple[str, float]]:
+    """``_build_bm25_query``'s ids and scores, best first, over a scope's snapshot: rows
+    ``visible`` in it, each query lexeme (sorted, each a query word's only lexeme) looked up
+    in its inverted index, and the statement's arithmetic step by step in float64, so the
+    scores are the statement's to the last bit (a test compares the two).
+
+    A row matches when it holds a lexeme (the OR query of one-lexeme words); ``N`` is the
+    number of visible rows, a lexeme's ``n`` the number of matches holding it, the average
+    length PostgreSQL's ``avg`` (``_numeric_average``). Ties are broken by ``seq``."""
+    held = [rows[visible[rows]] for rows in map(text.rows_with, lexemes)]
+    hit = np.zeros(len(visible), dtype=np.bool_)
+    for rows in held:
+        hit[rows] = True
+    matched = np.flatnonzero(hit)
+    if not len(matched):
+        return []
+    documents = float(np.count_nonzero(visible))
+    total = np.zeros(len(visible), dtype=np.float64)
+    for rows in held:  # in the statement's order: sum((case ...) + (case ...) ...)
+        n = float(len(rows))
+        if n:
+            total[rows] += max(math.log((documents - n + 0.5) / (n + 0.5)), _MIN_IDF)
+    lengths = text.lengths[matched]
+    average = _numeric_average(int(lengths.sum()), len(matched))
+    length = lengths.astype(np.float64)
+    saturation = (_BM25_K1 + 1) / (1 + _BM25_K1 * ((1 - _BM25_B) + _BM25_B * length / average))
+    score = total[matched] * saturation
+    if limit < len(score):  # the rows scoring at least the limit-th best, ties included
+        kept = np.flatnonzero(score >= np.partition(score, len(score) - limit)[-limit])
+        matched, score = matched[kept], score[kept]
+    order = np.lexsort((snapshot.seq[matched], -score))[:limit]
+    ids = [snapshot.rows[i].id for i in matched[order].tolist()]
+    return list(zip(ids, score[order].tolist(), strict=True))
+
+
+def _numeric_average(total: int, count: int) -> float:
+    """``avg()`` of ``count`` integers summing to ``total`` as PostgreSQL computes it and
+    ``_build_bm25_query`` uses it: a ``numeric`` quotient rounded half away from zero to the
+    scale ``select_div_scale`` picks (16 significant digits, estimated from the first
+    base-10,000 digits), then the nearest float8 (``numeric_float8``). ``total / count``
+    would differ from it in the last bit for some lengths."""
+
+    def weight_and_first_digit(value: int) -> tuple[int, int]:
+        weight = 0
+        while value >= _NBASE ** (weight + 1):
+            weight += 1
+        return weight, value // _NBASE**weight
+
+    (w1, d1), (w2, d2) = weight_and_first_digit(total), weight_and_first_digit(count)
+    quotient_weight = w1 - w2 - (1 if d1 <= d2 else 0)
+    scale = min(max(16 - quotient_weight * 4, 0), 1000)
+    scaled = (2 * total * 10**scale + count) // (2 * count)  # round half up, both positive
+    return float(Fraction(scaled, 10**scale))
 
 
 def create_postgres_engine(

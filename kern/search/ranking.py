@@ -180,14 +180,15 @@ def time_chains(items: Iterable[tuple[K, Hashable, datetime]], gap: timedelta) -
     chains: list[list[K]] = []
     last: dict[Hashable, tuple[datetime, list[K]]] = {}
     for key, group, moment in items:
+        at = _naive(moment)
         previous = last.get(group)
-        if previous is not None and _naive(moment) - previous[0] <= gap:
+        if previous is not None and at - previous[0] <= gap:
             chain = previous[1]
         else:
             chain = []
             chains.append(chain)
         chain.append(key)
-        last[group] = (_naive(moment), chain)
+        last[group] = (at, chain)
     return chains
 
 
