@@ -431,14 +431,13 @@ def _queries(rng: random.Random, turns: bool) -> str:
     return " ".join(rng.sample(source, rng.randint(1, 4)))
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # ranked in memory there
 @pytest.mark.parametrize("turns", [False, True], ids=["random words", "conversation turns"])
 def test_full_text_ranked_in_memory_is_the_databases_ranking(
     backend: Backend, target: str, turns: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Same ids, same order, same scores to the last bit as ``_text_search_query``, over
     random filters, with the scope's snapshot in memory and the SQL statement never run."""
-    if not backend.postgres:
-        pytest.skip("full text is ranked in memory on PostgreSQL")
     from kern.db.postgres import PostgresDb
 
     rng = random.Random(7 if turns else 13)
@@ -465,11 +464,10 @@ def _never_sql(*args: object) -> None:
     raise AssertionError("ranked by the database, not in memory")
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # ranked in memory there
 def test_a_write_is_ranked_by_the_database_until_the_snapshot_is_rebuilt(
     backend: Backend, target: str
 ) -> None:
-    if not backend.postgres:
-        pytest.skip("full text is ranked in memory on PostgreSQL")
     with backend.open(target) as db:
         db.apply([Create(memory(n, f"dog {n}")) for n in range(3)])
         for _ in range(2):
@@ -492,10 +490,9 @@ def test_the_first_search_after_a_write_does_not_build_a_snapshot(
         assert cached(db) is not None
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_numeric_average_is_postgresqls(backend: Backend, target: str) -> None:
     """``avg()`` of integers, to the bit: a numeric quotient rounded at PostgreSQL's scale."""
-    if not backend.postgres:
-        pytest.skip("PostgreSQL's numeric")
     from kern.db.postgres import _numeric_average
 
     rng = random.Random(5)
