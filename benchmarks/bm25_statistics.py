@@ -44,6 +44,7 @@ from engines import open_engine
 from sqlalchemy import select
 
 from kern._text import query_terms
+from kern.db._fts5 import varints
 from kern.db.base import LearningFilter
 from kern.db.fulltext import fts5_match
 from kern.db.schema import learnings
@@ -69,17 +70,6 @@ class Stems:
             self.known[word] = [row[0] for row in self.conn.execute("SELECT term FROM v")]
             self.conn.execute("DELETE FROM t")
         return self.known[word]
-
-
-def varints(blob: bytes) -> list[int]:
-    """``learnings_fts_docsize.sz``: one SQLite varint per column."""
-    values, value = [], 0
-    for byte in blob:
-        value = (value << 7) | (byte & 127)
-        if byte < 128:
-            values.append(value)
-            value = 0
-    return values
 
 
 class Scorer:

@@ -150,6 +150,19 @@ def stored_items(db: SqlDb) -> int:
 # -- the measurements --------------------------------------------------------------------------
 
 
+def bench_machine(db: SqlDb, embedder: Any = None) -> LearningMachine:
+    """The machine every scale benchmark searches and writes through: user memories
+    (recall limit 10) and the shared namespace, no model calls, no waiting for jobs."""
+    return LearningMachine(
+        db=db,
+        model=TestModel(),
+        user_memory=UserMemoryConfig(limit=10),
+        learned_knowledge=True,
+        consistency_timeout=0,
+        embedder=embedder,
+    )
+
+
 def load(lm: LearningMachine, corpus: Corpus, start: int, stop: int, dims: int) -> float:
     """Items ``start``..``stop``, built by the stores as ``add`` would build them, written in
     2,000-item transactions of multi-row inserts (rows and their history events: what
@@ -318,13 +331,7 @@ def run_engine(
         name, workdir, postgres_url, database=database, reuse=reuse, search_cache_mb=search_cache_mb
     ) as db:
         version = server_version(db)
-        lm = LearningMachine(
-            db=db,
-            model=TestModel(),
-            user_memory=UserMemoryConfig(limit=10),
-            learned_knowledge=True,
-            consistency_timeout=0,
-        )
+        lm = bench_machine(db)
         loaded = stored_items(db) if reuse else 0
         for size in sizes:
             if size < loaded:

@@ -40,13 +40,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines import open_engine
-from scale import ITEMS_PER_USER, SHARED_PER_USER, Corpus, percentiles, stored_items, user_of
+from scale import (
+    ITEMS_PER_USER,
+    SHARED_PER_USER,
+    Corpus,
+    bench_machine,
+    percentiles,
+    stored_items,
+    user_of,
+)
 
 from kern.db._candidates import SEARCH_CACHE_MB
 from kern.db.postgres import PostgresDb
-from kern.learn import LearningMachine, UserMemoryConfig
+from kern.learn import LearningMachine
 from kern.learn.timeline import time_scope
-from kern.models.testing import TestModel
 from kern.search.ranking import RankingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,13 +155,7 @@ def main() -> None:
         size = stored_items(db)
         corpus = Corpus.create()
         corpus.grow(size)
-        lm = LearningMachine(
-            db=db,
-            model=TestModel(),
-            user_memory=UserMemoryConfig(limit=10),
-            learned_knowledge=True,
-            consistency_timeout=0,
-        )
+        lm = bench_machine(db)
         rng = np.random.default_rng(size)
         users = size // ITEMS_PER_USER
         timings: dict[str, list[float]] = {

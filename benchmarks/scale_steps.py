@@ -34,8 +34,6 @@ import scale
 
 import kern.search.hybrid as hybrid
 from kern.db.sqlite import SqliteDb
-from kern.learn import LearningMachine, UserMemoryConfig
-from kern.models.testing import TestModel
 
 STEPS = ("fulltext", "neighbours", "token", "rank", "rows")
 
@@ -52,13 +50,7 @@ def main() -> None:
     corpus = scale.Corpus.create()
     corpus.grow(args.size)
     db = SqliteDb(db_file=args.db)
-    lm = LearningMachine(
-        db=db,
-        model=TestModel(),
-        user_memory=UserMemoryConfig(limit=10),
-        learned_knowledge=True,
-        consistency_timeout=0,
-    )
+    lm = scale.bench_machine(db)
     times: dict[str, float] = {}
     results: dict[str, Any] = {}
 

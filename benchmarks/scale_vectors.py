@@ -49,6 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines import open_engine
+from scale import bench_machine
 from sqlalchemy import LargeBinary, bindparam, cast, event, func, insert, select
 from vector_corpus import Corpus
 
@@ -58,24 +59,12 @@ from kern.db.base import LearningFilter
 from kern.db.schema import learnings
 from kern.db.sql import LEARNING_COLUMNS, SqlDb
 from kern.db.sqlite import SqliteDb
-from kern.learn import LearningMachine, UserMemoryConfig
-from kern.models.testing import TestModel
+from kern.learn import LearningMachine
 from kern.search.embedders import LocalEmbedder
 
 NOW = datetime.now(UTC)
 USER = "u0"
 BATCH = 2_000
-
-
-def machine(db: SqlDb, embedder: Any = None) -> LearningMachine:
-    return LearningMachine(
-        db=db,
-        model=TestModel(),
-        user_memory=UserMemoryConfig(limit=10),
-        learned_knowledge=True,
-        consistency_timeout=0,
-        embedder=embedder,
-    )
 
 
 def scopes(lm: LearningMachine) -> dict[str, LearningFilter]:
@@ -276,7 +265,7 @@ def run_engine(
 ) -> Iterator[dict[str, Any]]:
     texts, vectors = corpus.texts, corpus.vectors
     with open_engine(engine, workdir, None, database="kern_vectors", reuse=args.reuse) as db:
-        lm = machine(db)
+        lm = bench_machine(db)
         count = stored(db)
         rate = load(lm, texts, vectors) if count == 0 else None
         if count not in (0, len(texts)):
@@ -315,7 +304,7 @@ def measure_engine(
     args: argparse.Namespace,
 ) -> Iterator[dict[str, Any]]:
     vectors, half = corpus.vectors, len(corpus.texts) // 2
-    lm = machine(db)
+    lm = bench_machine(db)
     pg = getattr(db, "vectors", None) == "pgvector"
     queries = corpus.question_vectors[: args.queries + 5]
     common = {"engine": engine, "search_cache_mb": budget}
@@ -344,7 +333,7 @@ def measure_engine(
                 print(json.dumps(row), flush=True)
                 yield row
     if args.e2e:
-        lm = machine(db, embedder=LocalEmbedder())
+        lm = bench_machine(db, embedder=LocalEmbedder())
         for name in ("user", "shared"):
             store: Any = lm.user_memory if name == "user" else lm.learned_knowledge
             for _ in range(3):  # the third search is the first the snapshot can serve
