@@ -36,6 +36,7 @@ from kern.search.ranking import (
     boost_matching_subjects,
     boost_time_ranges,
     max_normalize,
+    min_max_normalize,
     recency_prior,
     reciprocal_rank_fusion,
     speaker_of,
@@ -224,6 +225,32 @@ def test_max_normalize_and_weighted_sum() -> None:
     assert fused == pytest.approx({"a": 1.0, "b": 1.0, "c": 0.1})
     with pytest.raises(ValueError, match="weight"):
         weighted_sum([{"a": 1.0}], [1.0, 2.0])
+
+
+def test_min_max_normalize() -> None:
+    scaled = min_max_normalize({"a": 0.6, "b": 0.35, "c": 0.1})
+    assert scaled == pytest.approx({"a": 1.0, "b": 0.5, "c": 0.0})
+    assert min_max_normalize({"a": 0.5, "b": -0.2}) == {"a": 1.0, "b": 0.0}  # clipped at 0
+    assert min_max_normalize({}) == {}
+    assert min_max_normalize({"a": 0.4, "b": 0.4}) == {"a": 1.0, "b": 1.0}
+    assert min_max_normalize({"a": -0.1}) == {"a": 0.0}
+
+
+def test_semantic_match_outranks_a_weak_word_match() -> None:
+    """Cosines are scaled over the candidates before fusion: a sentence embedder puts every
+    text at 0.1-0.6, so raw cosines (the old fusion) let one shared word beat the item that
+    means what the query asks but shares none of its words."""
+    text = {"same words": 10.0, "one word": 3.0}  # "one word": a weak BM25 match
+    vectors = {"meaning": 0.55, "same words": 0.35, "one word": 0.2, "x": 0.16, "y": 0.15}
+    keys = [key for key, _ in rank("q", text_scores=text, vector_scores=vectors)]
+    assert keys.index("meaning") < keys.index("one word")
+    # The neighbour step spreads the fused score: the turn after the semantic match, which
+    # neither retriever found, comes next to it.
+    ranked = rank("q", text_scores=text, vector_scores=vectors, sequences=[["meaning", "reply"]])
+    keys = [key for key, _ in ranked]
+    assert keys.index("reply") < keys.index("one word")
+    # Without vectors nothing changes: full text alone, divided by the best.
+    assert rank("q", text_scores=text) == [("same words", 1.0), ("one word", 0.3)]
 
 
 def test_reciprocal_rank_fusion() -> None:

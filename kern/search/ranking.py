@@ -28,7 +28,9 @@ __all__ = [
     "boost_matching_subjects",
     "boost_time_ranges",
     "cosine_top_k",
+    "fuse",
     "max_normalize",
+    "min_max_normalize",
     "rank",
     "recency_prior",
     "reciprocal_rank_fusion",
@@ -48,9 +50,13 @@ class RankingConfig:
     """Weights of the hybrid ranking; every feature can be switched off with 0.
 
     - ``text_weight`` / ``vector_weight``: full-text scores are divided by the best one (BM25 has
-      no fixed scale), cosine similarities are used as they are (clipped at 0), then summed
-      with these weights. Measured better than reciprocal-rank fusion, which throws the score
-      gaps away (see benchmarks/README.md).
+      no fixed scale and 0 means "no word matched"); cosine similarities are min-max scaled
+      over the vector candidates (:func:`min_max_normalize`), then the two are summed with
+      these weights. Cosines need the min-max: a sentence embedder puts unrelated texts at
+      0.1–0.2, not 0, and related ones rarely above 0.6, so used as they are they added a
+      near-constant to every candidate and could hardly move the order; scaled, the best
+      vector match gets 1 like the best full-text match. Weighted sums were measured better
+      than reciprocal-rank fusion, which throws the score gaps away (see benchmarks/README.md).
     - ``neighbour_weights``: an item gains ``w[d-1] ×`` the score of the item ``d`` places
       before or after it in the same context (best one counts). Conversation turns and
       memories saved together answer each other: "which ones?" — "the red ones". A context is
@@ -74,7 +80,7 @@ class RankingConfig:
     """
 
     text_weight: float = 1.0
-    vector_weight: float = 0.5
+    vector_weight: float = 0.7
     neighbour_weights: tuple[float, ...] = (0.7, 0.5)
     context_weight: float = 0.3
     context_gap_minutes: float = 30.0
@@ -92,6 +98,22 @@ def max_normalize(scores: Mapping[K, float]) -> dict[K, float]:
     if best <= 0:
         return dict.fromkeys(scores, 0.0)
     return {key: max(value, 0.0) / best for key, value in scores.items()}
+
+
+def min_max_normalize(scores: Mapping[K, float]) -> dict[K, float]:
+    """Scale scores (negatives clipped to 0) so the worst is 0.0 and the best 1.0.
+
+    For retrievers whose scores have a floor that carries no information, as cosine
+    similarity does (unrelated texts are not orthogonal). All scores equal: 1.0 each if
+    positive (every one is the best), else 0.0. Empty in, empty out.
+    """
+    clipped = {key: max(value, 0.0) for key, value in scores.items()}
+    low = min(clipped.values(), default=0.0)
+    high = max(clipped.values(), default=0.0)
+    if high <= low:
+        return dict.fromkeys(clipped, 1.0 if high > 0 else 0.0)
+    span = high - low
+    return {key: (value - low) / span for key, value in clipped.items()}
 
 
 def weighted_sum(maps: Sequence[Mapping[K, float]], weights: Sequence[float]) -> dict[K, float]:
@@ -309,6 +331,21 @@ def top_k(scores: Mapping[K, float], k: int) -> list[tuple[K, float]]:
     return sorted(scores.items(), key=lambda item: -item[1])[: max(k, 0)]
 
 
+def fuse(
+    text_scores: Mapping[K, float],
+    vector_scores: Mapping[K, float] | None,
+    config: RankingConfig = RankingConfig(),
+) -> dict[K, float]:
+    """One score per candidate: ``text_weight ×`` the full-text score over the best one plus
+    ``vector_weight ×`` the min-max scaled cosine (:class:`RankingConfig` says why)."""
+    maps: list[Mapping[K, float]] = [max_normalize(text_scores)]
+    weights = [config.text_weight]
+    if vector_scores:
+        maps.append(min_max_normalize(vector_scores))
+        weights.append(config.vector_weight)
+    return weighted_sum(maps, weights)
+
+
 def rank(
     query: str,
     *,
@@ -330,12 +367,7 @@ def rank(
     nothing rather than arbitrary rows.
     """
     created = created_at or {}
-    maps: list[Mapping[K, float]] = [max_normalize(text_scores)]
-    weights = [config.text_weight]
-    if vector_scores:
-        maps.append({key: max(value, 0.0) for key, value in vector_scores.items()})
-        weights.append(config.vector_weight)
-    scores = weighted_sum(maps, weights)
+    scores = fuse(text_scores, vector_scores, config)
     # Time before neighbours: a turn inherits its neighbour's time match, which is right, as
     # a session's items share a date. Subject after: the speaker of *this* item is what counts.
     scores = boost_time_ranges(scores, created, time_ranges(query, now=now), config.time_boost)
