@@ -361,3 +361,48 @@ def test_the_query_is_embedded_while_the_full_text_step_runs(
 
 
 QUERY = "favourite tea"
+
+
+def test_a_question_spread_over_adjacent_turns_ranks_their_passage_first(
+    lm: LearningMachine,
+) -> None:
+    """Query coverage (``RankingConfig.coverage_weight``): the turn saying where ("pottery")
+    sits two turns before the one saying who and what ("kids", "make"); together they hold
+    all but one word of the question, while two stray sessions repeat "pottery workshop"."""
+    other_sessions(lm)
+    minute = timedelta(minutes=1)
+    filler = []
+    for n in range(2):
+        at = DAY - timedelta(days=10 + n)
+        text = "Pottery workshop, pottery workshop, pottery workshop!"
+        say(lm, text, speaker="Caroline", session=f"stray-{n}", at=at)
+        filler.append(say(lm, "Sounds nice.", speaker="Melanie", session=f"stray-{n}", at=at))
+    where = say(lm, "We went to the pottery class on Saturday.", speaker="Melanie")
+    say(lm, "And?", speaker="Caroline", at=DAY + minute)
+    what = say(
+        lm,
+        "The kids loved to make little bowls and cups for their grandma, who was visiting us"
+        " from far away that weekend.",
+        speaker="Melanie",
+        at=DAY + 2 * minute,
+    )
+
+    query = "What did the kids make at the pottery workshop?"
+    results = found(lm, query)
+    assert results[0] == what
+    assert all(results.index(where) < results.index(other) for other in filler)
+
+    uncovered = RankingConfig(coverage_weight=0)
+    hits = hybrid_search(lm.db, None, query, ALICE_MEMORIES, limit=10, config=uncovered)
+    assert [hit.record.id for hit in hits][:4] != results[:4]
+    if lm.db.engine.dialect.name == "sqlite":  # its BM25 ranks the stray turns first
+        assert hits[0].record.id != what
+
+
+def test_load_texts_reads_only_rows_the_filter_admits(lm: LearningMachine) -> None:
+    mine = say(lm, "Mine: the pottery class.")
+    theirs = say(lm, "Theirs: the pottery class.", user="bob")
+    assert lm.db.load_texts(ALICE_MEMORIES, [mine, theirs, "no-such-id"]) == {
+        mine: "Mine: the pottery class."
+    }
+    assert lm.db.load_texts(ALICE_MEMORIES, []) == {}

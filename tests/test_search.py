@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,7 @@ from kern.search.hybrid import resolve_embedder
 from kern.search.ranking import (
     boost_matching_subjects,
     boost_time_ranges,
+    cover_query_terms,
     max_normalize,
     min_max_normalize,
     recency_prior,
@@ -717,3 +719,24 @@ async def test_end_to_end_relevant_memory_first(memory_db: sqlite3.Connection) -
 async def test_end_to_end_hostile_query(memory_db: sqlite3.Connection) -> None:
     found = await search(memory_db, HashEmbedder(), "ann", 'NEAR("Rex" -puppy*) OR ^')
     assert found[0].startswith("Ann: I adopted a puppy named Rex")
+
+
+def test_cover_query_terms_rewards_passages_holding_the_whole_question() -> None:
+    sequences = [["a", "b", "c", "d", "e", "f"], ["x", "y"]]
+    scores = {key: 0.1 for seq in sequences for key in seq}
+    matched = {"a": {"rare"}, "d": {"common", "other"}, "x": {"common"}, "y": {"common"}}
+    out = cover_query_terms(
+        scores, sequences, matched, ["rare", "common", "other", "absent"], weight=1.0, reach=2
+    )
+    # Weights log(1 + 4 / df): rare 1 of 4, common 3 of 4, other 1 of 4; "absent", found in
+    # none, weighs as the rarest.
+    rare, common = math.log(5), math.log(1 + 4 / 3)
+    total = rare + common + rare + rare
+    assert out["a"] == pytest.approx(0.1 + rare / total)  # d is 3 places away
+    assert out["b"] == pytest.approx(0.1 + (2 * rare + common) / total)  # a and d within 2
+    assert out["f"] == pytest.approx(0.1 + (rare + common) / total)
+    assert out["x"] == out["y"] == pytest.approx(0.1 + common / total)
+    # Off, or nothing matched: unchanged. Unscored items gain nothing.
+    assert cover_query_terms(scores, sequences, matched, ["rare"], weight=0) == scores
+    assert cover_query_terms(scores, sequences, {}, ["rare"], weight=1.0) == scores
+    assert cover_query_terms({"a": 1.0}, sequences, matched, ["rare"], weight=1.0) == {"a": 2.0}

@@ -153,6 +153,12 @@ def _neighbours_query(shape: tuple[str, ...], windows: int, as_union: bool) -> S
     return query.order_by(c.created_at, c.seq)
 
 
+@lru_cache(maxsize=64)
+def _texts_query(shape: tuple[str, ...]) -> Select[Any]:
+    """``load_texts``' statement for filters of ``shape`` (which includes ``ids``)."""
+    return select(learnings.c.id, learnings.c.text).where(*shape_clauses(shape))
+
+
 class CandidatesSql(SqlBase):
     """Candidate queries for hybrid search (full text, vectors, neighbours)."""
 
@@ -305,6 +311,17 @@ class CandidatesSql(SqlBase):
                 query = _neighbours_query(shape, slots, False)
             rows = conn.execute(query, values).all()
         return [RankingRow(*row) for row in rows]
+
+    def load_texts(self, where: LearningFilter, ids: Sequence[str]) -> dict[str, str]:
+        """The searchable text of the rows among ``ids`` that ``where`` admits, by id: what
+        ranking reads of the best full-text candidates (their query words), without decoding
+        whole rows. Looked up by id, so its cost is the ids', not the scope's."""
+        if not ids:
+            return {}
+        bounded = replace(where, ids=list(ids))
+        query = _texts_query(filter_shape(bounded))
+        with self.transaction(write=False, action="load learning texts") as conn:
+            return {row[0]: row[1] for row in conn.execute(query, filter_values(bounded))}
 
     def _scope_rows(
         self, where: LearningFilter, *, vectors: bool = False, first: bool = False

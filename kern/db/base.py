@@ -390,6 +390,11 @@ class LearningDb(Db, Protocol):
         never compete (the vector candidates of hybrid search)."""
         ...
 
+    def load_texts(self, where: LearningFilter, ids: Sequence[str]) -> dict[str, str]:
+        """The searchable text of the rows among ``ids`` that ``where`` admits, by id (query
+        coverage reads the best full-text candidates' words)."""
+        ...
+
     def load_neighbours(
         self,
         where: LearningFilter,

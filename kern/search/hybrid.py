@@ -4,8 +4,10 @@
 2. with an embedder, vector candidates: the database's nearest stored vectors by cosine
    (numpy over the scope's float32 vectors on SQLite, pgvector's HNSW index on PostgreSQL);
 3. one read of the candidates' contexts (their sessions, or the items recorded around them),
-   for neighbour spread, dates and subjects;
-4. ``kern.search.ranking.rank`` (score fusion, time and subject boosts, neighbours, recency);
+   for neighbour spread, dates and subjects, and one of the best full-text candidates' texts,
+   for which query words each holds (query coverage);
+4. ``kern.search.ranking.rank`` (score fusion, time and subject boosts, neighbours, query
+   coverage, recency);
 5. the rows of the top ``limit``, read with the same filter.
 
 The filter is applied by the database inside every read, so a search only ever sees rows the
@@ -22,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from kern._text import query_terms
+from kern.db._fts5 import porter
 from kern.db.base import LearningDb, LearningFilter, RankingRow, SearchHit
 from kern.errors import ConfigError
 from kern.limits import MAX_PAGE, MAX_QUERY_CHARS, check_count, check_text
@@ -121,6 +124,13 @@ def rank_candidates(
     gap = timedelta(minutes=config.context_gap_minutes)
     rows = db.load_neighbours(where, candidates, around=around, gap=gap)
     sequences, created_at, subjects = _context(rows, gap)
+    # The words the best full-text candidates hold, for query coverage.
+    terms: list[str] = []
+    matched: dict[str, frozenset[str]] = {}
+    if config.coverage_weight and text:
+        texts = db.load_texts(where, list(text)[: config.context_candidates])
+        terms = list(dict.fromkeys(_stem(word) for word in query_terms(query)))
+        matched = {key: _stems(body) for key, body in texts.items()}
     ranked = rank(
         query,
         text_scores=text,
@@ -128,6 +138,8 @@ def rank_candidates(
         sequences=sequences,
         created_at=created_at,
         subjects=subjects,
+        matched=matched,
+        terms=terms,
         now=now or datetime.now(UTC),
         config=config,
         k=limit,
@@ -154,6 +166,18 @@ def _context(
     created_at = {row.id: row.created_at for row in rows}
     subjects = {row.id: row.subject or _speaker(row.head) for row in rows}
     return [*sessions.values(), *chains], created_at, subjects
+
+
+#: Porter stems (the stemmer of SQLite's full-text index, applied here on every engine) of
+#: query words and of a row's words, so "painted" in a question holds "painting" in a row.
+_stem = lru_cache(maxsize=65_536)(porter)
+
+
+@lru_cache(maxsize=16_384)
+def _stems(text: str) -> frozenset[str]:
+    """The stems of ``text``'s words (remembered by text: the best candidates of one user's
+    searches are the same rows again and again; an edited row is a new key)."""
+    return frozenset(_stem(word) for word in query_terms(text, stopwords=(), limit=None))
 
 
 #: ``speaker_of`` remembered by text: a search reads the same few hundred rows' heads again
