@@ -163,10 +163,19 @@ def bench_machine(db: SqlDb, embedder: Any = None) -> LearningMachine:
     )
 
 
-def load(lm: LearningMachine, corpus: Corpus, start: int, stop: int, dims: int) -> float:
-    """Items ``start``..``stop``, built by the stores as ``add`` would build them, written in
-    2,000-item transactions of multi-row inserts (rows and their history events: what
-    ``db.apply`` writes, without its one statement per row). Returns items per second."""
+def load(
+    lm: LearningMachine,
+    corpus: Corpus,
+    start: int,
+    stop: int,
+    dims: int,
+    *,
+    shared_only: bool = False,
+) -> float:
+    """Items ``start``..``stop`` (with ``shared_only``, those of the shared namespace alone),
+    built by the stores as ``add`` would build them, written in 2,000-item transactions of
+    multi-row inserts (rows and their history events: what ``db.apply`` writes, without its
+    one statement per row). Returns items per second."""
     memories, shared = lm.user_memory, lm.learned_knowledge
     db: Any = lm.db
     rng = np.random.default_rng(start)
@@ -180,9 +189,10 @@ def load(lm: LearningMachine, corpus: Corpus, start: int, stop: int, dims: int) 
         vector = bindparam("vector", type_=LargeBinary())
     statement = insert(learnings).values(embedding=vector)
     began = time.perf_counter()
-    for first in range(start, stop, BATCH):
+    chosen = [item for item in range(start, stop) if is_shared(item) or not shared_only]
+    for first in range(0, len(chosen), BATCH):
         rows, events = [], []
-        for item in range(first, min(first + BATCH, stop)):
+        for item in chosen[first : first + BATCH]:
             store = shared if is_shared(item) else memories
             ctx = RunContext(run_id="", session_id="", user_id=user_of(item))
             when = NOW - timedelta(days=float(rng.uniform(0, 365)))
@@ -207,7 +217,7 @@ def load(lm: LearningMachine, corpus: Corpus, start: int, stop: int, dims: int) 
         with db.transaction(action="load benchmark items") as conn:
             conn.execute(statement, rows)
             conn.execute(insert(learning_history), events)
-    return (stop - start) / (time.perf_counter() - began)
+    return len(chosen) / (time.perf_counter() - began)
 
 
 def percentiles(timings: list[float]) -> dict[str, float]:

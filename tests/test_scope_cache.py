@@ -7,6 +7,8 @@ import dataclasses
 import logging
 import multiprocessing
 import random
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -139,7 +141,7 @@ def test_a_hand_written_update_from_another_connection_is_seen(seeded: SqlDb, ta
         _, rows, _ = search(seeded)
         assert "m002" not in rows  # no longer in the session of the dog turns
     snapshot = cached(seeded)
-    assert snapshot is not None and snapshot.rows[snapshot.index["m002"]].session_id == "s2"
+    assert snapshot is not None and snapshot.row(snapshot.index["m002"]).session_id == "s2"
 
 
 def _add_memory_in_another_process(target: str) -> None:
@@ -346,7 +348,8 @@ def test_a_scope_larger_than_the_cache_is_searched_in_the_database(
 def test_vectors_that_do_not_fit_are_read_from_the_database_each_time(
     backend: Backend, target: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with numpy_db(backend, target, search_cache_mb=12 * ROW_BYTES / 2**20) as db:
+    # Room for the three rows (~2.3 KB), not for their 2 KB vectors as well.
+    with numpy_db(backend, target, search_cache_mb=5_000 / 2**20) as db:
         db.apply([Create(memory(n, f"dog {n}"), embedding=vector(n) * 64) for n in range(3)])
         with caplog.at_level(logging.INFO, logger="kern.db._candidates"):
             for _ in range(3):
@@ -547,3 +550,138 @@ def test_a_snapshots_bytes_are_at_least_what_it_takes() -> None:
     tracemalloc.stop()
     assert snapshot.text is not None
     assert taken <= snapshot.nbytes <= 1.3 * taken
+
+
+# --- large scopes: built in the background -------------------------------------------------------
+
+
+def large(db: SqlDb) -> SqlDb:
+    """``db`` taking alice's few memories for a large scope: built in the background."""
+    db._inline_rows = 2
+    return db
+
+
+def current_token(db: SqlDb) -> str | None:
+    query = select(learning_scopes.c.token).where(
+        learning_scopes.c.store == "user_memory", learning_scopes.c.scope == ALICE
+    )
+    with db.transaction(write=False) as conn:
+        return conn.execute(query).scalar()
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Holds every ``ScopeRows.build`` until set (10 s at most), and sets it after the test."""
+    opened = threading.Event()
+    build = ScopeRows.build.__func__  # type: ignore[attr-defined]
+
+    def held(cls: type[ScopeRows], *args: Any, **kwargs: Any) -> ScopeRows:
+        opened.wait(10)
+        return build(cls, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ScopeRows, "build", classmethod(held))
+    yield opened
+    opened.set()
+
+
+def test_a_large_scope_is_built_in_the_background_and_used_once_ready(
+    seeded: SqlDb, backend: Backend, target: str, gate: threading.Event
+) -> None:
+    db = large(seeded)
+    with numpy_db(backend, target, search_cache_mb=0) as uncached:
+        expected = search(uncached)
+        assert search(db) == expected  # sees the token
+        started = time.monotonic()
+        assert search(db) == expected  # starts the build, answered by the database
+        assert time.monotonic() - started < 5  # not held by the build
+        assert cached(db) is None and db._builds.running(("user_memory", ALICE))
+        gate.set()
+        db._builds.wait()
+        snapshot = cached(db)
+        assert snapshot is not None and snapshot.token == current_token(db)
+        assert search(db) == expected  # from memory (the vectors completed as well)
+        db._builds.wait()
+        assert search(db) == expected
+        snapshot = cached(db)
+        assert snapshot is not None and snapshot.vectors is not None
+        if backend.postgres:  # its full text ranked in memory: no statement
+            from kern.db.postgres import PostgresDb
+
+            assert isinstance(db, PostgresDb)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(PostgresDb, "_text_search_query", _never_sql)
+                assert search(db) == expected
+
+
+def test_a_search_after_a_write_never_returns_a_stale_row_while_building(
+    seeded: SqlDb, backend: Backend, target: str, gate: threading.Event
+) -> None:
+    db = large(seeded)
+    gate.set()
+    for _ in range(4):
+        search(db)
+        db._builds.wait()
+    warmed = cached(db)
+    assert warmed is not None and warmed.vectors is not None
+    gate.clear()
+    with numpy_db(backend, target) as other, numpy_db(backend, target, search_cache_mb=0) as fresh:
+        other.apply(
+            [Create(memory(6, "My dog loves the beach", session="s2"), embedding=vector(0))]
+        )
+        assert search(db) == search(fresh)  # the database's answer, m006 in it
+        assert "m006" in search(db)[0]  # starts a build, held before it builds
+        # Written after the build read the rows and checked the token: it builds a snapshot
+        # under a token that is no longer the scope's.
+        other.apply([SetStatus("m006", status="deleted", from_statuses=("active",), action="x")])
+        gate.set()
+        db._builds.wait()
+        stale = cached(db)
+        assert stale is not None and "m006" in stale.index and stale.token != current_token(db)
+        for _ in range(6):  # the stale one never serves; a current one is built and serves
+            assert search(db) == search(fresh)
+            assert "m006" not in search(db)[0]
+            db._builds.wait()
+        snapshot = cached(db)
+        assert snapshot is not None and snapshot.token == current_token(db)
+
+
+def test_closing_the_database_while_a_build_runs_is_clean(
+    seeded: SqlDb, gate: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = large(seeded)
+    search(db)
+    search(db)
+    assert db._builds.running(("user_memory", ALICE))
+    threading.Timer(0.3, gate.set).start()  # the build, held, ends while close waits
+    with caplog.at_level(logging.DEBUG, logger="kern.db"):
+        db.close()
+    assert not db._builds.running(("user_memory", ALICE))
+    assert not [t for t in threading.enumerate() if t.name == "kern-scope-build"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not db._builds.start(("user_memory", ALICE), lambda: None)  # none after close
+
+
+def test_a_failing_build_is_logged_once_and_searches_read_the_database(
+    seeded: SqlDb,
+    backend: Backend,
+    target: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = large(seeded)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the build broke")
+
+    monkeypatch.setattr(ScopeRows, "build", broken)
+    with numpy_db(backend, target, search_cache_mb=0) as uncached:
+        expected = search(uncached)
+        with caplog.at_level(logging.WARNING, logger="kern.db"):
+            for _ in range(5):
+                assert search(db) == expected
+                db._builds.wait()
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and said[0].name == "kern.db._scope_builds"
+    message = said[0].getMessage()
+    assert "the build broke" in message and "RuntimeError" in message and ALICE in message
+    assert cached(db) is None

@@ -8,6 +8,7 @@ scope is unchanged (``kern.db._scopes``), else from the database.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -19,6 +20,7 @@ import numpy as np
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
+    Connection,
     DateTime,
     Engine,
     Select,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    type_coerce,
     union,
 )
 
@@ -40,7 +43,15 @@ from kern.db._learnings import (
     shape_clauses,
 )
 from kern.db._nearest import nearest
-from kern.db._scopes import TOKEN_SEPARATOR, ScopeCache, ScopeRows, merged_windows, scope_key
+from kern.db._scope_builds import ScopeBuilds
+from kern.db._scopes import (
+    TOKEN_SEPARATOR,
+    ScopeCache,
+    ScopeKey,
+    ScopeRows,
+    merged_windows,
+    scope_key,
+)
 from kern.db._sqlbase import SqlBase, check_limit
 from kern.db.base import (
     LearningFilter,
@@ -50,10 +61,23 @@ from kern.db.base import (
 from kern.db.schema import StringList, among, learning_scopes, learnings
 from kern.errors import ConfigError
 
-__all__ = ["NEIGHBOUR_HEAD", "SEARCH_CACHE_MB", "CandidatesSql", "merged_windows"]
+__all__ = [
+    "INLINE_BUILD_ROWS",
+    "NEIGHBOUR_HEAD",
+    "SEARCH_CACHE_MB",
+    "CandidatesSql",
+    "merged_windows",
+]
 
 NEIGHBOUR_HEAD = 80
 """Characters of a row's text ``load_neighbours`` returns: enough for a "Speaker: " label."""
+
+INLINE_BUILD_ROWS = 2_000
+"""Scopes of at most this many rows have their search snapshot built by the search that finds
+it due: ~10 µs a row on PostgreSQL (1,000 rows in 10 ms, 10,000 in 100 ms), so at most about
+one search's time, after which that search is answered from memory. Larger ones are built in
+the background while searches read the database (``kern.db._scope_builds``;
+docs/decisions.md)."""
 
 SEARCH_CACHE_MB = 64
 """The default ``search_cache_mb`` of a database: the scopes' rows search keeps in memory
@@ -69,11 +93,25 @@ _IN_SCOPE = (_c.store == bindparam("store"), _c.scope == bindparam("scope"))
 _TOKEN = select(learning_scopes.c.token).where(
     learning_scopes.c.store == bindparam("store"), learning_scopes.c.scope == bindparam("scope")
 )
+#: A snapshot's dates read as the driver gives them (aware on PostgreSQL, naive UTC on SQLite),
+#: not through ``UtcDateTime``: its memo of parsed values only misses over a scope's 100,000
+#: distinct moments, and cost a third of the read (``ScopeRows.build`` takes either kind).
+_MOMENTS = frozenset({"created_at", "valid_from", "valid_to", "expires_at"})
 _SNAPSHOT = (
-    select(*(_c[name] for name in ScopeRows.FIELDS), _SUBJECT, _HEAD)
+    select(
+        *(
+            type_coerce(_c[name], DateTime(timezone=True)) if name in _MOMENTS else _c[name]
+            for name in ScopeRows.FIELDS
+        ),
+        _SUBJECT,
+        _HEAD,
+    )
     .where(*_IN_SCOPE)
     .order_by(_c.created_at, _c.seq)
     .limit(bindparam("rows"))
+)
+_COUNT = select(func.count()).select_from(
+    select(_c.seq).where(*_IN_SCOPE).limit(bindparam("rows")).subquery()
 )
 _SNAPSHOT_VECTORS = (
     select(_c.id, _c.embedding).where(*_IN_SCOPE, _c.embedding.is_not(None)).order_by(_c.seq)
@@ -191,6 +229,8 @@ class CandidatesSql(SqlBase):
             raise ConfigError(f"search_cache_mb must be a number >= 0, got {search_cache_mb!r}")
         super().__init__(engine, clock=clock)
         self._scope_cache = ScopeCache(int(search_cache_mb * 2**20)) if search_cache_mb else None
+        self._builds = ScopeBuilds(repr(self))
+        self._inline_rows = INLINE_BUILD_ROWS
         tokens = self._row_tokens
         self._snapshot_query = _SNAPSHOT if tokens is None else _SNAPSHOT.add_columns(*tokens)
 
@@ -333,8 +373,10 @@ class CandidatesSql(SqlBase):
         ``_row_tokens``) only when an earlier search saw the same token (``ScopeCache.seen``):
         by the full-text step (``first``: it asks without recording a sighting, being the
         first read of its search) or by the neighbour step, which records one. With
-        ``vectors``, an existing snapshot is completed with the scope's vectors. ``None``:
-        read the database.
+        ``vectors``, an existing snapshot is completed with the scope's vectors. A scope of
+        more than ``_inline_rows`` rows is built or completed in the background
+        (``kern.db._scope_builds``) while this search reads the database. ``None``: read the
+        database.
         """
         key, cache = scope_key(where), self._scope_cache
         if key is None or cache is None:
@@ -348,42 +390,111 @@ class CandidatesSql(SqlBase):
             if snapshot is None:
                 if vectors or not cache.seen(key, token, record=not first):
                     return None
-                rows = conn.execute(
-                    self._snapshot_query, {**values, "rows": cache.max_rows + 1}
-                ).all()
-                text = self._row_tokens is not None
-                snapshot = (
-                    None
-                    if len(rows) > cache.max_rows
-                    else ScopeRows.build(token, key[1], rows, text=text)
-                )
-                if snapshot is None or snapshot.nbytes > cache.max_bytes:
-                    cache.too_big(key, token)
-                    return None
-                if text and snapshot.text is None:
-                    logger.warning(
-                        "%r: a token of scope %r holds %r; its full text is ranked by the database",
-                        self,
-                        key,
-                        TOKEN_SEPARATOR,
-                    )
-                cache.put(key, snapshot)
-            if vectors and snapshot.vectors is None and snapshot.vectors_fit:
-                read = conn.execute(_SNAPSHOT_VECTORS, values).all()
-                full = snapshot.with_vectors([r[0] for r in read], [bytes(r[1]) for r in read])
-                if full is None:
-                    return None
-                fits = full.nbytes <= cache.max_bytes
-                cache.put(key, full if fits else replace(snapshot, vectors_fit=False))
-                if not fits:
-                    logger.info(
-                        "search_cache_mb=%.0f cannot hold %s %r with its vectors (%.0f MB): "
-                        "vector search reads them from the database on every search until "
-                        "the scope changes; a larger search_cache_mb keeps them in memory",
-                        cache.max_bytes / 2**20,
-                        key[0],
-                        key[1],
-                        full.nbytes / 2**20,
-                    )
-                snapshot = full
+            elif not (vectors and snapshot.vectors is None and snapshot.vectors_fit):
+                return snapshot
+            if self._builds.running(key):
+                return snapshot
+            rows = cache.rows(key)  # of the snapshot held under an earlier token, if any
+            if rows is None:  # counted no further than the threshold: an index range
+                limit = {**values, "rows": self._inline_rows + 1}
+                rows = int(conn.execute(_COUNT, limit).scalar_one())
+            if rows > self._inline_rows:
+                self._builds.start(key, functools.partial(self._build_in_background, key, vectors))
+                return snapshot
+            if snapshot is None:
+                snapshot = self._keep_snapshot(key, token, self._read_snapshot(conn, values))
+            if snapshot is not None and vectors:
+                snapshot = self._complete_vectors(conn, key, snapshot)
+            return snapshot
+
+    def _build_in_background(self, key: ScopeKey, vectors: bool) -> None:
+        """What ``_scope_rows`` would have built inline, under the scope's token as it is now,
+        in a ``ScopeBuilds`` thread: its rows read in one transaction, built outside it (a
+        pooled connection is not held while Python works; an in-memory SQLite database has
+        only one), its vectors read in another under the same token. Given up when the
+        database is closing or the scope was written while its rows were read: what it built
+        would never serve."""
+        cache = self._scope_cache
+        assert cache is not None
+        values = {"store": key[0], "scope": key[1]}
+        with self.transaction(write=False, action="build a scope's search snapshot") as conn:
+            token = conn.execute(_TOKEN, values).scalar()
+            if token is None or self._builds.stopping:
+                return
+            snapshot = cache.get(key, token)
+            if snapshot is None:
+                if vectors:
+                    return
+                rows = self._read_snapshot(conn, values)
+                if self._builds.stopping or conn.execute(_TOKEN, values).scalar() != token:
+                    return
+        if snapshot is None:
+            snapshot = self._keep_snapshot(key, token, rows)
+        if snapshot is None or not vectors or self._builds.stopping:
+            return
+        with self.transaction(write=False, action="read a scope's vectors") as conn:
+            if conn.execute(_TOKEN, values).scalar() == token:
+                self._complete_vectors(conn, key, snapshot)
+
+    def _read_snapshot(self, conn: Connection, values: dict[str, str]) -> Sequence[Any]:
+        """The rows of a scope's snapshot (``ScopeRows.build``), one more than a snapshot may
+        hold if there are more."""
+        cache = self._scope_cache
+        assert cache is not None
+        return conn.execute(self._snapshot_query, {**values, "rows": cache.max_rows + 1}).all()
+
+    def _keep_snapshot(
+        self, key: ScopeKey, token: str, rows: Sequence[Sequence[Any]]
+    ) -> ScopeRows | None:
+        """The snapshot of ``rows`` (read after ``token``), kept in the cache; ``None`` when
+        it is too big to keep (then not read again under ``token``)."""
+        cache = self._scope_cache
+        assert cache is not None
+        text = self._row_tokens is not None
+        snapshot = (
+            None if len(rows) > cache.max_rows else ScopeRows.build(token, key[1], rows, text=text)
+        )
+        if snapshot is None or snapshot.nbytes > cache.max_bytes:
+            cache.too_big(key, token)
+            return None
+        if text and snapshot.text is None:
+            logger.warning(
+                "%r: a token of scope %r holds %r; its full text is ranked by the database",
+                self,
+                key,
+                TOKEN_SEPARATOR,
+            )
+        cache.put(key, snapshot)
         return snapshot
+
+    def _complete_vectors(
+        self, conn: Connection, key: ScopeKey, snapshot: ScopeRows
+    ) -> ScopeRows | None:
+        """``snapshot`` with the scope's vectors, read on ``conn`` after its token, kept in the
+        cache if they fit (else the snapshot is kept marked ``vectors_fit=False``)."""
+        cache = self._scope_cache
+        assert cache is not None
+        if snapshot.vectors is not None or not snapshot.vectors_fit:
+            return snapshot
+        read = conn.execute(_SNAPSHOT_VECTORS, {"store": key[0], "scope": key[1]}).all()
+        full = snapshot.with_vectors([r[0] for r in read], [bytes(r[1]) for r in read])
+        if full is None:
+            return None
+        fits = full.nbytes <= cache.max_bytes
+        cache.put(key, full if fits else replace(snapshot, vectors_fit=False))
+        if not fits:
+            logger.info(
+                "search_cache_mb=%.0f cannot hold %s %r with its vectors (%.0f MB): "
+                "vector search reads them from the database on every search until "
+                "the scope changes; a larger search_cache_mb keeps them in memory",
+                cache.max_bytes / 2**20,
+                key[0],
+                key[1],
+                full.nbytes / 2**20,
+            )
+        return full
+
+    def close(self) -> None:
+        """Stop and join the snapshot builds running in the background, then close."""
+        self._builds.close()
+        super().close()

@@ -4,7 +4,7 @@ Hybrid search reads, for every query, most of a user's rows (the neighbour step:
 sessions cover ~700 of 1,000 turns) and, with an embedder on SQLite, all their vectors. Between
 two searches those rows rarely change. ``ScopeRows`` holds, for one ``(store, scope)``, every
 row of the scope (any status) as search reads it: the columns ``LearningFilter`` tests, the
-context fields (``RankingRow``) and, once asked for, the float32 vectors. ``ScopeCache`` keeps
+context fields (``RankingRow``'s) and, once asked for, the float32 vectors. ``ScopeCache`` keeps
 those snapshots, least recently used first out, within a byte budget.
 
 A snapshot is labelled with the scope's token (table ``learning_scopes``), which triggers draw
@@ -25,7 +25,7 @@ full-text step can rank the scope in memory with the statistics its SQL would co
 index holds tokens as the engine made them: stemming and stopwords stay the engine's.
 
 A snapshot's bytes (``nbytes``) are counted, not guessed: a fixed cost per row (its arrays,
-its ``RankingRow``, its date and its entry in the id index: ``ROW_BYTES``) plus the size of
+its places in lists and its entry in the id index: ``ROW_BYTES``) plus the size of
 every string it holds, and the index's arrays and vocabulary. Repeated values (statuses,
 kinds, sessions, subjects) are kept once. A test holds the count to what ``tracemalloc``
 measures.
@@ -58,10 +58,10 @@ _NEVER = np.iinfo(np.int64).max  # an unset valid_to / expires_at: open towards 
 _ALWAYS = np.iinfo(np.int64).min  # an unset valid_from: open towards the past
 
 #: What a snapshot costs per row besides its strings, vectors and text index: its column
-#: arrays (~105 bytes), its ``RankingRow`` (80), its ``created_at`` (48), its entry in the id
-#: index and the list (~80), measured with ``tracemalloc`` (58.1 MiB against 57.2 counted
-#: with 320 for the 100,000-row benchmark scope). Strings are counted one by one.
-ROW_BYTES = 336
+#: arrays (73 bytes), its places in the lists of ids, subjects and heads (24) and its entry in
+#: the id index with the int it maps to (~70), measured with ``tracemalloc`` (167 per row for
+#: 100,000 rows, 153 for 2,000). Strings are counted one by one.
+ROW_BYTES = 168
 
 #: What separates a row's tokens in the string an engine gives (``ScopeText.build``).
 TOKEN_SEPARATOR = " "
@@ -95,8 +95,22 @@ def _us(moment: datetime) -> int:
     return (moment - _EPOCH) // _US
 
 
+def _micros(moments: Sequence[datetime | None], unset: int) -> npt.NDArray[np.int64]:
+    """Microseconds since the epoch of each of ``moments``, ``unset`` for ``None``. Naive
+    moments are UTC (SQLite's, read as the driver gives them); all are of one kind."""
+    first = next((moment for moment in moments if moment is not None), None)
+    if first is None:  # valid_from, valid_to and expires_at are mostly unset
+        return np.full(len(moments), unset, dtype=np.int64)
+    epoch = _EPOCH if first.tzinfo is not None else _EPOCH.replace(tzinfo=None)
+    return np.fromiter(
+        (unset if moment is None else (moment - epoch) // _US for moment in moments),
+        dtype=np.int64,
+        count=len(moments),
+    )
+
+
 def _string_bytes(values: Sequence[str | None]) -> int:
-    return sum(sys.getsizeof(value) for value in values if value is not None)
+    return sum(map(sys.getsizeof, [value for value in values if value is not None]))
 
 
 def _int_bytes(count: int) -> int:
@@ -127,19 +141,19 @@ class ScopeText:
         holding the separator), so that such a scope is ranked by the database, never here
         with a wrong length."""
         counts = np.array(lengths, dtype=np.int32)
-        flat = TOKEN_SEPARATOR.join(t for t in tokens if t).split(TOKEN_SEPARATOR)
+        flat = TOKEN_SEPARATOR.join(filter(None, tokens)).split(TOKEN_SEPARATOR)
         if not counts.sum():
             flat = []
         if len(flat) != int(counts.sum()):
             return None
-        vocabulary: dict[str, int] = {}
-        ids = np.fromiter(
-            (vocabulary.setdefault(token, len(vocabulary)) for token in flat),
-            dtype=np.int32,
-            count=len(flat),
-        )
+        # Tokens numbered in order of first appearance, by C loops (``dict.fromkeys``, ``map``):
+        # one ``setdefault`` per token in a generator cost ~1 s for a 100,000-row scope.
+        vocabulary = {token: t for t, token in enumerate(dict.fromkeys(flat))}
+        ids = np.fromiter(map(vocabulary.__getitem__, flat), dtype=np.int32, count=len(flat))
         rows = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
-        order = np.argsort(ids, kind="stable")  # stable: each token's rows stay ascending
+        # Stable, so each token's rows stay ascending; 16-bit keys sort by radix, in linear time.
+        keys = ids.astype(np.uint16) if len(vocabulary) <= 2**16 else ids
+        order = np.argsort(keys, kind="stable")
         offsets = np.zeros(len(vocabulary) + 1, dtype=np.int64)
         np.cumsum(np.bincount(ids, minlength=len(vocabulary)), out=offsets[1:])
         postings = rows[order]
@@ -164,17 +178,30 @@ class ScopeText:
 @dataclass(frozen=True, eq=False)
 class ScopeRows:
     """Every row of one ``(store, scope)`` as of ``token``, by ``created_at`` then insertion
-    order (the order ``load_neighbours`` returns), built by ``ScopeRows.build``."""
+    order (the order ``load_neighbours`` returns), built by ``ScopeRows.build``.
+
+    Held column by column (lists of the strings, numpy arrays of the rest); a row's
+    ``RankingRow`` is made when a search returns it (``row``): making one per row, each with
+    its own ``datetime``, took a quarter of a 100,000-row rebuild.
+    """
 
     token: str
-    rows: list[RankingRow]
+    scope: str
+    #: Each row's id, ``content["entity"]`` (``RankingRow.subject``) and head, by position.
+    ids: list[str]
+    subjects: list[str | None]
+    heads: list[str]
     index: dict[str, int]
     seq: npt.NDArray[np.int64]
+    #: Microseconds since the epoch (UTC) of each row's ``created_at``.
     created: npt.NDArray[np.int64]
     columns: dict[str, npt.NDArray[Any]]
-    #: The columns held as codes (``_REPEATED``): each value's code.
+    #: The columns held as codes (``_REPEATED``): each value's code, in order of code.
     codes: dict[str, dict[Any, int]]
+    #: Each row's session as a number of its own, -1 for none (``neighbours``).
     sessions: npt.NDArray[np.int64]
+    #: The session ids by code (``codes["session_id"]`` reversed).
+    session_ids: tuple[str | None, ...]
     #: By vector byte length: positions of the rows with such a vector, in insertion order,
     #: their vectors (one row each) and the vectors' norms. ``None``: not read yet.
     vectors: dict[int, tuple[npt.NDArray[np.intp], Floats, Floats]] | None = None
@@ -222,7 +249,7 @@ class ScopeRows:
     )
 
     #: Columns whose values repeat from row to row, kept once per snapshot.
-    _REPEATED = frozenset({"kind", "status", "user_id", "session_id", "key", "run_id"})
+    _REPEATED = ("kind", "status", "user_id", "session_id", "key", "run_id")
 
     @classmethod
     def build(
@@ -230,65 +257,66 @@ class ScopeRows:
     ) -> ScopeRows:
         """A snapshot from rows of ``FIELDS`` then ``subject`` and ``head`` (then, with
         ``text``, the row's tokens and their number, ``ScopeText.build``), in ``created_at``
-        then ``seq`` order."""
+        then ``seq`` order.
+
+        Column by column, with C loops where there are any (``zip``, ``map``,
+        ``dict.fromkeys``, ``np.fromiter``): a 100,000-row scope is rebuilt after every write
+        to it, and a Python loop per row and column cost seconds."""
         n = len(rows)
-        once: dict[Any, Any] = {}  # each repeated value, kept once
+        width = len(cls.FIELDS) + (4 if text else 2)
+        read: list[Sequence[Any]] = list(zip(*rows, strict=True)) if n else [()] * width
+        by_name = dict(zip(cls.FIELDS, read, strict=False))
         columns: dict[str, npt.NDArray[Any]] = {}
         codes: dict[str, dict[Any, int]] = {}
-        for i, name in enumerate(cls.FIELDS):
-            values = [row[i] for row in rows]
-            if name in ("seq", "created_at"):
-                continue
-            if name in cls._REPEATED:
-                # Compared as small integers: ``==`` over 100,000 Python strings costs ms.
-                code = codes[name] = {}
-                for value in values:
-                    code.setdefault(once.setdefault(value, value), len(code))
-                columns[name] = np.array([code[v] for v in values], dtype=np.int32)
-            elif name in ("valid_from", "valid_to", "expires_at"):
-                unset = _ALWAYS if name == "valid_from" else _NEVER
-                columns[name] = np.array(
-                    [unset if v is None else _us(v) for v in values], dtype=np.int64
-                )
-            elif name == "pinned":
-                columns[name] = np.array([bool(v) for v in values], dtype=np.bool_)
-            else:
-                columns[name] = np.array(values, dtype=object) if n else np.empty(0, object)
-        session_ids: dict[str, int] = {}
-        sessions = np.array(
-            [
-                -1 if row[5] is None else session_ids.setdefault(row[5], len(session_ids))
-                for row in rows
-            ],
-            dtype=np.int64,
-        )
-        ranking = [
-            RankingRow(
-                row[1], once[row[5]], row[8], once.setdefault(row[13], row[13]), scope, row[14]
-            )
-            for row in rows
-        ]
-        index = (
-            None
-            if not text
-            else ScopeText.build([row[15] for row in rows], [row[16] for row in rows])
-        )
-        strings = _string_bytes([row.id for row in ranking]) + _string_bytes(
-            [row.head for row in ranking]
-        )
-        strings += _string_bytes([v for v in once if isinstance(v, str)])
-        strings += sum(sys.getsizeof(code) + _int_bytes(len(code)) for code in codes.values())
+        for name in cls._REPEATED:
+            # Compared as small integers: ``==`` over 100,000 Python strings costs ms.
+            values = by_name[name]
+            code = codes[name] = {v: i for i, v in enumerate(dict.fromkeys(values))}
+            columns[name] = np.fromiter(map(code.__getitem__, values), dtype=np.int32, count=n)
+        for name, unset in (("valid_from", _ALWAYS), ("valid_to", _NEVER), ("expires_at", _NEVER)):
+            columns[name] = _micros(by_name[name], unset)
+        columns["pinned"] = np.fromiter(map(bool, by_name["pinned"]), dtype=np.bool_, count=n)
+        # Sessions numbered apart from their codes, -1 for none: ``neighbours`` matches them.
+        named = [v is not None for v in codes["session_id"]]
+        numbers = np.where(named, np.cumsum(named) - 1, -1).astype(np.int64)
+        sessions = numbers[columns["session_id"]] if n else np.empty(0, dtype=np.int64)
+        once: dict[str | None, str | None] = {}  # each subject kept once
+        subjects = list(map(once.setdefault, read[13], read[13]))
+        ids, heads = list(read[1]), list(read[14])
+        index = None if not text else ScopeText.build(read[15], read[16])
+        strings = _string_bytes(ids) + _string_bytes(heads) + _string_bytes(list(once))
+        for code in codes.values():
+            strings += _string_bytes([v for v in code if isinstance(v, str)])
+            strings += sys.getsizeof(code) + _int_bytes(len(code))
         return cls(
             token=token,
-            rows=ranking,
-            index={row[1]: i for i, row in enumerate(rows)},
-            seq=np.array([row[0] for row in rows], dtype=np.int64),
-            created=np.array([_us(row[8]) for row in rows], dtype=np.int64),
+            scope=scope,
+            ids=ids,
+            subjects=subjects,
+            heads=heads,
+            index=dict(zip(ids, range(n), strict=True)),
+            seq=np.fromiter(read[0], dtype=np.int64, count=n),
+            created=_micros(read[8], 0),
             columns=columns,
             codes=codes,
             sessions=sessions,
+            session_ids=tuple(codes["session_id"]),
             text=index,
             nbytes=n * ROW_BYTES + strings + (0 if index is None else index.nbytes),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, position: int) -> RankingRow:
+        """The row at ``position`` as ``load_neighbours`` returns it."""
+        return RankingRow(
+            self.ids[position],
+            self.session_ids[self.columns["session_id"][position]],
+            _EPOCH + timedelta(microseconds=int(self.created[position])),
+            self.subjects[position],
+            self.scope,
+            self.heads[position],
         )
 
     def with_vectors(self, ids: Sequence[str], blobs: Sequence[bytes]) -> ScopeRows | None:
@@ -325,7 +353,7 @@ class ScopeRows:
         if where.kinds is not None:
             mask &= self._among("kind", where.kinds)
         if where.ids is not None:
-            chosen = np.zeros(len(self.rows), dtype=np.bool_)
+            chosen = np.zeros(len(self), dtype=np.bool_)
             chosen[[self.index[i] for i in where.ids if i in self.index]] = True
             mask &= chosen
         moments = [
@@ -369,27 +397,26 @@ class ScopeRows:
         positions = [p for p in found if p is not None]
         if visible is None or len(positions) != len(found):
             return None
-        picked = np.zeros(len(self.rows), dtype=np.bool_)
+        picked = np.zeros(len(self), dtype=np.bool_)
         picked[positions] = True
         # Sessions by id whatever the filter, as the database looks them up.
         sessions = {int(self.sessions[p]) for p in positions} - {-1}
         if sessions:
             picked |= np.isin(self.sessions, list(sessions))
         if gap is not None and around:
-            scope = self.rows[0].scope
             moments = [
-                (scope, self.rows[p].created_at)
+                (self.scope, _EPOCH + timedelta(microseconds=int(self.created[p])))
                 for p in (self.index.get(key) for key in around)
                 if p is not None and visible[p] and self.sessions[p] == -1
             ]
-            window = np.zeros(len(self.rows), dtype=np.bool_)
+            window = np.zeros(len(self), dtype=np.bool_)
             for _, start, stop in merged_windows(moments, gap):
                 low = np.searchsorted(self.created, _us(start), side="left")
                 high = np.searchsorted(self.created, _us(stop), side="right")
                 window[low:high] = True
             picked |= window & (self.sessions == -1)
         picked &= visible
-        return [self.rows[i] for i in np.flatnonzero(picked)]
+        return [self.row(i) for i in np.flatnonzero(picked).tolist()]
 
     def nearest(
         self, where: LearningFilter, vector: bytes, limit: int
@@ -412,7 +439,7 @@ class ScopeRows:
         similarity = cosine_similarities(matrix, np.frombuffer(vector, dtype=np.float32), norms)
         similarity[~visible[positions]] = np.nan
         order = best_first(similarity, limit).tolist()
-        return [(self.rows[positions[i]].id, float(similarity[i])) for i in order]
+        return [(self.ids[positions[i]], float(similarity[i])) for i in order]
 
 
 class ScopeCache:
@@ -449,6 +476,13 @@ class ScopeCache:
                 return None
             self._snapshots.move_to_end(key)
             return snapshot
+
+    def rows(self, key: ScopeKey) -> int | None:
+        """How many rows the snapshot held for ``key`` has, whatever its token (how large
+        the scope was when last read); ``None`` when none is held."""
+        with self._lock:
+            snapshot = self._snapshots.get(key)
+            return None if snapshot is None else len(snapshot)
 
     def seen(self, key: ScopeKey, token: str, *, record: bool = True) -> bool:
         """Whether an earlier call saw ``key`` with ``token`` (and it was not too big); records

@@ -594,7 +594,7 @@ def _bm25_in_memory(
         kept = np.flatnonzero(score >= np.partition(score, len(score) - limit)[-limit])
         matched, score = matched[kept], score[kept]
     order = np.lexsort((snapshot.seq[matched], -score))[:limit]
-    ids = [snapshot.rows[i].id for i in matched[order].tolist()]
+    ids = [snapshot.ids[i] for i in matched[order].tolist()]
     return list(zip(ids, score[order].tolist(), strict=True))
 
 
