@@ -348,7 +348,7 @@ def test_a_scope_larger_than_the_cache_is_searched_in_the_database(
 def test_vectors_that_do_not_fit_are_read_from_the_database_each_time(
     backend: Backend, target: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Room for the three rows (~2.3 KB), not for their 2 KB vectors as well.
+    # Room for the three rows (~2.7 KB), not for their 2 KB vectors as well.
     with numpy_db(backend, target, search_cache_mb=5_000 / 2**20) as db:
         db.apply([Create(memory(n, f"dog {n}"), embedding=vector(n) * 64) for n in range(3)])
         with caplog.at_level(logging.INFO, logger="kern.db._candidates"):

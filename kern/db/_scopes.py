@@ -25,7 +25,7 @@ full-text step can rank the scope in memory with the statistics its SQL would co
 index holds tokens as the engine made them: stemming and stopwords stay the engine's.
 
 A snapshot's bytes (``nbytes``) are counted, not guessed: a fixed cost per row (its arrays,
-its places in lists and its entry in the id index: ``ROW_BYTES``) plus the size of
+its ``RankingRow`` and date, its entry in the id index: ``ROW_BYTES``) plus the size of
 every string it holds, and the index's arrays and vocabulary. Repeated values (statuses,
 kinds, sessions, subjects) are kept once. A test holds the count to what ``tracemalloc``
 measures.
@@ -39,6 +39,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -58,10 +59,11 @@ _NEVER = np.iinfo(np.int64).max  # an unset valid_to / expires_at: open towards 
 _ALWAYS = np.iinfo(np.int64).min  # an unset valid_from: open towards the past
 
 #: What a snapshot costs per row besides its strings, vectors and text index: its column
-#: arrays (73 bytes), its places in the lists of ids, subjects and heads (24) and its entry in
-#: the id index with the int it maps to (~70), measured with ``tracemalloc`` (167 per row for
-#: 100,000 rows, 153 for 2,000). Strings are counted one by one.
-ROW_BYTES = 168
+#: arrays (73 bytes), its ``RankingRow`` (80) and its date (48), its places in the lists of
+#: rows and ids (16) and its entry in the id index with the int it maps to (~70), measured
+#: with ``tracemalloc`` (287 per row for 100,000 rows, 273 for 2,000). Strings are counted
+#: one by one.
+ROW_BYTES = 288
 
 #: What separates a row's tokens in the string an engine gives (``ScopeText.build``).
 TOKEN_SEPARATOR = " "
@@ -180,17 +182,15 @@ class ScopeRows:
     """Every row of one ``(store, scope)`` as of ``token``, by ``created_at`` then insertion
     order (the order ``load_neighbours`` returns), built by ``ScopeRows.build``.
 
-    Held column by column (lists of the strings, numpy arrays of the rest); a row's
-    ``RankingRow`` is made when a search returns it (``row``): making one per row, each with
-    its own ``datetime``, took a quarter of a 100,000-row rebuild.
+    Built column by column (numpy arrays of what ``visible`` tests), with C loops where
+    there are any: a 100,000-row scope is rebuilt after every write to it.
     """
 
     token: str
     scope: str
-    #: Each row's id, ``content["entity"]`` (``RankingRow.subject``) and head, by position.
+    #: Each row as ``load_neighbours`` returns it, and its id, by position.
+    rows: list[RankingRow]
     ids: list[str]
-    subjects: list[str | None]
-    heads: list[str]
     index: dict[str, int]
     seq: npt.NDArray[np.int64]
     #: Microseconds since the epoch (UTC) of each row's ``created_at``.
@@ -200,8 +200,6 @@ class ScopeRows:
     codes: dict[str, dict[Any, int]]
     #: Each row's session as a number of its own, -1 for none (``neighbours``).
     sessions: npt.NDArray[np.int64]
-    #: The session ids by code (``codes["session_id"]`` reversed).
-    session_ids: tuple[str | None, ...]
     #: By vector byte length: positions of the rows with such a vector, in insertion order,
     #: their vectors (one row each) and the vectors' norms. ``None``: not read yet.
     vectors: dict[int, tuple[npt.NDArray[np.intp], Floats, Floats]] | None = None
@@ -281,8 +279,15 @@ class ScopeRows:
         numbers = np.where(named, np.cumsum(named) - 1, -1).astype(np.int64)
         sessions = numbers[columns["session_id"]] if n else np.empty(0, dtype=np.int64)
         once: dict[str | None, str | None] = {}  # each subject kept once
-        subjects = list(map(once.setdefault, read[13], read[13]))
-        ids, heads = list(read[1]), list(read[14])
+        subjects = map(once.setdefault, read[13], read[13])
+        ids, heads = list(read[1]), read[14]
+        created = _micros(read[8], 0)
+        # ``RankingRow``s made by ``map`` over the columns, dates from their microseconds (as
+        # ``UtcDateTime`` reads them: UTC), each session the one its code keeps.
+        moments = [_EPOCH + timedelta(microseconds=us) for us in created.tolist()]
+        by_code = tuple(codes["session_id"])
+        session_ids = [by_code[c] for c in columns["session_id"].tolist()]
+        made = list(map(RankingRow, ids, session_ids, moments, subjects, repeat(scope, n), heads))
         index = None if not text else ScopeText.build(read[15], read[16])
         strings = _string_bytes(ids) + _string_bytes(heads) + _string_bytes(list(once))
         for code in codes.values():
@@ -291,16 +296,14 @@ class ScopeRows:
         return cls(
             token=token,
             scope=scope,
+            rows=made,
             ids=ids,
-            subjects=subjects,
-            heads=heads,
             index=dict(zip(ids, range(n), strict=True)),
             seq=np.fromiter(read[0], dtype=np.int64, count=n),
-            created=_micros(read[8], 0),
+            created=created,
             columns=columns,
             codes=codes,
             sessions=sessions,
-            session_ids=tuple(codes["session_id"]),
             text=index,
             nbytes=n * ROW_BYTES + strings + (0 if index is None else index.nbytes),
         )
@@ -310,14 +313,7 @@ class ScopeRows:
 
     def row(self, position: int) -> RankingRow:
         """The row at ``position`` as ``load_neighbours`` returns it."""
-        return RankingRow(
-            self.ids[position],
-            self.session_ids[self.columns["session_id"][position]],
-            _EPOCH + timedelta(microseconds=int(self.created[position])),
-            self.subjects[position],
-            self.scope,
-            self.heads[position],
-        )
+        return self.rows[position]
 
     def with_vectors(self, ids: Sequence[str], blobs: Sequence[bytes]) -> ScopeRows | None:
         """This snapshot with the vectors of its rows (``ids`` in insertion order, read under
@@ -405,7 +401,7 @@ class ScopeRows:
             picked |= np.isin(self.sessions, list(sessions))
         if gap is not None and around:
             moments = [
-                (self.scope, _EPOCH + timedelta(microseconds=int(self.created[p])))
+                (self.scope, self.rows[p].created_at)
                 for p in (self.index.get(key) for key in around)
                 if p is not None and visible[p] and self.sessions[p] == -1
             ]
@@ -416,7 +412,7 @@ class ScopeRows:
                 window[low:high] = True
             picked |= window & (self.sessions == -1)
         picked &= visible
-        return [self.row(i) for i in np.flatnonzero(picked).tolist()]
+        return [self.rows[i] for i in np.flatnonzero(picked).tolist()]
 
     def nearest(
         self, where: LearningFilter, vector: bytes, limit: int
