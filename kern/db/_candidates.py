@@ -74,7 +74,7 @@ NEIGHBOUR_HEAD = 80
 
 INLINE_BUILD_ROWS = 2_000
 """Scopes of at most this many rows have their search snapshot built by the search that finds
-it due: ~10 µs a row on PostgreSQL (1,000 rows in 10 ms, 10,000 in 100 ms), so at most about
+it due: ~10-12 µs a row on PostgreSQL (1,000 rows in ~10 ms, 10,000 in ~100 ms), at most about
 one search's time, after which that search is answered from memory. Larger ones are built in
 the background while searches read the database (``kern.db._scope_builds``;
 docs/decisions.md)."""
