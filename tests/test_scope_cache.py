@@ -141,7 +141,7 @@ def test_a_hand_written_update_from_another_connection_is_seen(seeded: SqlDb, ta
         _, rows, _ = search(seeded)
         assert "m002" not in rows  # no longer in the session of the dog turns
     snapshot = cached(seeded)
-    assert snapshot is not None and snapshot.row(snapshot.index["m002"]).session_id == "s2"
+    assert snapshot is not None and snapshot.rows[snapshot.index["m002"]].session_id == "s2"
 
 
 def _add_memory_in_another_process(target: str) -> None:

@@ -311,10 +311,6 @@ class ScopeRows:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def row(self, position: int) -> RankingRow:
-        """The row at ``position`` as ``load_neighbours`` returns it."""
-        return self.rows[position]
-
     def with_vectors(self, ids: Sequence[str], blobs: Sequence[bytes]) -> ScopeRows | None:
         """This snapshot with the vectors of its rows (``ids`` in insertion order, read under
         the same token); ``None`` if one of them is not a row of it."""
