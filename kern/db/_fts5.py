@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
-__all__ = ["DocumentCounts", "bm25_scores", "fts5_tokens", "porter", "varints"]
+__all__ = ["DocumentCounts", "bm25_scores", "fts5_tokens", "porter", "stem", "varints"]
 
 #: ``bm25()``'s constants (``fts5Bm25Function``).
 K1 = 1.2
@@ -58,13 +58,14 @@ def fts5_tokens(text: str) -> list[str] | None:
                 category = unicodedata.category(char)
                 if category[0] in "LNM" or category == "Co":
                     return None
-    return [_stem(token) for token in _ASCII_TOKEN.findall(text)]
+    return [stem(token) for token in _ASCII_TOKEN.findall(text)]
 
 
 @lru_cache(maxsize=65_536)
-def _stem(token: str) -> str:
-    """``porter`` of an ASCII token as it stands in the text (remembered: texts repeat
-    words, and stemming costs more than the lookup)."""
+def stem(token: str) -> str:
+    """``porter`` of a token as it stands in a text, folded to lower case (remembered: texts
+    repeat words, and stemming costs more than the lookup; one cache for this module's
+    tokenizer and search's query coverage)."""
     return porter(token.lower())
 
 

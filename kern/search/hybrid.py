@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from kern._text import query_terms
-from kern.db._fts5 import porter
+from kern.db._fts5 import stem
 from kern.db.base import LearningDb, LearningFilter, RankingRow, SearchHit
 from kern.errors import ConfigError
 from kern.limits import MAX_PAGE, MAX_QUERY_CHARS, check_count, check_text
@@ -129,7 +129,7 @@ def rank_candidates(
     matched: dict[str, frozenset[str]] = {}
     if config.coverage_weight and text:
         texts = db.load_texts(where, list(text)[: config.context_candidates])
-        terms = list(dict.fromkeys(_stem(word) for word in query_terms(query)))
+        terms = list(dict.fromkeys(stem(word) for word in query_terms(query)))
         matched = {key: _stems(body) for key, body in texts.items()}
     ranked = rank(
         query,
@@ -168,16 +168,13 @@ def _context(
     return [*sessions.values(), *chains], created_at, subjects
 
 
-#: Porter stems (the stemmer of SQLite's full-text index, applied here on every engine) of
-#: query words and of a row's words, so "painted" in a question holds "painting" in a row.
-_stem = lru_cache(maxsize=65_536)(porter)
-
-
 @lru_cache(maxsize=16_384)
 def _stems(text: str) -> frozenset[str]:
-    """The stems of ``text``'s words (remembered by text: the best candidates of one user's
-    searches are the same rows again and again; an edited row is a new key)."""
-    return frozenset(_stem(word) for word in query_terms(text, stopwords=(), limit=None))
+    """The Porter stems (``kern.db._fts5.stem``: the stemmer of SQLite's full-text index,
+    applied here on every engine) of ``text``'s words, so "painted" in a question holds
+    "painting" in a row. Remembered by text: the best candidates of one user's searches are
+    the same rows again and again; an edited row is a new key."""
+    return frozenset(stem(word) for word in query_terms(text, stopwords=(), limit=None))
 
 
 #: ``speaker_of`` remembered by text: a search reads the same few hundred rows' heads again
