@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -36,6 +37,13 @@ def responder(request: Recorded) -> Reply:
 
 
 class Terminal:
+    """A child process on its own pseudo-terminal, as a shell starts a foreground job.
+
+    Used as a context manager: on leaving, a child still running is killed *and reaped*. A
+    child left unreaped would make ``Popen.__del__`` warn whenever the garbage collector gets
+    to it, and with warnings as errors that fails whichever later test is running then.
+    """
+
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.master, slave = pty.openpty()
         # The pty is the child's controlling terminal (a new session), as in a real terminal:
@@ -48,11 +56,22 @@ class Terminal:
             env=env,
             close_fds=True,
             start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            preexec_fn=_foreground_job,
         )
         os.close(slave)
         self.output = ""
         self.seen = 0  # output before this was matched by an earlier expect
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait(timeout=30)
+        finally:
+            os.close(self.master)
 
     def expect(self, text: str, timeout: float = 30) -> None:
         """Wait for ``text`` after what earlier calls matched."""
@@ -75,6 +94,20 @@ class Terminal:
     def press(self, key: str) -> None:
         """A control key: the terminal turns Ctrl-C into SIGINT and Ctrl-D into end of input."""
         os.write(self.master, key.encode())
+
+
+def _foreground_job() -> None:
+    """In the child, before exec: what a shell gives a job it runs in a terminal.
+
+    The pty becomes the controlling terminal, and SIGINT is delivered with its default
+    action, whatever this test process inherited. A test run started in the background of a
+    non-interactive shell (``bash -c 'pytest … &'``) has SIGINT ignored, and an ignored signal
+    stays ignored across exec: Python would then install no KeyboardInterrupt handler and
+    Ctrl-C would do nothing in the chat.
+    """
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def chat_env(server: FakeServer) -> dict[str, str]:
@@ -103,50 +136,26 @@ def chat_args(db: Path) -> list[str]:
 
 
 def test_chat_repl_learns_and_shows_memory_and_profile(tmp_path: Path) -> None:
-    with FakeServer(ResponsesProtocol(), responder) as server:
-        env = {
-            **os.environ,
-            "OPENAI_BASE_URL": server.url + "/v1",
-            "OPENAI_API_KEY": "sk-test",
-            "COLUMNS": "120",
-            "TERM": "xterm",
-        }
-        term = Terminal(
-            [
-                sys.executable,
-                "-m",
-                "kern.cli",
-                "chat",
-                "--model",
-                "openai:fake",
-                "--db",
-                str(tmp_path / "chat.db"),
-                "--user-id",
-                "alice",
-            ],
-            env,
-        )
-        try:
-            term.expect("you ›")
-            term.send("Hi, I'm Alice and I keep bees")
-            term.expect("Hello from the fake model!")
-            term.expect("you ›")
-            term.send("/profile")
-            term.expect("name: Alice")
-            term.send("/memory")
-            term.expect("Alice keeps bees.")
-            term.send("/proposals")
-            term.expect("0 pending proposal(s)")
-            term.send("/forget")
-            term.expect("forgot everything about alice")
-            term.send("/memory")
-            term.expect("0 memories")
-            term.send("/quit")
-            assert term.process.wait(timeout=30) == 0
-        finally:
-            if term.process.poll() is None:
-                term.process.kill()
-            os.close(term.master)
+    with (
+        FakeServer(ResponsesProtocol(), responder) as server,
+        Terminal(chat_args(tmp_path / "chat.db"), chat_env(server)) as term,
+    ):
+        term.expect("you ›")
+        term.send("Hi, I'm Alice and I keep bees")
+        term.expect("Hello from the fake model!")
+        term.expect("you ›")
+        term.send("/profile")
+        term.expect("name: Alice")
+        term.send("/memory")
+        term.expect("Alice keeps bees.")
+        term.send("/proposals")
+        term.expect("0 pending proposal(s)")
+        term.send("/forget")
+        term.expect("forgot everything about alice")
+        term.send("/memory")
+        term.expect("0 memories")
+        term.send("/quit")
+        assert term.process.wait(timeout=30) == 0
 
 
 def test_chat_on_a_compatible_server_warns_after_a_turn_whose_learning_failed(
@@ -166,7 +175,7 @@ def test_chat_on_a_compatible_server_warns_after_a_turn_whose_learning_failed(
     with FakeServer(ChatProtocol(), no_json) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
         env.update({"COLUMNS": "200", "TERM": "xterm"})
-        term = Terminal(
+        with Terminal(
             [
                 sys.executable,
                 "-m",
@@ -180,8 +189,7 @@ def test_chat_on_a_compatible_server_warns_after_a_turn_whose_learning_failed(
                 str(tmp_path / "chat.db"),
             ],
             env,
-        )
-        try:
+        ) as term:
             term.expect("you ›")
             term.send("Hi, I'm Alice and I keep bees")
             term.expect("Hello from the compatible server!")
@@ -189,10 +197,6 @@ def test_chat_on_a_compatible_server_warns_after_a_turn_whose_learning_failed(
             term.expect("you ›")
             term.send("/quit")
             assert term.process.wait(timeout=30) == 0
-        finally:
-            if term.process.poll() is None:
-                term.process.kill()
-            os.close(term.master)
     warning = term.output.split("learning from this turn failed:")[1].split("you ›")[0]
     assert "ModelOutputError" in warning
     keys = {
@@ -201,42 +205,52 @@ def test_chat_on_a_compatible_server_warns_after_a_turn_whose_learning_failed(
     assert keys == {"Bearer none"}
 
 
+def test_ctrl_c_reaches_the_child_even_if_this_process_ignores_sigint() -> None:
+    """A suite started in the background of a non-interactive shell runs with SIGINT ignored
+    (the Ctrl-C test below failed so, every time); the terminal still delivers Ctrl-C."""
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sleeper = "import time; print('ready', flush=True); time.sleep(60)"
+        term = Terminal([sys.executable, "-c", sleeper], dict(os.environ))
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    with term:
+        term.expect("ready")  # Python has installed its SIGINT handler
+        term.press("\x03")
+        term.expect("KeyboardInterrupt")
+        assert term.process.wait(timeout=30) != 0
+
+
 def test_chat_echoes_once_and_ctrl_c_stops_an_answer_not_the_chat(tmp_path: Path) -> None:
-    with FakeServer(ResponsesProtocol(), responder) as server:
-        term = Terminal(chat_args(tmp_path / "chat.db"), chat_env(server))
-        try:
-            term.expect("you ›")
-            term.send("Hi, I'm Alice and I keep bees")
-            term.expect("Hello from the fake model!")
-            term.expect("you ›")
-            # The terminal echoes the line as it is typed; the chat does not print it again.
-            assert term.output.count("I keep bees") == 1, term.output
-            term.send("Tell me a long story")
-            term.expect("agent ›")
-            term.press("\x03")
-            term.expect("stopped")
-            term.expect("you ›")
-            term.send("Are you still there?")
-            term.expect("Hello from the fake model!")
-            term.expect("you ›")
-            term.press("\x03")  # at the prompt: leave, with a word
-            term.expect("bye")
-            assert term.process.wait(timeout=30) == 0
-        finally:
-            if term.process.poll() is None:
-                term.process.kill()
-            os.close(term.master)
+    with (
+        FakeServer(ResponsesProtocol(), responder) as server,
+        Terminal(chat_args(tmp_path / "chat.db"), chat_env(server)) as term,
+    ):
+        term.expect("you ›")
+        term.send("Hi, I'm Alice and I keep bees")
+        term.expect("Hello from the fake model!")
+        term.expect("you ›")
+        # The terminal echoes the line as it is typed; the chat does not print it again.
+        assert term.output.count("I keep bees") == 1, term.output
+        term.send("Tell me a long story")
+        term.expect("agent ›")
+        term.press("\x03")
+        term.expect("stopped")
+        term.expect("you ›")
+        term.send("Are you still there?")
+        term.expect("Hello from the fake model!")
+        term.expect("you ›")
+        term.press("\x03")  # at the prompt: leave, with a word
+        term.expect("bye")
+        assert term.process.wait(timeout=30) == 0
 
 
 def test_chat_leaves_on_ctrl_d(tmp_path: Path) -> None:
-    with FakeServer(ResponsesProtocol(), responder) as server:
-        term = Terminal(chat_args(tmp_path / "chat.db"), chat_env(server))
-        try:
-            term.expect("you ›")
-            term.press("\x04")
-            term.expect("bye")
-            assert term.process.wait(timeout=30) == 0
-        finally:
-            if term.process.poll() is None:
-                term.process.kill()
-            os.close(term.master)
+    with (
+        FakeServer(ResponsesProtocol(), responder) as server,
+        Terminal(chat_args(tmp_path / "chat.db"), chat_env(server)) as term,
+    ):
+        term.expect("you ›")
+        term.press("\x04")
+        term.expect("bye")
+        assert term.process.wait(timeout=30) == 0
