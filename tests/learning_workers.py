@@ -42,8 +42,9 @@ def _write(target: str, worker: str, count: int) -> None:
     db.close()
 
 
-def hang_in_extraction(target: str) -> None:
-    """Run one turn whose extraction never finishes (the parent kills this process)."""
+def hang_in_extraction(target: str, lease: float) -> None:
+    """Run one turn whose extraction never finishes, its job claimed under a lease of
+    ``lease`` seconds (the parent kills this process)."""
 
     def respond(request: ModelRequest) -> ModelResponse:
         if request.output_schema is not None:
@@ -51,7 +52,7 @@ def hang_in_extraction(target: str) -> None:
         return ModelResponse("ok")
 
     db = open_db(target)
-    lm = LearningMachine(db=db, user_memory=True, job_lease=1.0)
+    lm = LearningMachine(db=db, user_memory=True, job_lease=lease)
     agent = Agent(model=FunctionModel(respond), db=db, learning=lm)
     agent.run("My favourite colour is teal", user_id="u", session_id="s")
     time.sleep(3600)

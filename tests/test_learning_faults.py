@@ -8,12 +8,14 @@ import multiprocessing
 import os
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kern._sync import wait_for_background
 from kern.agent import Agent
 from kern.errors import StorageError
 from kern.learn import LearningMachine, LearningMode, Memory, UserMemoryConfig
@@ -124,8 +126,14 @@ def test_a_repair_retry_fixes_one_bad_answer(db: Any) -> None:
 
 
 def test_a_job_of_a_killed_process_is_resumed_once(db: Any, backend: Backend) -> None:
+    # The child's lease is long, so "it still holds" cannot run out on a loaded machine
+    # between the kill and the first claim; "after the lease" is a second process whose clock
+    # reads past it, instead of a wait as long as the lease.
+    lease = 60.0
     spawn = multiprocessing.get_context("spawn")
-    process = spawn.Process(target=learning_workers.hang_in_extraction, args=(backend.target,))
+    process = spawn.Process(
+        target=learning_workers.hang_in_extraction, args=(backend.target, lease)
+    )
     process.start()
     try:
         deadline = time.monotonic() + 60
@@ -137,21 +145,28 @@ def test_a_job_of_a_killed_process_is_resumed_once(db: Any, backend: Backend) ->
         process.join()
         (job,) = db.list_jobs()
         assert job.status == "running"  # orphaned, leased
+        assert job.lease_until is not None
 
-        lm = LearningMachine(
-            db=db,
-            model=FunctionModel(lambda r: ModelResponse(learning_workers.extraction_answer())),
-            user_memory=True,
-            job_lease=1.0,
-        )
-        assert lm.process_pending() == 0  # the lease still holds
-        time.sleep(1.1)
-        assert lm.process_pending() == 1
-        assert lm.process_pending() == 0
-        memories = lm.user_memory.list(user_id="u")
+        def resumer(database: Any) -> LearningMachine:
+            answer = FunctionModel(lambda r: ModelResponse(learning_workers.extraction_answer()))
+            return LearningMachine(db=database, model=answer, user_memory=True, job_lease=1.0)
+
+        here = resumer(db)
+        assert here.process_pending() == 0  # the lease still holds
+
+        def after_the_lease() -> datetime:
+            return datetime.now(UTC) + timedelta(seconds=lease + 1)
+
+        with backend.open(clock=after_the_lease) as later:
+            assert later.now() > job.lease_until
+            lm = resumer(later)
+            assert lm.process_pending() == 1
+            assert lm.process_pending() == 0
+            wait_for_background()
+        memories = here.user_memory.list(user_id="u")
         assert [m.content for m in memories] == ["The user's favourite colour is teal."]
         (job,) = db.list_jobs()
-        assert job.status == "done"
+        assert (job.status, job.attempts) == ("done", 2)
     finally:
         if process.is_alive():
             process.kill()
