@@ -136,7 +136,7 @@ async def test_parallel_tool_calls_run_concurrently() -> None:
         arrived += 1
         if arrived == 2:
             both_here.set()
-        await asyncio.wait_for(both_here.wait(), timeout=5)
+        await asyncio.wait_for(both_here.wait(), timeout=30)
         return name
 
     model = script(

@@ -64,7 +64,7 @@ def test_extraction_sees_the_answer_and_the_answer_does_not_wait_for_it(db: Any)
 
     def extract(request: ModelRequest) -> dict[str, Any]:
         seen.append(prompt_text(request))
-        assert release.wait(10)
+        assert release.wait(60)
         return {"user_memory": {"add": [{"content": "The user likes tea."}]}}
 
     agent = Agent(

@@ -220,7 +220,7 @@ def test_sigterm_stops_an_idle_worker_cleanly(backend: Backend) -> None:
         assert ready.wait(timeout=120), "the worker never installed its signal handlers"
         assert worker.is_alive() and worker.pid is not None
         os.kill(worker.pid, signal.SIGTERM)
-        worker.join(timeout=20)
+        worker.join(timeout=60)
         assert worker.exitcode == 0
     finally:
         if worker.is_alive():
