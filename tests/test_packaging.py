@@ -9,6 +9,7 @@ in its metadata instead. Marked `packaging`; it runs with the whole suite.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -26,8 +27,11 @@ pytestmark = [pytest.mark.packaging, pytest.mark.timeout(600)]
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> str:
+    # Without PYTHONPATH: one pointing at a checkout (as when the suite runs a worktree
+    # through a shared virtualenv) would shadow the installed copy this test must import.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
-        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, check=False
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
