@@ -1,10 +1,11 @@
 """Searches over a large shared namespace while it is written to, on PostgreSQL.
 
-Search keeps each scope's rows in memory until the scope is written (docs/search.md, "What
-search keeps in memory"); a namespace many users' agents write to is rebuilt over and over.
-This measures what a searching process sees then, on a database holding ``scale.py``'s
-shared namespace at ``--size`` stored items (its 10 shared learnings per 100 items: 100,000
-at 1M) and nothing else, since the namespace is all such a search reads:
+Search keeps each scope's rows in memory and brings them up to date by the rows changed
+since (docs/search.md, "What search keeps in memory"); a namespace many users' agents write
+to changes every second. This measures what a searching process sees then, on a database
+holding ``scale.py``'s shared namespace at ``--size`` stored items (its 10 shared learnings
+per 100 items: 100,000 at 1M) and nothing else, since the namespace is all such a search
+reads:
 
 - rebuild: the namespace's snapshot rebuilt ``--rebuilds`` times (its rows and lexemes read,
   then ``ScopeRows.build``), each part timed;
@@ -12,8 +13,9 @@ at 1M) and nothing else, since the namespace is all such a search reads:
   shared queries, after 20 warm-up ones), p50 / p95 / p99;
 - steady writes: for ``--seconds`` seconds another process adds one learning to the namespace
   every ``--write-every`` seconds (its own ``PostgresDb``, as another user's agent would)
-  while this process searches back to back; p50 / p95 / p99 / max of those searches, and how
-  many were ranked by the database (the others from the snapshot).
+  while this process searches back to back; p50 / p95 / p99 / max of those searches, how
+  many were ranked by the database (the others from the snapshot), and how many brought the
+  snapshot up to date with the rows changed.
 
 The load average goes with every line. The database (``kern_shared`` on the pgserver that
 ``--workdir`` holds, or on ``--postgres-url``) is built once and reused with ``--reuse``.
@@ -146,6 +148,14 @@ def main() -> None:
             return ranked_by_sql(*a, **k)
 
         db._text_search_query = counted  # type: ignore[method-assign]
+        brought = [0]
+        bring_up = db._bring_up_to_date
+
+        def counted_bring_up(*a: Any, **k: Any) -> Any:
+            brought[0] += 1
+            return bring_up(*a, **k)
+
+        db._bring_up_to_date = counted_bring_up  # type: ignore[method-assign]
 
         def search() -> float:
             item = int(rng.integers(users)) * scale.ITEMS_PER_USER + scale.ITEMS_PER_USER - 1
@@ -167,12 +177,15 @@ def main() -> None:
         )
         process.start()
         time.sleep(2.0)  # the writer's start-up
-        before, sql[0] = load(), 0
+        before, sql[0], brought[0] = load(), 0, 0
         busy: list[float] = []
         while process.is_alive():
             busy.append(search())
         process.join()
-        print(f"steady writes: {percentiles(busy)}  by SQL {sql[0]}  ({before}, {load()} after)")
+        print(
+            f"steady writes: {percentiles(busy)}  by SQL {sql[0]}  brought up to date "
+            f"{brought[0]}  ({before}, {load()} after)"
+        )
         lm.close()
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, insert, inspect, select, update
+from sqlalchemy import Connection, delete, insert, inspect, select, update
 
 from kern.db import schema
 from kern.db.base import Create, LearningFilter, RunRecord
@@ -178,6 +178,41 @@ def _check_m006(db: SqlDb) -> None:
         assert conn.execute(query).scalar_one() != tokens[key]
 
 
+def _seed_m007(db: SqlDb) -> None:
+    db.apply([Create(rec("seed-7", "Zoe sails a dinghy", scope="user:zoe", user_id="zoe"))])
+    db.apply([Create(rec("seed-7x", "Zoe sold the dinghy", scope="user:zoe", user_id="zoe"))])
+    with db.transaction() as conn:
+        conn.execute(delete(schema.learnings).where(schema.learnings.c.id == "seed-7x"))
+
+
+def _changed(db: SqlDb) -> dict[str, int]:
+    with db.transaction(write=False) as conn:
+        rows = conn.execute(select(schema.learnings.c.id, schema.learnings.c.changed))
+        return {row.id: row.changed for row in rows}
+
+
+def _check_m007(db: SqlDb) -> None:
+    # Every write marks its rows with a marker later than any earlier one (rows written before
+    # m007 have 0), rows written before m007 included, and a delete leaves a tombstone in the
+    # row's scope.
+    before = _changed(db)
+    assert before["seed-7"] > 0
+    with db.transaction() as conn:
+        conn.execute(
+            update(schema.learnings)
+            .where(schema.learnings.c.id.in_(["seed-3", "seed-7"]))
+            .values(version=schema.learnings.c.version)
+        )
+    after = _changed(db)
+    assert min(after["seed-3"], after["seed-7"]) > max(before.values())
+    with db.transaction(write=False) as conn:
+        tombstones = conn.execute(select(schema.learning_tombstones)).all()
+    assert [(t.store, t.scope, t.id) for t in tombstones] == [
+        ("user_memory", "user:zoe", "seed-7x")
+    ]
+    assert tombstones[0].changed > before["seed-7"]
+
+
 SEEDS: dict[str, tuple[Callable[[SqlDb], None], Callable[[SqlDb], None]]] = {
     "m001_sessions_and_runs": (_seed_m001, _check_m001),
     "m002_learnings": (seed_m002, check_m002),
@@ -185,6 +220,7 @@ SEEDS: dict[str, tuple[Callable[[SqlDb], None], Callable[[SqlDb], None]]] = {
     "m004_time": (_seed_m004, _check_m004),
     "m005_scoped_full_text": (_seed_m005, _check_m005),
     "m006_learning_scopes": (_seed_m006, _check_m006),
+    "m007_learning_changes": (_seed_m007, _check_m007),
 }
 
 

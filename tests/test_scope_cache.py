@@ -468,15 +468,18 @@ def _never_sql(*args: object) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # ranked in memory there
-def test_a_write_is_ranked_by_the_database_until_the_snapshot_is_rebuilt(
-    backend: Backend, target: str
+def test_a_write_is_ranked_in_memory_by_the_next_search(
+    backend: Backend, target: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from kern.db.postgres import PostgresDb
+
     with backend.open(target) as db:
         db.apply([Create(memory(n, f"dog {n}")) for n in range(3)])
         for _ in range(2):
             search(db)
         assert cached(db) is not None
         db.apply([Create(memory(9, "dog dog kayak"))])
+        monkeypatch.setattr(PostgresDb, "_text_search_query", _never_sql)
         assert "m009" in [key for key, _ in db.search_text_scores("kayak", MEMORIES)]
 
 
@@ -630,14 +633,14 @@ def test_a_search_after_a_write_never_returns_a_stale_row_while_building(
         )
         assert search(db) == search(fresh)  # the database's answer, m006 in it
         assert "m006" in search(db)[0]  # starts a build, held before it builds
-        # Written after the build read the rows and checked the token: it builds a snapshot
-        # under a token that is no longer the scope's.
+        # Written after the build read the rows: it builds a snapshot under a token that is
+        # no longer the scope's.
         other.apply([SetStatus("m006", status="deleted", from_statuses=("active",), action="x")])
         gate.set()
         db._builds.wait()
         stale = cached(db)
         assert stale is not None and "m006" in stale.index and stale.token != current_token(db)
-        for _ in range(6):  # the stale one never serves; a current one is built and serves
+        for _ in range(6):  # the stale one serves only brought up to date (m006 deleted)
             assert search(db) == search(fresh)
             assert "m006" not in search(db)[0]
             db._builds.wait()
@@ -685,3 +688,218 @@ def test_a_failing_build_is_logged_once_and_searches_read_the_database(
     message = said[0].getMessage()
     assert "the build broke" in message and "RuntimeError" in message and ALICE in message
     assert cached(db) is None
+
+
+# --- brought up to date by what changed (migration m007) -----------------------------------------
+
+
+def _change_at_random(rng: random.Random, other: SqlDb, target: str, fresh: int) -> None:
+    """Writes of every kind, by another database object and by hand-written SQL: new rows,
+    text, status, expiry, validity and session changes, deletes."""
+    from kern.db.schema import learnings
+
+    new = _text_rows(rng, 3, turns=rng.random() < 0.5)
+    other.apply(
+        [
+            dataclasses.replace(
+                create,
+                record=dataclasses.replace(
+                    create.record, id=f"n{fresh + i}", content_hash=f"n{fresh + i}", key=None
+                ),
+            )
+            for i, create in enumerate(new)
+        ]
+    )
+    engine = bare_engine(target)
+    with engine.begin() as conn:
+        ids = sorted(conn.execute(select(learnings.c.id)).scalars())
+        changed = rng.sample(ids, 4)
+        conn.execute(
+            learnings.update()
+            .where(learnings.c.id == changed[0])
+            .values(text=" ".join(rng.choices(_WORDS, k=5)), status="active")
+        )
+        conn.execute(
+            learnings.update()
+            .where(learnings.c.id == changed[1])
+            .values(
+                status=rng.choice(["deleted", "proposed", "active"]),
+                expires_at=T0 + timedelta(days=rng.randint(-5, 5)),
+                session_id=rng.choice([None, "s1", "s9"]),
+            )
+        )
+        conn.execute(
+            learnings.update()
+            .where(learnings.c.id == changed[2])
+            .values(
+                valid_from=T0 + timedelta(days=rng.randint(-20, 0)),
+                pinned=rng.random() < 0.5,
+                user_id=rng.choice(["alice", "dave"]),
+            )
+        )
+        conn.execute(learnings.delete().where(learnings.c.id == changed[3]))
+    engine.dispose()
+
+
+def _never_read_whole(*args: object) -> None:
+    raise AssertionError("the scope was read whole, not brought up to date")
+
+
+def test_a_snapshot_brought_up_to_date_answers_exactly_as_the_database(
+    vdb: SqlDb, backend: Backend, target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After writes of every kind by others, the snapshot is brought up to date by the rows
+    changed (never read whole again) and answers every step as the database: neighbours,
+    vectors and, on PostgreSQL, full-text ranking, scores and statistics to the last bit."""
+    db = vdb
+    rng = random.Random(29)
+    db.apply(_text_rows(rng, 120, turns=False))
+    with (
+        numpy_db(backend, target, search_cache_mb=0) as uncached,
+        numpy_db(backend, target, search_cache_mb=0) as other,
+    ):
+        warm(db)
+        monkeypatch.setattr(type(db), "_read_snapshot", _never_read_whole)
+        compared = 0
+        for round_ in range(6):
+            _change_at_random(rng, other, target, 1000 + 10 * round_)
+            for _ in range(12):
+                where = _random_filter(rng)
+                hits = [key for key, _ in uncached.search_text_scores("dog cat tree", where)]
+                ids = hits[:10] or ["m001"]
+                around = rng.sample(ids, rng.randint(0, len(ids)))
+                for gap in (GAP, None):
+                    expected = uncached.load_neighbours(where, ids, around=around, gap=gap)
+                    assert db.load_neighbours(where, ids, around=around, gap=gap) == expected
+                query = np.random.default_rng(rng.randint(0, 99)).standard_normal(8)
+                vector_ = query.astype(np.float32).tobytes()
+                expected_near = uncached.search_vectors(vector_, where, limit=10)
+                assert db.search_vectors(vector_, where, limit=10) == expected_near
+                text_query, limit = _queries(rng, False), rng.choice([1, 5, 50])
+                expected_text = uncached.search_text_scores(text_query, where, limit=limit)
+                if backend.postgres:
+                    from kern.db.postgres import PostgresDb
+
+                    with monkeypatch.context() as patch:
+                        patch.setattr(PostgresDb, "_text_search_query", _never_sql)
+                        found = db.search_text_scores(text_query, where, limit=limit)
+                else:
+                    found = db.search_text_scores(text_query, where, limit=limit)
+                assert found == expected_text
+                compared += bool(expected_text) + bool(expected_near)
+            snapshot = cached(db)
+            assert snapshot is not None and snapshot.base is not None
+            assert snapshot.vectors is not None
+            if backend.postgres:
+                assert snapshot.text is not None
+        assert compared >= 40
+
+
+def _insert_copy(conn: Any, source: str, key: str, words: str) -> None:
+    """A new row of alice's scope, by hand-written SQL: ``source``'s with ``words`` as text."""
+    conn.execute(
+        text(
+            "INSERT INTO learnings (id, store, kind, scope, user_id, session_id, content, text, "
+            "content_hash, status, version, created_at, updated_at, metadata, pinned) "
+            "SELECT :key, store, kind, scope, user_id, NULL, content, :words, :key, status, 1, "
+            "created_at, updated_at, metadata, pinned FROM learnings WHERE id = :source"
+        ),
+        {"key": key, "words": words, "source": source},
+    )
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_write_committed_after_a_later_one_is_still_seen(seeded: SqlDb, target: str) -> None:
+    """PostgreSQL commits transactions out of the order of their ids: one that began first
+    (the smaller id) and commits after a later one must still be seen once it commits, though
+    the snapshot was brought up to date by the later one meanwhile."""
+    db = seeded
+    warm(db)
+    engine = bare_engine(target)
+    first, second = engine.connect(), engine.connect()
+    try:
+        first.begin()
+        _insert_copy(first, "m001", "early", "dog kayak early")  # its id is the smaller
+        with second.begin():
+            _insert_copy(second, "m001", "late", "dog kayak late")
+        hits, rows, _ = search(db, "kayak")
+        assert "late" in hits and "early" not in hits
+        snapshot = cached(db)
+        assert snapshot is not None and snapshot.base is not None  # brought up to date
+        first.commit()
+        hits, rows, _ = search(db, "kayak")
+        assert sorted(hits) == ["early", "late"] and {"early", "late"} <= set(rows)
+    finally:
+        first.close()
+        second.close()
+        engine.dispose()
+
+
+def test_past_the_tombstones_kept_a_snapshot_is_read_whole(seeded: SqlDb, target: str) -> None:
+    """Tombstones older than ``TOMBSTONE_HORIZON`` changes are pruned by the next delete; a
+    snapshot read before them cannot know what they said, so it is read whole again."""
+    from kern.db.migrations import TOMBSTONE_HORIZON
+
+    db = seeded
+    warm(db)
+    before = cached(db)
+    assert before is not None
+    engine = bare_engine(target)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM learnings WHERE id = 'm003'"))
+        if engine.dialect.name == "sqlite":  # a million writes later
+            conn.execute(text(f"UPDATE learning_clock SET value = value + {TOMBSTONE_HORIZON}"))
+            conn.execute(text("DELETE FROM learnings WHERE id = 'm002'"))
+            kept = conn.execute(text("SELECT id FROM learning_tombstones")).scalars().all()
+            assert kept == ["m002"]  # m003's was pruned
+    engine.dispose()
+    if engine.dialect.name != "sqlite":  # as if the snapshot were a million transactions old
+        db._scope_cache._snapshots[("user_memory", ALICE)] = dataclasses.replace(  # type: ignore[union-attr]
+            before, horizon=before.horizon - TOMBSTONE_HORIZON
+        )
+    _, rows, near = search(db)
+    assert "m003" not in rows and "m003" not in near
+    assert "m002" not in rows or engine.dialect.name != "sqlite"
+    assert search(db)[1] == rows  # the second search after a write reads it whole again
+    snapshot = cached(db)
+    assert snapshot is not None and snapshot.base is None and snapshot.horizon > before.horizon
+
+
+def test_a_snapshot_that_gathered_many_changes_is_read_whole_in_the_background(
+    seeded: SqlDb, backend: Backend, target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kern.db._candidates as candidates
+
+    monkeypatch.setattr(candidates, "CHANGES_KEPT", 2)
+    db = seeded
+    warm(db)
+    with numpy_db(backend, target, search_cache_mb=0) as other:
+        for n in range(3):
+            other.apply([Create(memory(10 + n, f"dog number {n}"), embedding=vector(n))])
+            expected = search(other)
+            assert search(db) == expected
+            snapshot = cached(db)
+            assert snapshot is not None and len(snapshot.changes) == n + 1
+        db._builds.wait()
+        snapshot = cached(db)
+        assert snapshot is not None and snapshot.base is None and len(snapshot) == 8
+        assert search(db) == expected
+
+
+def test_a_forgotten_user_written_again_is_never_served_their_old_rows(
+    seeded: SqlDb, backend: Backend, target: str
+) -> None:
+    """Forgetting a user removes their scopes' tokens and tombstones (they name the user): a
+    snapshot read before cannot be brought up to date past that, so once the scope is
+    written again it is read whole, not served with the forgotten rows."""
+    db = seeded
+    warm(db)
+    with numpy_db(backend, target, search_cache_mb=0) as other:
+        other.delete_user("alice")
+        with other.transaction(write=False) as conn:
+            left = conn.execute(text("SELECT id, seq FROM learning_tombstones")).all()
+        assert [(row[0], row[1]) for row in left] == [("", 0)]  # nothing naming alice
+        other.apply([Create(memory(7, "A new dog, a new start"), embedding=vector(7))])
+        expected = search(other)
+    assert search(db) == expected
+    assert sorted(search(db)[1]) == ["m007"]

@@ -28,6 +28,8 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    literal_column,
+    null,
     or_,
     select,
     type_coerce,
@@ -58,10 +60,13 @@ from kern.db.base import (
     RankingRow,
     SearchHit,
 )
-from kern.db.schema import StringList, among, learning_scopes, learnings
+from kern.db.migrations import RESET_TOMBSTONE, TOMBSTONE_HORIZON
+from kern.db.schema import StringList, among, learning_scopes, learning_tombstones, learnings
 from kern.errors import ConfigError
 
 __all__ = [
+    "CHANGES_KEPT",
+    "CHANGES_READ",
     "INLINE_BUILD_ROWS",
     "NEIGHBOUR_HEAD",
     "SEARCH_CACHE_MB",
@@ -78,6 +83,16 @@ it due: ~10-12 µs a row on PostgreSQL (1,000 rows in ~10 ms, 10,000 in ~100 ms)
 one search's time, after which that search is answered from memory. Larger ones are built in
 the background while searches read the database (``kern.db._scope_builds``;
 docs/decisions.md)."""
+
+CHANGES_KEPT = 500
+"""A snapshot brought up to date by more changed rows than this (``ScopeRows.with_changes``)
+is read whole again in the background (``kern.db._scope_builds``) while it serves: each
+search's filter and ranking pay for the changes apart from the rest, and each write for
+rebuilding them (~10 µs a row)."""
+
+CHANGES_READ = 2_000
+"""The most changed rows read to bring a snapshot up to date; more (an import, a bulk update)
+and the scope is read whole instead."""
 
 SEARCH_CACHE_MB = 64
 """The default ``search_cache_mb`` of a database: the scopes' rows search keeps in memory
@@ -116,6 +131,39 @@ _COUNT = select(func.count()).select_from(
 _SNAPSHOT_VECTORS = (
     select(_c.id, _c.embedding).where(*_IN_SCOPE, _c.embedding.is_not(None)).order_by(_c.seq)
 )
+
+#: Per engine: the marker below which every change to ``learnings`` is visible to a read
+#: made now (a snapshot's ``horizon``), and the marker the next change will be at least
+#: (what tombstones are pruned against). SQLite: the counter, read in the same read
+#: transaction as the rows. PostgreSQL: the xmin and xmax of the statement's own snapshot.
+#: ``kern.db._scopes``, "Changes since a snapshot", says why these suffice.
+_MARKERS = {
+    "sqlite": ("(SELECT value + 1 FROM learning_clock)",) * 2,
+    "postgresql": (
+        "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        "pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+    ),
+}
+
+
+def _marker_queries(dialect: str) -> tuple[Select[Any], Select[Any]]:
+    """The scope's token with the horizon a snapshot read after it may claim, and the
+    tombstones of the scope from ``:horizon`` on (id, seq; none: ``NULL``s) each with the
+    marker the next change will be at least, in one statement so both are of one moment."""
+    horizon, now = _MARKERS.get(dialect, _MARKERS["sqlite"])
+    token = select(learning_scopes.c.token, literal_column(horizon)).where(
+        learning_scopes.c.store == bindparam("store"),
+        learning_scopes.c.scope == bindparam("scope"),
+    )
+    t = learning_tombstones.c
+    marker = select(literal_column(now).label("now")).subquery("marker")
+    of_scope = and_(t.store == bindparam("store"), t.scope == bindparam("scope"))
+    reset = and_(t.store == RESET_TOMBSTONE["store"], t.scope == RESET_TOMBSTONE["scope"])
+    found = and_(or_(of_scope, reset), t.changed >= bindparam("horizon"))
+    gone = select(marker.c.now, t.id, t.seq).select_from(
+        marker.outerjoin(learning_tombstones, found)
+    )
+    return token, gone
 
 
 #: ``load_neighbours`` pads its time windows to a multiple of this many.
@@ -233,6 +281,23 @@ class CandidatesSql(SqlBase):
         self._inline_rows = INLINE_BUILD_ROWS
         tokens = self._row_tokens
         self._snapshot_query = _SNAPSHOT if tokens is None else _SNAPSHOT.add_columns(*tokens)
+        self._token_query, self._gone_query = _marker_queries(engine.dialect.name)
+        # In the order of the (store, scope, changed) index (``with_changes`` sorts them by
+        # date): with the limit, PostgreSQL reads that index's range even when its statistics
+        # know nothing of ``changed`` (right after m007 it estimated a third of the scope and
+        # scanned the table instead: ~60 ms at 100,000 rows).
+        changed = self._snapshot_query.where(_c.changed >= bindparam("horizon"))
+        changed = changed.order_by(None).order_by(_c.changed)
+        #: The rows changed since a snapshot, each followed by its embedding (or ``None``:
+        #: ``_vectors_in_memory``).
+        self._changes_queries = {
+            True: changed.add_columns(_c.embedding),
+            False: changed.add_columns(null()),
+        }
+
+    def _vectors_in_memory(self) -> bool:
+        """Whether ``search_vectors`` scores a snapshot's vectors (not a vector index)."""
+        return True
 
     def search_text(self, query: str, where: LearningFilter, *, limit: int = 50) -> list[SearchHit]:
         """Full-text search among rows matching ``where`` (applied inside the query), best
@@ -383,10 +448,13 @@ class CandidatesSql(SqlBase):
             return None
         values = {"store": key[0], "scope": key[1]}
         with self.transaction(write=False, action="read a scope's search snapshot") as conn:
-            token = conn.execute(_TOKEN, values).scalar()
-            if token is None:
+            found = conn.execute(self._token_query, values).first()
+            if found is None:
                 return None
+            token, horizon = found
             snapshot = cache.get(key, token)
+            if snapshot is None and (held := cache.peek(key)) is not None:
+                snapshot = self._bring_up_to_date(conn, key, held, token, horizon)
             if snapshot is None:
                 if vectors or not cache.seen(key, token, record=not first):
                     return None
@@ -402,34 +470,67 @@ class CandidatesSql(SqlBase):
                 self._builds.start(key, functools.partial(self._build_in_background, key, vectors))
                 return snapshot
             if snapshot is None:
-                snapshot = self._keep_snapshot(key, token, self._read_snapshot(conn, values))
+                read = self._read_snapshot(conn, values)
+                snapshot = self._keep_snapshot(key, token, read, horizon)
             if snapshot is not None and vectors:
                 snapshot = self._complete_vectors(conn, key, snapshot)
             return snapshot
 
-    def _build_in_background(self, key: ScopeKey, vectors: bool) -> None:
-        """What ``_scope_rows`` would have built inline, under the scope's token as it is now,
-        in a ``ScopeBuilds`` thread: its rows read in one transaction, built outside it (a
-        pooled connection is not held while Python works; an in-memory SQLite database has
-        only one), its vectors read in another under the same token. Given up when the
-        database is closing or the scope was written while its rows were read: what it built
-        would never serve."""
+    def _bring_up_to_date(
+        self, conn: Connection, key: ScopeKey, held: ScopeRows, token: str, horizon: int
+    ) -> ScopeRows | None:
+        """``held`` (read under another token) with the scope's rows changed since it was
+        read, read on ``conn`` after ``token`` and ``horizon`` (``ScopeRows.with_changes``),
+        kept in the cache; past ``CHANGES_KEPT`` changes it is also read whole again in the
+        background. ``None`` when the changes cannot be read from its horizon (tombstones it
+        would need may be pruned, or were removed with a user: ``forget_scope_changes``) or
+        are more than ``CHANGES_READ``: then it is read whole."""
+        cache = self._scope_cache
+        assert cache is not None
+        values = {"store": key[0], "scope": key[1], "horizon": held.horizon}
+        tombstones = conn.execute(self._gone_query, values).all()
+        if held.horizon <= tombstones[0][0] - TOMBSTONE_HORIZON:
+            return None
+        gone = [(row[1], row[2]) for row in tombstones if row[1] is not None]
+        if (RESET_TOMBSTONE["id"], RESET_TOMBSTONE["seq"]) in gone:  # a user was forgotten
+            return None
+        query = self._changes_queries[self._vectors_in_memory()]
+        rows = conn.execute(query, {**values, "rows": CHANGES_READ + 1}).all()
+        if len(rows) > CHANGES_READ:
+            return None
+        read = [(*row[:-1], None if row[-1] is None else bytes(row[-1])) for row in rows]
+        text = self._row_tokens is not None
+        snapshot = held.with_changes(token, horizon, read, gone, text=text)
+        cache.put(key, snapshot)
+        if len(snapshot.changes) > CHANGES_KEPT:
+            self._builds.start(key, functools.partial(self._build_in_background, key, False, True))
+        return snapshot
+
+    def _build_in_background(self, key: ScopeKey, vectors: bool, whole: bool = False) -> None:
+        """What ``_scope_rows`` would have built inline, under the scope's token and horizon as
+        they are now, in a ``ScopeBuilds`` thread: its rows read in one transaction, built
+        outside it (a pooled connection is not held while Python works; an in-memory SQLite
+        database has only one), its vectors read in another under the same token. With
+        ``whole``, read whole even if the snapshot held is current (it has gathered
+        ``CHANGES_KEPT`` changes). A scope written meanwhile is brought up to date by the
+        next search (``_bring_up_to_date``). Given up when the database is closing."""
         cache = self._scope_cache
         assert cache is not None
         values = {"store": key[0], "scope": key[1]}
         with self.transaction(write=False, action="build a scope's search snapshot") as conn:
-            token = conn.execute(_TOKEN, values).scalar()
-            if token is None or self._builds.stopping:
+            found = conn.execute(self._token_query, values).first()
+            if found is None or self._builds.stopping:
                 return
-            snapshot = cache.get(key, token)
+            token, horizon = found
+            snapshot = None if whole else cache.get(key, token)
             if snapshot is None:
                 if vectors:
                     return
                 rows = self._read_snapshot(conn, values)
-                if self._builds.stopping or conn.execute(_TOKEN, values).scalar() != token:
+                if self._builds.stopping:
                     return
         if snapshot is None:
-            snapshot = self._keep_snapshot(key, token, rows)
+            snapshot = self._keep_snapshot(key, token, rows, horizon)
         if snapshot is None or not vectors or self._builds.stopping:
             return
         with self.transaction(write=False, action="read a scope's vectors") as conn:
@@ -444,15 +545,17 @@ class CandidatesSql(SqlBase):
         return conn.execute(self._snapshot_query, {**values, "rows": cache.max_rows + 1}).all()
 
     def _keep_snapshot(
-        self, key: ScopeKey, token: str, rows: Sequence[Sequence[Any]]
+        self, key: ScopeKey, token: str, rows: Sequence[Sequence[Any]], horizon: int
     ) -> ScopeRows | None:
-        """The snapshot of ``rows`` (read after ``token``), kept in the cache; ``None`` when
-        it is too big to keep (then not read again under ``token``)."""
+        """The snapshot of ``rows`` (read after ``token`` and ``horizon``), kept in the cache;
+        ``None`` when it is too big to keep (then not read again under ``token``)."""
         cache = self._scope_cache
         assert cache is not None
         text = self._row_tokens is not None
         snapshot = (
-            None if len(rows) > cache.max_rows else ScopeRows.build(token, key[1], rows, text=text)
+            None
+            if len(rows) > cache.max_rows
+            else ScopeRows.build(token, key[1], rows, text=text, horizon=horizon)
         )
         if snapshot is None or snapshot.nbytes > cache.max_bytes:
             cache.too_big(key, token)

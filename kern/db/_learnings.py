@@ -64,7 +64,7 @@ __all__ = [
     "shape_clauses",
 ]
 
-LEARNING_COLUMNS = tuple(c for c in learnings.c if c.name not in ("seq", "embedding"))
+LEARNING_COLUMNS = tuple(c for c in learnings.c if c.name not in ("seq", "embedding", "changed"))
 """The columns a ``LearningRecord`` is built from (vectors are loaded only by ``load_vectors``)."""
 
 # The predicate of the partial unique index on (store, scope, key), as ``ON CONFLICT`` infers it;

@@ -13,8 +13,51 @@ whoever writes (migration ``m006_learning_scopes``). The token is read in the sa
 transaction as the rows (on PostgreSQL, where reads run statement by statement, before them),
 so a snapshot never holds rows older than its label, and it is served only to a search that
 has just read the same token: no write committed since the snapshot was read, by any process
-or connection. A scope without a token row (never written since the migration, or emptied by
-``delete_user``) is never served from memory.
+or connection; a search that reads another token first brings it up to date (below). A scope
+without a token row (never written since the migration, or emptied by ``delete_user``) is
+never served from memory.
+
+Changes since a snapshot
+------------------------
+Rebuilding a scope's snapshot after every write reads the whole scope: ~2.5 s for a
+100,000-item shared namespace, never done in time when many users' agents write to it. So a
+snapshot whose token is no longer the scope's is brought up to date by what changed since it
+was read (``ScopeRows.with_changes``): the triggers of migration ``m007_learning_changes``
+mark each row inserted or updated with the write that did it (``learnings.changed``) and
+leave a tombstone for each row deleted or moved away (``learning_tombstones``), in the
+writing transaction, whoever writes. A snapshot records a ``horizon``, read with its token
+before its rows, such that every write marked below it had ended, and was visible, when the
+rows were read. Then its scope as of now is its rows, minus its rows tombstoned at or after
+the horizon, with the rows marked at or after the horizon replacing or adding to them:
+
+- SQLite commits one writer at a time and a read transaction sees a fixed prefix of the
+  commits; the marker is a counter the triggers advance, and the horizon is the counter + 1
+  read in the same read transaction as the rows.
+- PostgreSQL assigns transaction ids in the order transactions first write, not the order
+  they commit: a transaction holding id 10 may commit after one holding 11, so "marked after
+  the last marker seen" would miss 10's rows forever. The marker is the writing
+  transaction's id (``pg_current_xact_id()``), and the horizon is the ``xmin`` of the
+  snapshot of the statement reading the token (``pg_snapshot_xmin``): every transaction
+  below it had ended before that statement, hence before the rows, read later, so its
+  writes are in them; every one at or above it is read again by the next bring-up (a row
+  read twice is only replaced by itself). Reads run statement by statement there: the
+  tombstones are read before the changed rows, so a row deleted in between is at worst
+  shown as of the token, never resurrected, and a row in the changed rows wins over an
+  older tombstone of it.
+
+A bring-up reads the new horizon with the token, then the tombstones and changed rows from
+the old horizon on (an index range of ``(store, scope, changed)``), and relabels the
+snapshot with both: the induction above holds again. Tombstones older than
+``TOMBSTONE_HORIZON`` markers are pruned by later deletes, so a snapshot whose horizon is
+that old is read whole instead; so is one when a user was forgotten since
+(``forget_scope_changes``: their scopes' tombstones name them), or when more than
+``CHANGES_READ`` rows changed. The rows read whole are never copied: the changes since then
+(``changes``, all of them, built anew as a small snapshot) follow them at the next positions,
+the base rows they replace are ``hidden``, and the full-text index, ids and codes are joined
+without copying the base's. Ranking sees one set of rows: document counts, lengths and
+frequencies over base and changes are what the database's statement computes (a test
+compares them bit for bit). Past ``CHANGES_KEPT`` changes the scope is read whole again in
+the background while the brought-up snapshot serves.
 
 The filter is evaluated here in numpy (``ScopeRows.visible``), the same conditions as
 ``kern.db._learnings.learning_clauses``; tests compare the two on both engines.
@@ -36,11 +79,11 @@ from __future__ import annotations
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -111,6 +154,120 @@ def _micros(moments: Sequence[datetime | None], unset: int) -> npt.NDArray[np.in
     )
 
 
+T = TypeVar("T")
+
+
+class _Joined(Sequence[T]):
+    """Two sequences read as one, neither copied: a snapshot's rows then its changes'."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: Sequence[T], second: Sequence[T]) -> None:
+        self._first, self._second = first, second
+
+    def __len__(self) -> int:
+        return len(self._first) + len(self._second)
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[T]: ...
+    def __getitem__(self, i: int | slice) -> T | Sequence[T]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        n = len(self._first)
+        return self._first[i] if i < n else self._second[i - n]
+
+
+class _JoinedIndex(Mapping[str, int]):
+    """The positions of a snapshot's ids when it is brought up to date: a changed row's in
+    the changes (after the ``len(hidden)`` base rows), else the base row's unless hidden."""
+
+    __slots__ = ("_base", "_hidden", "_tail")
+
+    def __init__(self, base: Mapping[str, int], hidden: Bools, tail: Mapping[str, int]) -> None:
+        self._base, self._hidden, self._tail = base, hidden, tail
+
+    def __getitem__(self, key: str) -> int:
+        position = self._tail.get(key)
+        if position is not None:
+            return len(self._hidden) + position
+        position = self._base[key]
+        if self._hidden[position]:
+            raise KeyError(key)
+        return position
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (key for key in self._base if key in self)
+        yield from (key for key in self._tail if key not in self._base)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _JoinedCodes(Mapping[Any, int]):
+    """A snapshot's codes of one column when it is brought up to date: the base's, then the
+    values only the changes hold, numbered after them (the base's dict is not copied)."""
+
+    __slots__ = ("_base", "_more")
+
+    def __init__(self, base: Mapping[Any, int], more: dict[Any, int]) -> None:
+        self._base, self._more = base, more
+
+    @classmethod
+    def of(cls, base: Mapping[Any, int], values: Iterable[Any]) -> Mapping[Any, int]:
+        """``base`` extended by those of ``values`` it lacks."""
+        if isinstance(base, _JoinedCodes):  # never nested: the base is read whole
+            raise TypeError("codes are joined to a base snapshot's")
+        new = [value for value in values if value not in base]
+        return cls(base, {v: len(base) + i for i, v in enumerate(new)}) if new else base
+
+    def __getitem__(self, value: Any) -> int:
+        found = self._base.get(value)
+        return self._more[value] if found is None else found
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from self._base
+        yield from self._more
+
+    def __len__(self) -> int:
+        return len(self._base) + len(self._more)
+
+
+def _sessions(column: npt.NDArray[np.int32], codes: Mapping[Any, int]) -> npt.NDArray[np.int64]:
+    """Each row's session as a number (``neighbours`` matches them): its code, -1 for none."""
+    none = codes.get(None, -1)
+    return np.where(column == none, -1, column).astype(np.int64)
+
+
+def _vector_parts(
+    found: Sequence[tuple[int, bytes]],
+) -> dict[int, tuple[npt.NDArray[np.intp], Floats, Floats]]:
+    """``(position, vector)`` pairs as one part per vector byte length: the positions, the
+    vectors (one row each) and their norms; lengths not of float32 vectors are left out."""
+    groups: dict[int, tuple[list[int], list[bytes]]] = {}
+    for position, blob in found:
+        positions, group = groups.setdefault(len(blob), ([], []))
+        positions.append(position)
+        group.append(blob)
+    parts = {}
+    for size, (positions, group) in groups.items():
+        if size % 4 == 0:
+            matrix = np.frombuffer(b"".join(group), dtype=np.float32).reshape(len(group), -1)
+            parts[size] = (np.array(positions, dtype=np.intp), matrix, row_norms(matrix))
+    return parts
+
+
+def _vector_bytes(
+    vectors: dict[int, list[tuple[npt.NDArray[np.intp], Floats, Floats]]] | None,
+) -> int:
+    if vectors is None:
+        return 0
+    return sum(m.nbytes + norms.nbytes for parts in vectors.values() for _, m, norms in parts)
+
+
 def _string_bytes(values: Sequence[str | None]) -> int:
     return sum(map(sys.getsizeof, [value for value in values if value is not None]))
 
@@ -169,12 +326,33 @@ class ScopeText:
             nbytes=words + offsets.nbytes + postings.nbytes + counts.nbytes,
         )
 
+    #: The index of the rows changed since the snapshot was read, at positions from
+    #: ``len(lengths) - len(tail.lengths)`` on (``joined``).
+    tail: ScopeText | None = None
+
+    @classmethod
+    def joined(cls, base: ScopeText, tail: ScopeText) -> ScopeText:
+        """The index of ``base``'s rows followed by ``tail``'s."""
+        lengths = np.concatenate([base.lengths, tail.lengths])
+        return replace(
+            base,
+            lengths=lengths,
+            tail=tail,
+            nbytes=base.nbytes + tail.nbytes + lengths.nbytes,
+        )
+
     def rows_with(self, token: str) -> npt.NDArray[np.int32]:
         """The positions of the rows holding ``token``, ascending."""
         t = self.vocabulary.get(token)
-        if t is None:
-            return np.empty(0, dtype=np.int32)
-        return self.postings[self.offsets[t] : self.offsets[t + 1]]
+        found = (
+            np.empty(0, dtype=np.int32)
+            if t is None
+            else self.postings[self.offsets[t] : self.offsets[t + 1]]
+        )
+        if self.tail is None:
+            return found
+        start = len(self.lengths) - len(self.tail.lengths)
+        return np.concatenate([found, self.tail.rows_with(token) + np.int32(start)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,21 +366,23 @@ class ScopeRows:
 
     token: str
     scope: str
-    #: Each row as ``load_neighbours`` returns it, and its id, by position.
-    rows: list[RankingRow]
-    ids: list[str]
-    index: dict[str, int]
+    #: Each row as ``load_neighbours`` returns it, and its id, by position; the position of
+    #: each id.
+    rows: Sequence[RankingRow]
+    ids: Sequence[str]
+    index: Mapping[str, int]
     seq: npt.NDArray[np.int64]
     #: Microseconds since the epoch (UTC) of each row's ``created_at``.
     created: npt.NDArray[np.int64]
     columns: dict[str, npt.NDArray[Any]]
     #: The columns held as codes (``_REPEATED``): each value's code, in order of code.
-    codes: dict[str, dict[Any, int]]
-    #: Each row's session as a number of its own, -1 for none (``neighbours``).
+    codes: dict[str, Mapping[Any, int]]
+    #: Each row's session as a number of its own (its code), -1 for none (``neighbours``).
     sessions: npt.NDArray[np.int64]
-    #: By vector byte length: positions of the rows with such a vector, in insertion order,
-    #: their vectors (one row each) and the vectors' norms. ``None``: not read yet.
-    vectors: dict[int, tuple[npt.NDArray[np.intp], Floats, Floats]] | None = None
+    #: By vector byte length, in parts (the rows read whole, then the changes since): the
+    #: positions of the rows with such a vector, in insertion order, their vectors (one row
+    #: each) and the vectors' norms. ``None``: not read yet.
+    vectors: dict[int, list[tuple[npt.NDArray[np.intp], Floats, Floats]]] | None = None
     #: False when the vectors were read once and did not fit in the cache's budget: they are
     #: then read from the database by every search, not read again to be dropped again.
     vectors_fit: bool = True
@@ -210,6 +390,18 @@ class ScopeRows:
     #: and they could be indexed.
     text: ScopeText | None = None
     nbytes: int = field(default=0)
+    #: Every change committed below this marker is in the snapshot (``learnings.changed``;
+    #: "Changes since a snapshot" above): what ``changed_since`` reads from.
+    horizon: int = 0
+    #: For a snapshot brought up to date (``with_changes``): the snapshot read whole, whose
+    #: rows are this one's first ``len(base)`` positions, and the rows changed since then as
+    #: read (each followed by its embedding, or ``None``), this one's next positions. ``None``
+    #: and ``()`` for a snapshot read whole.
+    base: ScopeRows | None = None
+    changes: tuple[Sequence[Any], ...] = ()
+    #: The base rows changed or deleted since (their current versions are among the changes):
+    #: no filter lets a read see them. ``None``: none.
+    hidden: Bools | None = None
 
     #: The columns ``build`` expects, in order, before ``subject`` and ``head``.
     FIELDS = (
@@ -251,21 +443,34 @@ class ScopeRows:
 
     @classmethod
     def build(
-        cls, token: str, scope: str, rows: Sequence[Sequence[Any]], *, text: bool = False
+        cls,
+        token: str,
+        scope: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        text: bool = False,
+        horizon: int = 0,
     ) -> ScopeRows:
         """A snapshot from rows of ``FIELDS`` then ``subject`` and ``head`` (then, with
         ``text``, the row's tokens and their number, ``ScopeText.build``), in ``created_at``
-        then ``seq`` order.
+        then ``seq`` order, read under ``token`` with every change below ``horizon`` visible.
 
         Column by column, with C loops where there are any (``zip``, ``map``,
-        ``dict.fromkeys``, ``np.fromiter``): a 100,000-row scope is rebuilt after every write
-        to it, and a Python loop per row and column cost seconds."""
+        ``dict.fromkeys``, ``np.fromiter``): a 100,000-row scope costs ~1 s to build, and a
+        Python loop per row and column cost seconds."""
+        return replace(cls._from_rows(token, scope, rows, text=text), horizon=horizon)
+
+    @classmethod
+    def _from_rows(
+        cls, token: str, scope: str, rows: Sequence[Sequence[Any]], *, text: bool
+    ) -> ScopeRows:
+        """``build``'s work, also what ``with_changes`` makes of the rows changed."""
         n = len(rows)
         width = len(cls.FIELDS) + (4 if text else 2)
         read: list[Sequence[Any]] = list(zip(*rows, strict=True)) if n else [()] * width
         by_name = dict(zip(cls.FIELDS, read, strict=False))
         columns: dict[str, npt.NDArray[Any]] = {}
-        codes: dict[str, dict[Any, int]] = {}
+        codes: dict[str, Mapping[Any, int]] = {}
         for name in cls._REPEATED:
             # Compared as small integers: ``==`` over 100,000 Python strings costs ms.
             values = by_name[name]
@@ -274,10 +479,7 @@ class ScopeRows:
         for name, unset in (("valid_from", _ALWAYS), ("valid_to", _NEVER), ("expires_at", _NEVER)):
             columns[name] = _micros(by_name[name], unset)
         columns["pinned"] = np.fromiter(map(bool, by_name["pinned"]), dtype=np.bool_, count=n)
-        # Sessions numbered apart from their codes, -1 for none: ``neighbours`` matches them.
-        named = [v is not None for v in codes["session_id"]]
-        numbers = np.where(named, np.cumsum(named) - 1, -1).astype(np.int64)
-        sessions = numbers[columns["session_id"]] if n else np.empty(0, dtype=np.int64)
+        sessions = _sessions(columns["session_id"], codes["session_id"])
         once: dict[str | None, str | None] = {}  # each subject kept once
         subjects = map(once.setdefault, read[13], read[13])
         ids, heads = list(read[1]), read[14]
@@ -290,9 +492,9 @@ class ScopeRows:
         made = list(map(RankingRow, ids, session_ids, moments, subjects, repeat(scope, n), heads))
         index = None if not text else ScopeText.build(read[15], read[16])
         strings = _string_bytes(ids) + _string_bytes(heads) + _string_bytes(list(once))
-        for code in codes.values():
-            strings += _string_bytes([v for v in code if isinstance(v, str)])
-            strings += sys.getsizeof(code) + _int_bytes(len(code))
+        for held in codes.values():
+            strings += _string_bytes([v for v in held if isinstance(v, str)])
+            strings += sys.getsizeof(held) + _int_bytes(len(held))
         return cls(
             token=token,
             scope=scope,
@@ -311,24 +513,141 @@ class ScopeRows:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def base_rows(self) -> int:
+        """How many of the positions are rows read whole (in ``created_at`` then ``seq``
+        order); the changes since (``with_changes``) follow, in that order among themselves."""
+        return len(self) if self.base is None else len(self.base)
+
+    def with_changes(
+        self,
+        token: str,
+        horizon: int,
+        rows: Sequence[Sequence[Any]],
+        gone: Sequence[tuple[str, int]],
+        *,
+        text: bool = False,
+    ) -> ScopeRows:
+        """This snapshot brought up to date, labelled ``token`` and ``horizon`` (read before
+        what follows): ``rows`` are the scope's rows changed since ``self.horizon`` as they
+        are now (as ``build`` takes them, each followed by its embedding or ``None``), and
+        ``gone`` the ``(id, seq)`` of its rows deleted or moved away since. A change read
+        again replaces itself; a row in ``rows`` replaces any earlier version, so ``gone`` is
+        applied first.
+
+        The rows read whole stay where they are (``base``: never copied row by row); the
+        changes, all of them since ``base`` was read, are built anew into a small snapshot
+        whose positions follow, and the base rows they replace are ``hidden``. Its cost is
+        the changes' plus copies of the base's arrays and id index (a few ms at 100,000
+        rows), paid once per write, not per search."""
+        base = self if self.base is None else self.base
+        n = len(base)
+        hidden = np.zeros(n, dtype=np.bool_) if self.hidden is None else self.hidden[:n].copy()
+        changes = {row[1]: row for row in self.changes}
+        for key, seq in gone:
+            row = changes.get(key)
+            if row is not None and row[0] == seq:
+                del changes[key]
+            position = base.index.get(key)
+            if position is not None and base.seq[position] == seq:
+                hidden[position] = True
+        for row in rows:
+            changes[row[1]] = row
+            position = base.index.get(row[1])
+            if position is not None:
+                hidden[position] = True
+        ordered = tuple(sorted(changes.values(), key=lambda row: (row[8], row[0])))
+        tail = ScopeRows._from_rows(token, self.scope, [row[:-1] for row in ordered], text=text)
+        return base._joined(tail, ordered, hidden, self, horizon)
+
+    def _joined(
+        self,
+        tail: ScopeRows,
+        changes: tuple[Sequence[Any], ...],
+        hidden: Bools,
+        previous: ScopeRows,
+        horizon: int,
+    ) -> ScopeRows:
+        """This (base) snapshot followed by ``tail``, the changes since, as one snapshot;
+        vectors kept if ``previous`` held them."""
+        n, k = len(self), len(tail)
+        columns: dict[str, npt.NDArray[Any]] = {}
+        codes: dict[str, Mapping[Any, int]] = {}
+        tail_sessions = tail.sessions
+        for name in self._REPEATED:
+            # The tail's codes translated into the base's, the new values coded after them.
+            code = _JoinedCodes.of(self.codes[name], tail.codes[name])
+            codes[name] = code
+            translate = np.array([code[v] for v in tail.codes[name]], dtype=np.int32)
+            moved = translate[tail.columns[name]] if k else tail.columns[name]
+            columns[name] = np.concatenate([self.columns[name], moved])
+            if name == "session_id":
+                tail_sessions = _sessions(moved, code)
+        for name in ("valid_from", "valid_to", "expires_at", "pinned"):
+            columns[name] = np.concatenate([self.columns[name], tail.columns[name]])
+        sessions = np.concatenate([self.sessions, tail_sessions])
+        index = _JoinedIndex(self.index, hidden, tail.index)
+        text = None
+        if self.text is not None and tail.text is not None:
+            text = ScopeText.joined(self.text, tail.text)
+        seq = np.concatenate([self.seq, tail.seq])
+        created = np.concatenate([self.created, tail.created])
+        covered = np.concatenate([hidden, np.zeros(k, dtype=np.bool_)])
+        vectors = None
+        if previous.vectors is not None:
+            vectors = {
+                size: [part for part in parts if len(part[0]) and part[0][0] < n]
+                for size, parts in previous.vectors.items()
+            }
+            blobs = [(n + i, row[-1]) for i, row in enumerate(changes) if row[-1] is not None]
+            for size, part in _vector_parts(blobs).items():
+                vectors.setdefault(size, []).append(part)
+        arrays = [seq, created, covered, sessions, *columns.values()]
+        nbytes = (
+            self.nbytes
+            - _vector_bytes(self.vectors)
+            + tail.nbytes
+            + sum(array.nbytes for array in arrays)
+            + (0 if text is None else text.lengths.nbytes)
+            + _vector_bytes(vectors)
+        )
+        return replace(
+            self,
+            token=tail.token,
+            rows=_Joined(self.rows, tail.rows),
+            ids=_Joined(self.ids, tail.ids),
+            index=index,
+            seq=seq,
+            created=created,
+            columns=columns,
+            codes=codes,
+            sessions=sessions,
+            vectors=vectors,
+            vectors_fit=previous.vectors_fit,
+            text=text,
+            nbytes=nbytes,
+            horizon=horizon,
+            base=self,
+            changes=changes,
+            hidden=covered,
+        )
+
     def with_vectors(self, ids: Sequence[str], blobs: Sequence[bytes]) -> ScopeRows | None:
         """This snapshot with the vectors of its rows (``ids`` in insertion order, read under
         the same token); ``None`` if one of them is not a row of it."""
-        groups: dict[int, tuple[list[int], list[bytes]]] = {}
+        base: list[tuple[int, bytes]] = []
+        changed: list[tuple[int, bytes]] = []
+        n = self.base_rows
         for key, blob in zip(ids, blobs, strict=True):
             position = self.index.get(key)
             if position is None:
                 return None
-            positions, group = groups.setdefault(len(blob), ([], []))
-            positions.append(position)
-            group.append(blob)
-        vectors = {}
-        for size, (positions, group) in groups.items():
-            if size % 4 == 0:
-                matrix = np.frombuffer(b"".join(group), dtype=np.float32).reshape(len(group), -1)
-                vectors[size] = (np.array(positions, dtype=np.intp), matrix, row_norms(matrix))
-        extra = sum(matrix.nbytes + norms.nbytes for _, matrix, norms in vectors.values())
-        return replace(self, vectors=vectors, nbytes=self.nbytes + extra)
+            (base if position < n else changed).append((position, blob))
+        vectors: dict[int, list[tuple[npt.NDArray[np.intp], Floats, Floats]]] = {}
+        for found in (base, changed):  # kept apart: ``with_changes`` drops the changes' part
+            for size, part in _vector_parts(found).items():
+                vectors.setdefault(size, []).append(part)
+        return replace(self, vectors=vectors, nbytes=self.nbytes + _vector_bytes(vectors))
 
     def visible(self, where: LearningFilter) -> Bools | None:
         """Which rows ``where`` lets a read see (``learning_clauses``' conditions), or
@@ -336,6 +655,8 @@ class ScopeRows:
         refuses it, so the read must go there to fail the same way)."""
         c = self.columns
         mask = self._among("status", where.statuses)
+        if self.hidden is not None:  # base rows whose current version is among the changes
+            mask &= ~self.hidden
         for name in ("user_id", "session_id", "key", "run_id"):
             value = getattr(where, name)
             if value is not None:
@@ -402,13 +723,20 @@ class ScopeRows:
                 if p is not None and visible[p] and self.sessions[p] == -1
             ]
             window = np.zeros(len(self), dtype=np.bool_)
+            n = self.base_rows
             for _, start, stop in merged_windows(moments, gap):
-                low = np.searchsorted(self.created, _us(start), side="left")
-                high = np.searchsorted(self.created, _us(stop), side="right")
+                low = np.searchsorted(self.created[:n], _us(start), side="left")
+                high = np.searchsorted(self.created[:n], _us(stop), side="right")
                 window[low:high] = True
+                if n < len(self):  # the changes are few, and not in order after the base
+                    tail = self.created[n:]
+                    window[n:] |= (tail >= _us(start)) & (tail <= _us(stop))
             picked |= window & (self.sessions == -1)
         picked &= visible
-        return [self.rows[i] for i in np.flatnonzero(picked).tolist()]
+        chosen = np.flatnonzero(picked)
+        if self.base is not None:  # the changes after the base rows: back into date order
+            chosen = chosen[np.lexsort((self.seq[chosen], self.created[chosen]))]
+        return [self.rows[i] for i in chosen.tolist()]
 
     def nearest(
         self, where: LearningFilter, vector: bytes, limit: int
@@ -422,16 +750,24 @@ class ScopeRows:
         visible = self.visible(where)
         if visible is None:
             return None
-        found = self.vectors.get(len(vector))
-        if found is None:
+        parts = self.vectors.get(len(vector))
+        if not parts:
             return []
-        positions, matrix, norms = found
+        query = np.frombuffer(vector, dtype=np.float32)
         # Every row is scored and the hidden ones dropped after: selecting the visible rows
         # first would copy the matrix (150 MB at 100,000 MiniLM vectors) on every search.
-        similarity = cosine_similarities(matrix, np.frombuffer(vector, dtype=np.float32), norms)
+        similarity = np.concatenate([cosine_similarities(m, query, norms) for _, m, norms in parts])
+        positions = np.concatenate([part[0] for part in parts])
         similarity[~visible[positions]] = np.nan
-        order = best_first(similarity, limit).tolist()
-        return [(self.ids[positions[i]], float(similarity[i])) for i in order]
+        if len(parts) == 1:  # one part is in insertion order: ties are broken by position
+            order = best_first(similarity, limit)
+        else:  # the best (ties at the cut included), equal ones in insertion order (seq)
+            top = best_first(similarity, limit)
+            if not len(top):
+                return []
+            best = np.flatnonzero(similarity >= similarity[top[-1]])
+            order = best[np.lexsort((self.seq[positions[best]], -similarity[best]))][:limit]
+        return [(self.ids[positions[i]], float(similarity[i])) for i in order.tolist()]
 
 
 class ScopeCache:
@@ -459,6 +795,14 @@ class ScopeCache:
     @property
     def nbytes(self) -> int:
         return self._bytes
+
+    def peek(self, key: ScopeKey) -> ScopeRows | None:
+        """The snapshot held for ``key``, whatever its token."""
+        with self._lock:
+            snapshot = self._snapshots.get(key)
+            if snapshot is not None:
+                self._snapshots.move_to_end(key)
+            return snapshot
 
     def get(self, key: ScopeKey, token: str) -> ScopeRows | None:
         """The snapshot of ``key`` if it was read under ``token``."""

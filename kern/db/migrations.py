@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -39,11 +40,13 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    delete,
     false,
     func,
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
@@ -56,9 +59,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIGRATIONS",
+    "RESET_TOMBSTONE",
+    "TOMBSTONE_HORIZON",
     "Migration",
     "applied_migrations",
     "draw_scope_tokens_now",
+    "forget_scope_changes",
     "migrate",
     "migration",
     "pending_migrations",
@@ -343,6 +349,113 @@ def m006_learning_scopes(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+# Which write last changed each row of ``learnings`` (``learnings.changed``) and the rows
+# deleted from a scope (``learning_tombstones``), kept by triggers in the writing transaction
+# whoever writes, so that a search snapshot (``kern.db._scopes``) reads only the rows of its
+# scope changed since it was read instead of the whole scope again. The marker is a number
+# that only grows with the order writes become visible in, on the terms ``kern.db._scopes``
+# explains ("Changes since a snapshot"):
+#
+# - SQLite: a counter (``learning_clock``, one row) advanced by every row written. One writer
+#   at a time commits, so a reader's transaction sees exactly the writes numbered up to the
+#   counter it reads.
+# - PostgreSQL: the writing transaction's id (``pg_current_xact_id()``, an ``xid8``, which
+#   never wraps), set by a BEFORE trigger. Ids are not committed in order; a snapshot records
+#   the oldest transaction still running when it was read (its ``xmin``), below which every
+#   transaction has ended.
+#
+# An update that moves a row to another scope leaves a tombstone in the old one. Each delete
+# prunes its scope's tombstones older than ``TOMBSTONE_HORIZON`` markers (PostgreSQL: rows a
+# concurrent delete holds are skipped, never waited for); a snapshot older than that is read
+# whole again. Rows written before m007 have ``changed = 0``.
+TOMBSTONE_HORIZON = 1 << 20
+
+_M007_SQLITE_CLOCK = "(SELECT value FROM learning_clock)"
+_M007_SQLITE_STAMP = f"""UPDATE learning_clock SET value = value + 1;
+        UPDATE learnings SET changed = {_M007_SQLITE_CLOCK} WHERE seq = new.seq;"""
+
+
+def _m007_sqlite_bury(when: str) -> str:
+    return f"""INSERT INTO learning_tombstones (store, scope, seq, id, changed)
+        SELECT old.store, old.scope, old.seq, old.id, value FROM learning_clock WHERE {when}
+        ON CONFLICT (store, scope, seq) DO UPDATE SET id = excluded.id, changed = excluded.changed;
+        DELETE FROM learning_tombstones WHERE store = old.store AND scope = old.scope
+        AND changed < {_M007_SQLITE_CLOCK} - {TOMBSTONE_HORIZON};"""
+
+
+_M007_SQLITE = (
+    "CREATE TABLE learning_clock (value INTEGER NOT NULL)",
+    "INSERT INTO learning_clock (value) VALUES (0)",
+    f"""CREATE TRIGGER learnings_changed_insert AFTER INSERT ON learnings BEGIN
+        {_M007_SQLITE_STAMP}
+    END""",
+    # ``WHEN``: the stamp's own UPDATE (which changes ``changed``) does not stamp again.
+    f"""CREATE TRIGGER learnings_changed_update AFTER UPDATE ON learnings
+    WHEN new.changed IS old.changed BEGIN
+        {_M007_SQLITE_STAMP}
+        {_m007_sqlite_bury("old.store IS NOT new.store OR old.scope IS NOT new.scope")}
+    END""",
+    f"""CREATE TRIGGER learnings_changed_delete AFTER DELETE ON learnings BEGIN
+        UPDATE learning_clock SET value = value + 1;
+        {_m007_sqlite_bury("true")}
+    END""",
+)
+_M007_PG_XACT = "pg_current_xact_id()::text::bigint"
+_M007_PG = (
+    f"""CREATE FUNCTION kern_stamp_learning() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        NEW.changed := {_M007_PG_XACT};
+        RETURN NEW;
+    END
+    $$""",
+    f"""CREATE FUNCTION kern_bury_learning() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        now bigint := {_M007_PG_XACT};
+    BEGIN
+        IF TG_OP = 'DELETE' OR NEW.store IS DISTINCT FROM OLD.store
+            OR NEW.scope IS DISTINCT FROM OLD.scope THEN
+            INSERT INTO learning_tombstones (store, scope, seq, id, changed)
+            VALUES (OLD.store, OLD.scope, OLD.seq, OLD.id, now)
+            ON CONFLICT (store, scope, seq)
+            DO UPDATE SET id = excluded.id, changed = excluded.changed;
+            DELETE FROM learning_tombstones WHERE (store, scope, seq) IN (
+                SELECT store, scope, seq FROM learning_tombstones
+                WHERE store = OLD.store AND scope = OLD.scope
+                AND changed < now - {TOMBSTONE_HORIZON}
+                FOR UPDATE SKIP LOCKED
+            );
+        END IF;
+        RETURN NULL;
+    END
+    $$""",
+    """CREATE TRIGGER learnings_changed BEFORE INSERT OR UPDATE ON learnings
+    FOR EACH ROW EXECUTE FUNCTION kern_stamp_learning()""",
+    """CREATE TRIGGER learnings_buried AFTER UPDATE OR DELETE ON learnings
+    FOR EACH ROW EXECUTE FUNCTION kern_bury_learning()""",
+)
+# ``learnings.changed`` and its index, as this migration adds them.
+_M007_TABLE = Table(
+    "learnings",
+    MetaData(naming_convention=schema.metadata.naming_convention),
+    Column("store", String),
+    Column("scope", String),
+    Column("changed", BigInteger, nullable=False, server_default="0"),
+    Index(None, "store", "scope", "changed"),
+)
+
+
+@migration
+def m007_learning_changes(conn: Connection) -> None:
+    """Which write last changed each learning, and tombstones of deleted ones (both engines)."""
+    ddl = CreateColumn(_M007_TABLE.c.changed).compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"ALTER TABLE learnings ADD COLUMN {ddl}")
+    for index in _M007_TABLE.indexes:
+        index.create(conn)
+    schema.learning_tombstones.create(conn)
+    for statement in _M007_SQLITE if conn.dialect.name == "sqlite" else _M007_PG:
+        conn.exec_driver_sql(statement)
+
+
 def applied_migrations(db: SqlDb) -> list[str]:
     """Names of the migrations recorded in the database, oldest first (read-only)."""
     with db.transaction(write=False, action="read the applied migrations") as conn:
@@ -425,6 +538,34 @@ def draw_scope_tokens_now(conn: Connection) -> None:
     ``learnings`` while trigger events are pending. SQLite drew them already."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET CONSTRAINTS learnings_scope_token IMMEDIATE")
+
+
+#: The tombstone ``forget_scope_changes`` leaves: of no scope, for every scope.
+RESET_TOMBSTONE = {"store": "", "scope": "", "seq": 0, "id": ""}
+
+_M007_MARKER = {"sqlite": "(SELECT value FROM learning_clock)", "postgresql": _M007_PG_XACT}
+
+
+def forget_scope_changes(conn: Connection, scopes: Sequence[tuple[str, str]]) -> None:
+    """Remove the tombstones of ``scopes`` (``delete_user``: a user's scope names the user),
+    and leave in their stead one tombstone of no scope (``RESET_TOMBSTONE``) marked by this
+    transaction: a search snapshot read before it cannot know which rows those scopes lost,
+    so it is read whole again (``kern.db._candidates``), whatever its scope (this is rare)."""
+    if not scopes:
+        return
+    table = schema.learning_tombstones
+    for store, scope in scopes:
+        conn.execute(delete(table).where(table.c.store == store, table.c.scope == scope))
+    marker = _M007_MARKER[conn.dialect.name]
+    conn.execute(
+        text(
+            "INSERT INTO learning_tombstones (store, scope, seq, id, changed) "
+            f"VALUES (:store, :scope, :seq, :id, {marker}) ON CONFLICT (store, scope, seq) "
+            "DO UPDATE SET changed = CASE WHEN excluded.changed > learning_tombstones.changed "
+            "THEN excluded.changed ELSE learning_tombstones.changed END"
+        ),
+        RESET_TOMBSTONE,
+    )
 
 
 def _check_unique(migrations: Sequence[Migration]) -> None:

@@ -227,6 +227,9 @@ class PostgresDb(SqlDb):
 
     # -- vectors -------------------------------------------------------------------------------
 
+    def _vectors_in_memory(self) -> bool:
+        return self.vectors == "bytea"
+
     def _enable_vectors(self, wanted: bool | None) -> VectorSupport:
         """Make ``learnings.embedding`` a pgvector column if it is not yet and ``wanted`` allows;
         return what the column is now."""

@@ -19,6 +19,8 @@ the migration itself (an FTS5 external-content table on SQLite). Migration 4 gav
 their second clock (``valid_from``, ``valid_to``), ``expires_at``, ``pinned`` and
 ``superseded_by``. Migration 6 added ``learning_scopes``, a token per ``(store, scope)`` that
 triggers draw anew on every write to ``learnings`` (``kern.db._scopes`` keys its cache by it).
+Migration 7 added ``learnings.changed`` and ``learning_tombstones``: which write last changed
+each row, and the rows deleted, so that a snapshot reads only what changed since it was read.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ __all__ = [
     "kern_migrations",
     "learning_history",
     "learning_scopes",
+    "learning_tombstones",
     "learnings",
     "metadata",
     "runs",
@@ -333,11 +336,18 @@ learnings = Table(
     Column("pinned", Boolean, nullable=False, default=False, server_default=false()),
     # The item that replaced this one (status ``superseded``).
     Column("superseded_by", String, nullable=True),
+    # Which write last inserted or updated the row, set by triggers of migration m007 whoever
+    # writes: the writing transaction's id on PostgreSQL, a counter on SQLite; 0 for rows
+    # written before m007. A search snapshot reads only the rows changed since it was read
+    # (``kern.db._scopes``, "Changes since a snapshot").
+    Column("changed", BigInteger, nullable=False, server_default="0"),
     # Every learning-layer read filters on store, scope and status and orders by created_at.
     Index(None, "store", "scope", "status", "created_at"),
     Index(None, "user_id"),
     Index(None, "session_id"),
     Index(None, "content_hash"),
+    # The rows of a scope changed since a snapshot was read (``changed >= :horizon``).
+    Index(None, "store", "scope", "changed"),
     # The predecessor of an item (``WHERE superseded_by = :id``): walking a supersession chain.
     Index(None, "superseded_by"),
     sqlite_autoincrement=True,
@@ -366,6 +376,21 @@ learning_scopes = Table(
 )
 """What a cache of a scope's rows is keyed by (``kern.db._scopes``): an unchanged token means
 no row of the scope changed. No row: no token to trust, nothing is cached."""
+
+learning_tombstones = Table(
+    "learning_tombstones",
+    metadata,
+    # A row deleted from (or moved out of) this (store, scope), and the write that did it (as
+    # ``learnings.changed``), kept by triggers of migration m007 until it is older than
+    # ``kern.db.migrations.TOMBSTONE_HORIZON`` writes.
+    Column("store", String, primary_key=True),
+    Column("scope", String, primary_key=True),
+    Column("seq", BIG_INT_ID, primary_key=True, autoincrement=False),
+    Column("id", String, nullable=False),
+    Column("changed", BigInteger, nullable=False),
+    Index(None, "store", "scope", "changed"),
+)
+"""What a search snapshot must drop of its rows to be brought up to date (``kern.db._scopes``)."""
 
 learning_history = Table(
     "learning_history",

@@ -39,7 +39,7 @@ from kern.db._jobs import JobsSql, runnable_jobs
 from kern.db._learnings import LEARNING_COLUMNS, LearningsSql, filter_values, learning_clauses
 from kern.db._sessions import SessionsSql
 from kern.db._sqlbase import WRITE_OPTION, utcnow
-from kern.db.migrations import draw_scope_tokens_now
+from kern.db.migrations import draw_scope_tokens_now, forget_scope_changes
 from kern.db.schema import jobs, learning_history, learning_scopes, learnings, runs, sessions
 from kern.errors import InvalidArgumentError
 
@@ -68,8 +68,8 @@ class SqlDb(SessionsSql, LearningsSql, CandidatesSql, JobsSql):
         events, jobs, runs (also any run in the user's sessions) and sessions. Returns the
         number of rows removed.
 
-        The scopes it empties lose their ``learning_scopes`` token too (a user's scope names
-        the user).
+        The scopes it empties lose their ``learning_scopes`` token and their tombstones too (a
+        user's scope names the user).
 
         ``keep_shared=True`` (a user forgetting themselves) keeps the items the user wrote in
         shared namespaces, which the user could not delete directly: they belong to everyone
@@ -116,12 +116,17 @@ class SqlDb(SessionsSql, LearningsSql, CandidatesSql, JobsSql):
             draw_scope_tokens_now(conn)
             # The token rows of the scopes this emptied: a user's scope names the user. Safe
             # for caches: a scope without a token is never served from memory (kern.db._scopes).
+            emptied = []
             for store, scope in scopes:
-                conn.execute(
+                gone = conn.execute(
                     delete(learning_scopes).where(
                         learning_scopes.c.store == store,
                         learning_scopes.c.scope == scope,
                         ~exists().where(learnings.c.store == store, learnings.c.scope == scope),
                     )
-                )
+                ).rowcount
+                if gone:
+                    emptied.append((store, scope))
+            # Their tombstones too, for the same reason; snapshots of them are read whole.
+            forget_scope_changes(conn, emptied)
         return sum(counts[len(detach) :])

@@ -198,7 +198,7 @@ def export_user(db: Db, user_id: str) -> UserExport:
             .order_by(runs.c.seq)
         ).mappings()
         exported_runs = [ExportedRun.model_validate(_without(r, "seq")) for r in run_rows]
-        columns = [c for c in learnings.c if c.name not in ("seq", "embedding")]
+        columns = [c for c in learnings.c if c.name not in ("seq", "embedding", "changed")]
         learning_rows = conn.execute(
             select(*columns).where(learnings.c.user_id == user_id).order_by(learnings.c.seq)
         ).mappings()
