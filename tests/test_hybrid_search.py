@@ -363,6 +363,38 @@ def test_the_query_is_embedded_while_the_full_text_step_runs(
 QUERY = "favourite tea"
 
 
+def test_query_coverage_reads_texts_while_the_query_is_embedded(
+    db: SqlDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The texts query coverage reads depend on the full-text candidates only, so they are
+    read in the full-text step, while the query is embedded, not after the embedding."""
+    import asyncio
+    import threading
+
+    from kern.search.embedders import Vector
+
+    texts_read = threading.Event()
+
+    class WaitsForTheTexts(HashEmbedder):
+        async def embed(self, texts: Sequence[str]) -> list[Vector]:
+            if texts == [QUERY]:
+                assert await asyncio.to_thread(texts_read.wait, 10), "texts read after embedding"
+            return await super().embed(texts)
+
+    lm = LearningMachine(db=db, user_memory=True, embedder=WaitsForTheTexts())
+    other_sessions(lm)
+    tea = say(lm, "Alice's favourite tea is genmaicha.")
+    load_texts = db.load_texts
+
+    def reads(*args: Any, **kwargs: Any) -> dict[str, str]:
+        texts_read.set()
+        return load_texts(*args, **kwargs)
+
+    monkeypatch.setattr(db, "load_texts", reads)
+    items = lm.user_memory.search(QUERY, user_id="alice", limit=5)
+    assert items[0].id == tea
+
+
 def test_a_question_spread_over_adjacent_turns_ranks_their_passage_first(
     lm: LearningMachine,
 ) -> None:

@@ -134,7 +134,8 @@ class SqliteDb(SqlDb):
             if scored is None:
                 statement = self._text_search_query(query, where, limit, (learnings.c.id,))
                 assert statement is not None  # words and scopes: a MATCH to run
-                return [(row[0], float(row[1])) for row in conn.execute(statement)]
+                # ``all()``: one fetch of up to ``limit`` (500) rows, not a fetch per row.
+                return [(key, float(score)) for key, score in conn.execute(statement).all()]
         return scored[:limit]
 
     def _scores_outside_fts5(

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import os
 import threading
+import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -27,6 +30,8 @@ from kern.models._sdk import (
     SdkClients,
     translate_error,
 )
+
+log = logging.getLogger("kern.search")
 
 __all__ = [
     "Embedder",
@@ -201,17 +206,129 @@ def _plain(model: Any, torch: Any) -> bool:
 def _forward(model: Any, texts: list[str], torch: Any) -> npt.NDArray[np.float32]:
     """``model.encode(texts, normalize_embeddings=True)`` for a few texts, through the model's
     own modules without ``encode``'s batching machinery (sorting by length, progress,
-    conversions): ~2-3 ms of a ~25 ms query embedding with MiniLM on this machine's CPU,
-    where a whole search has a 40 ms budget. Tested equal to ``encode``."""
+    conversions), and for one text (a search's query) through the traced transformer
+    (``_traced_encoder``) where the model has one. Tested equal to ``encode``."""
     # sentence-transformers 6 renamed ``tokenize`` to ``preprocess``; 3-5 have the former.
     preprocess = getattr(model, "preprocess", None) or model.tokenize
     with torch.inference_mode():
-        features = {
-            key: value.to(model.device) if isinstance(value, torch.Tensor) else value
-            for key, value in preprocess(texts).items()
-        }
-        vectors = torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
+        features = _on_device(model, preprocess(texts), torch)
+        traced = _traced_encoder(model, preprocess, torch) if len(texts) == 1 else None
+        if traced is not None and traced.takes(features):
+            output = traced(model, features)
+        else:
+            output = model(features)
+        vectors = torch.nn.functional.normalize(output["sentence_embedding"], dim=-1)
         return np.asarray(vectors.float().cpu().numpy(), dtype=np.float32)
+
+
+def _on_device(model: Any, features: Mapping[str, Any], torch: Any) -> dict[str, Any]:
+    return {
+        key: value.to(model.device) if isinstance(value, torch.Tensor) else value
+        for key, value in features.items()
+    }
+
+
+class _TracedEncoder:
+    """A sentence-transformers model's transformer traced by ``torch.jit.trace``: the same
+    operations on the same weights, run by TorchScript instead of the Python of transformers
+    and sentence-transformers, then the model's other modules (pooling, normalisation) as
+    they are. Made and checked by ``_traced_encoder``."""
+
+    def __init__(self, function: Any, names: tuple[str, ...], output: str) -> None:
+        self._function = function
+        self._names = names  # the tensors preprocessing gives, in the traced order
+        self._output = output  # where the transformer module puts its token embeddings
+
+    def takes(self, features: Mapping[str, Any]) -> bool:
+        """Whether ``features`` are inputs of the kind traced (the same tensors, text)."""
+        tensors = tuple(key for key in features if key != "modality")
+        return tensors == self._names and features.get("modality", "text") == "text"
+
+    def __call__(self, model: Any, features: dict[str, Any]) -> dict[str, Any]:
+        features = dict(features)
+        features[self._output] = self._function(*(features[name] for name in self._names))
+        for module in list(model)[1:]:
+            features = module(features)
+        return features
+
+
+#: What ``_traced_encoder`` made for each model (``None``: it could not, or the result
+#: differed from the model's own), so a model is traced once per process.
+_TRACED: weakref.WeakKeyDictionary[Any, _TracedEncoder | None] = weakref.WeakKeyDictionary()
+_TRACED_LOCK = threading.Lock()
+
+#: Texts of different lengths on which a traced transformer must give, bit for bit, the
+#: model's own vectors before it is used; the first is the one traced.
+_PROBES = (
+    "When did the user last mention the trip?",
+    "ok",
+    "A longer sentence, with punctuation and numbers like 2023, so that the traced "
+    "transformer is checked on more tokens than it was traced with.",
+)
+
+
+def _traced_encoder(model: Any, preprocess: Any, torch: Any) -> _TracedEncoder | None:
+    """The model's transformer traced for one text at a time, or ``None`` to run the model
+    as it is.
+
+    A query of ~15 tokens costs MiniLM ~25 ms on one core here, of which ~6 ms is Python:
+    the modules' calls, transformers' mask building, hooks. A traced function runs the same
+    ATen operations without that Python, and without holding the GIL, which matters because
+    the query is embedded while the full-text step (Python) runs in another thread: eager,
+    the two took turns at the GIL. It is kept only if it gives the model's own vectors
+    exactly (``torch.equal``) on texts of several lengths, run more than once (TorchScript
+    optimises a function after its first runs); anything else, or any error, keeps the
+    eager path. Traced once per model, under a lock, on its first query (~0.2 s)."""
+    with _TRACED_LOCK:
+        if model in _TRACED:
+            return _TRACED[model]
+        try:
+            traced = _trace(model, preprocess, torch)
+        except Exception as exc:  # an optimisation: the eager path computes the same
+            log.debug("the query encoder was not traced: %s", exc, exc_info=True)
+            traced = None
+        _TRACED[model] = traced
+        return traced
+
+
+def _trace(model: Any, preprocess: Any, torch: Any) -> _TracedEncoder | None:
+    first = model[0]
+    transformer = getattr(first, "auto_model", None)
+    if not isinstance(transformer, torch.nn.Module) or transformer.training:
+        return None
+    # The model is this process's shared copy (``_shared_model``), only ever run for
+    # inference: its weights need no gradients, and a trace takes them as constants only then.
+    transformer.requires_grad_(False)
+    example = _on_device(model, preprocess([_PROBES[0]]), torch)
+    names = tuple(key for key in example if key != "modality")
+    if not set(names) <= {"input_ids", "attention_mask", "token_type_ids"}:
+        return None
+
+    def encode(*tensors: Any) -> Any:
+        return transformer(**dict(zip(names, tensors, strict=True)), return_dict=True)[
+            "last_hidden_state"
+        ]
+
+    with warnings.catch_warnings():
+        # torch.jit.trace is deprecated in favour of torch.export/compile, which compile
+        # (seconds, a C++ toolchain): no use for one query; TracerWarnings name the Python
+        # branches it fixes, which the check below covers.
+        warnings.simplefilter("ignore")
+        function = torch.jit.trace(
+            encode, tuple(example[name] for name in names), check_trace=False
+        )
+    traced = _TracedEncoder(
+        function, names, getattr(first, "module_output_name", "token_embeddings")
+    )
+    for text in _PROBES * 2:
+        features = _on_device(model, preprocess([text]), torch)
+        if not traced.takes(features):
+            return None
+        expected = model(dict(features))["sentence_embedding"]
+        if not torch.equal(traced(model, features)["sentence_embedding"], expected):
+            log.debug("the traced query encoder differs from the model: not used")
+            return None
+    return traced
 
 
 class OpenAIEmbedder:

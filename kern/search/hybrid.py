@@ -1,11 +1,13 @@
 """Hybrid recall over a ``LearningDb``: the search pipeline measured in benchmarks/README.md.
 
-1. full-text candidates, ids and scores only (BM25 on both engines);
+1. full-text candidates, ids and scores only (BM25 on both engines), and the texts of the best
+   of them, for which query words each holds (query coverage): everything ranking needs that
+   does not depend on the query's vector (``text_candidates``, run while the query is
+   embedded);
 2. with an embedder, vector candidates: the database's nearest stored vectors by cosine
    (numpy over the scope's float32 vectors on SQLite, pgvector's HNSW index on PostgreSQL);
 3. one read of the candidates' contexts (their sessions, or the items recorded around them),
-   for neighbour spread, dates and subjects, and one of the best full-text candidates' texts,
-   for which query words each holds (query coverage);
+   for neighbour spread, dates and subjects;
 4. ``kern.search.ranking.rank`` (score fusion, time and subject boosts, neighbours, query
    coverage, recency);
 5. the rows of the top ``limit``, read with the same filter.
@@ -17,7 +19,7 @@ returns nothing, never "everything".
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -31,7 +33,13 @@ from kern.limits import MAX_PAGE, MAX_QUERY_CHARS, check_count, check_text
 from kern.search.embedders import Embedder, HashEmbedder, LocalEmbedder
 from kern.search.ranking import RankingConfig, rank, speaker_of, time_chains
 
-__all__ = ["hybrid_search", "rank_candidates", "resolve_embedder", "text_candidates"]
+__all__ = [
+    "TextCandidates",
+    "hybrid_search",
+    "rank_candidates",
+    "resolve_embedder",
+    "text_candidates",
+]
 
 
 def resolve_embedder(embedder: Embedder | str | None) -> Embedder | None:
@@ -66,12 +74,24 @@ def hybrid_search(
     prior; pass it to search as of another moment. ``limit`` and ``query`` are checked here
     (``kern.limits``), the one path every search takes.
     """
-    text = text_candidates(db, query, where, limit=limit, config=config)
-    if text is None:
+    found = text_candidates(db, query, where, limit=limit, config=config)
+    if found is None:
         return []
     return rank_candidates(
-        db, text, query_vector, query, where, limit=limit, config=config, now=now
+        db, found, query_vector, query, where, limit=limit, config=config, now=now
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TextCandidates:
+    """What ranking reads before the query's vector is known (``text_candidates``)."""
+
+    #: The full-text candidates' BM25 scores by id, best first.
+    scores: dict[str, float]
+    #: The query's distinct word stems, and those of them each of the best
+    #: ``context_candidates`` full-text candidates holds (query coverage; empty when off).
+    terms: list[str]
+    matched: dict[str, frozenset[str]]
 
 
 def text_candidates(
@@ -81,20 +101,31 @@ def text_candidates(
     *,
     limit: int,
     config: RankingConfig = RankingConfig(),
-) -> dict[str, float] | None:
-    """Step 1: the full-text candidates' BM25 scores by id, best first; ``None`` when the
+) -> TextCandidates | None:
+    """Step 1: the full-text candidates, and the words of the best of them; ``None`` when the
     search returns nothing whatever the vectors say (``limit`` 0, or no searchable word:
-    such a query returns nothing, never "everything"). Checks ``limit`` and ``query``."""
+    such a query returns nothing, never "everything"). Checks ``limit`` and ``query``.
+
+    The coverage read (~1 ms at 1,000 memories) is here rather than with the contexts because
+    it needs the full-text candidates only: with an embedder it runs while the query is
+    embedded (``LearningBackend.search``), not after."""
     check_count(limit, "limit", maximum=MAX_PAGE)
     query = _bounded(check_text(query, "query"))
     if limit <= 0 or not query_terms(query):
         return None
-    return dict(db.search_text_scores(query, where, limit=config.candidates))
+    scores = dict(db.search_text_scores(query, where, limit=config.candidates))
+    terms: list[str] = []
+    matched: dict[str, frozenset[str]] = {}
+    if config.coverage_weight and scores:
+        texts = db.load_texts(where, list(scores)[: config.context_candidates])
+        terms = list(dict.fromkeys(stem(word) for word in query_terms(query)))
+        matched = {key: _stems(body) for key, body in texts.items()}
+    return TextCandidates(scores, terms, matched)
 
 
 def rank_candidates(
     db: LearningDb,
-    text: dict[str, float],
+    found: TextCandidates,
     query_vector: np.ndarray | None,
     query: str,
     where: LearningFilter,
@@ -103,9 +134,10 @@ def rank_candidates(
     config: RankingConfig = RankingConfig(),
     now: datetime | None = None,
 ) -> list[SearchHit]:
-    """Steps 2-5 after ``text_candidates`` returned ``text``: vector candidates, contexts,
+    """Steps 2-5 after ``text_candidates`` returned ``found``: vector candidates, contexts,
     ranking and the top rows."""
     query = _bounded(query)
+    text = found.scores
     vectors: dict[str, float] = {}
     if query_vector is not None:
         vector = np.asarray(query_vector, dtype=np.float32).tobytes()
@@ -124,13 +156,6 @@ def rank_candidates(
     gap = timedelta(minutes=config.context_gap_minutes)
     rows = db.load_neighbours(where, candidates, around=around, gap=gap)
     sequences, created_at, subjects = _context(rows, gap)
-    # The words the best full-text candidates hold, for query coverage.
-    terms: list[str] = []
-    matched: dict[str, frozenset[str]] = {}
-    if config.coverage_weight and text:
-        texts = db.load_texts(where, list(text)[: config.context_candidates])
-        terms = list(dict.fromkeys(stem(word) for word in query_terms(query)))
-        matched = {key: _stems(body) for key, body in texts.items()}
     ranked = rank(
         query,
         text_scores=text,
@@ -138,8 +163,8 @@ def rank_candidates(
         sequences=sequences,
         created_at=created_at,
         subjects=subjects,
-        matched=matched,
-        terms=terms,
+        matched=found.matched,
+        terms=found.terms,
         now=now or datetime.now(UTC),
         config=config,
         k=limit,

@@ -15,6 +15,8 @@ import re
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
+from operator import itemgetter
 from typing import TypeVar
 
 import numpy as np
@@ -110,7 +112,8 @@ def max_normalize(scores: Mapping[K, float]) -> dict[K, float]:
     best = max(scores.values(), default=0.0)
     if best <= 0:
         return dict.fromkeys(scores, 0.0)
-    return {key: max(value, 0.0) / best for key, value in scores.items()}
+    # ``0.0 if value < 0.0 else value`` is ``max(value, 0.0)`` without a call per item.
+    return {key: (0.0 if value < 0.0 else value) / best for key, value in scores.items()}
 
 
 def min_max_normalize(scores: Mapping[K, float]) -> dict[K, float]:
@@ -120,7 +123,7 @@ def min_max_normalize(scores: Mapping[K, float]) -> dict[K, float]:
     similarity does (unrelated texts are not orthogonal). All scores equal: 1.0 each if
     positive (every one is the best), else 0.0. Empty in, empty out.
     """
-    clipped = {key: max(value, 0.0) for key, value in scores.items()}
+    clipped = {key: 0.0 if value < 0.0 else value for key, value in scores.items()}
     low = min(clipped.values(), default=0.0)
     high = max(clipped.values(), default=0.0)
     if high <= low:
@@ -168,19 +171,26 @@ def spread_to_neighbours(
     spread = dict(scores)
     if not weights:
         return spread
+    reach = list(enumerate(weights, start=1))
     for sequence in sequences:
+        size = len(sequence)
         gains: dict[int, float] = {}
+        best = gains.get
         # Walk the scored items only and push their score outwards: most of a long session
         # is usually unscored, so this is cheaper than asking every item about its neighbours.
-        for i, key in enumerate(sequence):
-            own = scores.get(key, 0.0)
+        # The order of the walk (item, distance, before then after) is the order in which
+        # items that had no score enter the result, which ties in the ranking keep.
+        for i, own in enumerate(map(scores.get, sequence, repeat(0.0))):
             if own <= 0:
                 continue
-            for distance, weight in enumerate(weights, start=1):
+            for distance, weight in reach:
                 gain = weight * own
-                for j in (i - distance, i + distance):
-                    if 0 <= j < len(sequence) and gain > gains.get(j, 0.0):
-                        gains[j] = gain
+                j = i - distance
+                if j >= 0 and gain > best(j, 0.0):
+                    gains[j] = gain
+                j = i + distance
+                if j < size and gain > best(j, 0.0):
+                    gains[j] = gain
         for j, gain in gains.items():
             key = sequence[j]
             spread[key] = spread.get(key, 0.0) + gain
@@ -240,11 +250,12 @@ def spread_to_context(
     if weight == 0:
         return spread
     for sequence in sequences:
-        best = max((scores.get(key, 0.0) for key in sequence), default=0.0)
+        best = max(map(scores.get, sequence, repeat(0.0)), default=0.0)
         if best <= 0:
             continue
+        gain = weight * best
         for key in sequence:
-            spread[key] = spread.get(key, 0.0) + weight * best
+            spread[key] = spread.get(key, 0.0) + gain
     return spread
 
 
@@ -356,13 +367,15 @@ def recency_prior(
     now = _naive(now)
     factors: dict[datetime | None, float] = {None: 1.0}
     out: dict[K, float] = {}
+    moment_of = created_at.get
     for key, value in scores.items():
-        moment = created_at.get(key)
-        if moment not in factors:
+        moment = moment_of(key)
+        factor = factors.get(moment)
+        if factor is None:
             assert moment is not None
             age_days = max((now - _naive(moment)).total_seconds(), 0.0) / 86400
-            factors[moment] = 1 + weight * math.pow(0.5, age_days / half_life_days)
-        out[key] = value * factors[moment]
+            factor = factors[moment] = 1 + weight * math.pow(0.5, age_days / half_life_days)
+        out[key] = value * factor
     return out
 
 
@@ -393,7 +406,8 @@ def cosine_top_k(
 
 def top_k(scores: Mapping[K, float], k: int) -> list[tuple[K, float]]:
     """The ``k`` best items, best first; ties keep the mapping's order."""
-    return sorted(scores.items(), key=lambda item: -item[1])[: max(k, 0)]
+    # Python's sort is stable with ``reverse`` too: equal scores keep the mapping's order.
+    return sorted(scores.items(), key=itemgetter(1), reverse=True)[: max(k, 0)]
 
 
 def fuse(
