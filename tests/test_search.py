@@ -786,6 +786,36 @@ async def test_end_to_end_hostile_query(memory_db: sqlite3.Connection) -> None:
     assert found[0].startswith("Ann: I adopted a puppy named Rex")
 
 
+def test_cover_query_terms_gives_the_same_scores_whatever_the_hash_seed() -> None:
+    """Coverage sums its words' weights in the query's order: summed in a set's order (which
+    follows the process's hash seed), equal passages got scores a bit apart in one process
+    and tied in another, and the same search ranked its ties differently from run to run."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from kern.search.ranking import cover_query_terms\n"
+        "terms = ['melanie', 'road', 'trip', 'relax', 'after', 'do', 'kid', 'camp']\n"
+        "matched = {f'm{i}': {t for j, t in enumerate(terms) if (i * 37 >> j) & 1}"
+        " for i in range(40)}\n"
+        "out = cover_query_terms(dict.fromkeys(matched, 0.1), [list(matched)], matched, terms,"
+        " weight=0.7, reach=2)\n"
+        "print(repr(sorted(out.items())))\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(outputs) == 1
+
+
 def test_cover_query_terms_rewards_passages_holding_the_whole_question() -> None:
     sequences = [["a", "b", "c", "d", "e", "f"], ["x", "y"]]
     scores = {key: 0.1 for seq in sequences for key in seq}

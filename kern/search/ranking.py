@@ -284,7 +284,11 @@ def cover_query_terms(
     out = dict(scores)
     if weight == 0 or not matched or not terms:
         return out
-    wanted = set(terms)
+    # Sums run in the query's order, never a set's: a set of strings iterates in an order
+    # that changes with each process's hash seed, and float sums with their order, so equal
+    # scores (and the ranking's ties) would differ between two runs of the same search.
+    order = list(dict.fromkeys(terms))
+    wanted = set(order)
     held = {key: wanted.intersection(words) for key, words in matched.items()}
     counts: dict[str, int] = {}
     for words in held.values():
@@ -294,7 +298,7 @@ def cover_query_terms(
         return out
     weights = {word: math.log(1 + len(held) / df) for word, df in counts.items()}
     rarest = max(weights.values())
-    total = sum(weights.get(word, rarest) for word in wanted)
+    total = sum(weights.get(word, rarest) for word in order)
     for sequence in sequences:
         # Each holder pushes its words to the places within reach: one walk of the context,
         # then work for the few best candidates only.
@@ -307,7 +311,7 @@ def cover_query_terms(
         for j, covered in near.items():
             key = sequence[j]
             if key in out:
-                out[key] += weight * sum(weights[word] for word in covered) / total
+                out[key] += weight * sum(weights[word] for word in order if word in covered) / total
     return out
 
 
