@@ -60,6 +60,19 @@ def percentiles(timings: list[float]) -> str:
     )
 
 
+def count_calls(obj: Any, name: str) -> list[int]:
+    """Wrap ``obj.name`` so that each call adds one to the returned counter (index 0)."""
+    calls = [0]
+    method = getattr(obj, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return method(*args, **kwargs)
+
+    setattr(obj, name, counted)
+    return calls
+
+
 def load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
@@ -140,22 +153,8 @@ def main() -> None:
 
         rng = np.random.default_rng(args.size)
         users = args.size // scale.ITEMS_PER_USER
-        sql = [0]
-        ranked_by_sql = db._text_search_query
-
-        def counted(*a: Any, **k: Any) -> Any:
-            sql[0] += 1
-            return ranked_by_sql(*a, **k)
-
-        db._text_search_query = counted  # type: ignore[method-assign]
-        brought = [0]
-        bring_up = db._bring_up_to_date
-
-        def counted_bring_up(*a: Any, **k: Any) -> Any:
-            brought[0] += 1
-            return bring_up(*a, **k)
-
-        db._bring_up_to_date = counted_bring_up  # type: ignore[method-assign]
+        sql = count_calls(db, "_text_search_query")
+        brought = count_calls(db, "_bring_up_to_date")
 
         def search() -> float:
             item = int(rng.integers(users)) * scale.ITEMS_PER_USER + scale.ITEMS_PER_USER - 1
