@@ -111,14 +111,15 @@ def text_candidates(
     embedded (``LearningBackend.search``), not after."""
     check_count(limit, "limit", maximum=MAX_PAGE)
     query = _bounded(check_text(query, "query"))
-    if limit <= 0 or not query_terms(query):
+    words = query_terms(query)
+    if limit <= 0 or not words:
         return None
     scores = dict(db.search_text_scores(query, where, limit=config.candidates))
     terms: list[str] = []
     matched: dict[str, frozenset[str]] = {}
     if config.coverage_weight and scores:
         texts = db.load_texts(where, list(scores)[: config.context_candidates])
-        terms = list(dict.fromkeys(stem(word) for word in query_terms(query)))
+        terms = list(dict.fromkeys(stem(word) for word in words))
         matched = {key: _stems(body) for key, body in texts.items()}
     return TextCandidates(scores, terms, matched)
 
