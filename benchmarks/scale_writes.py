@@ -27,6 +27,7 @@ The load average goes with every line. The database (``kern_shared`` on the pgse
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import os
 import statistics
@@ -156,11 +157,26 @@ def main() -> None:
         sql = count_calls(db, "_text_search_query")
         brought = count_calls(db, "_bring_up_to_date")
 
+        collections: list[tuple[float, float]] = []
+        started_gc = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if info["generation"] == 2:
+                if phase == "start":
+                    started_gc[0] = time.perf_counter()
+                else:
+                    collections.append((started_gc[0], time.perf_counter()))
+
+        gc.callbacks.append(on_gc)
+        kinds: list[tuple[bool, bool]] = []
+
         def search() -> float:
+            before_gc, before_bring = len(collections), brought[0]
             item = int(rng.integers(users)) * scale.ITEMS_PER_USER + scale.ITEMS_PER_USER - 1
             item -= int(rng.integers(scale.SHARED_PER_USER))
             started = time.perf_counter()
             lm.learned_knowledge.search(corpus.query(item), user_id=scale.user_of(item), limit=10)
+            kinds.append((len(collections) > before_gc, brought[0] > before_bring))
             return (time.perf_counter() - started) * 1000
 
         for _ in range(20):
@@ -178,9 +194,24 @@ def main() -> None:
         time.sleep(2.0)  # the writer's start-up
         before, sql[0], brought[0] = load(), 0, 0
         busy: list[float] = []
+        del kinds[:]
+        gcs = len(collections)
         while process.is_alive():
             busy.append(search())
         process.join()
+        with_gc = [t for t, k in zip(busy, kinds, strict=True) if k[0]]
+        with_bring = [t for t, k in zip(busy, kinds, strict=True) if k[1]]
+        plain = [t for t, k in zip(busy, kinds, strict=True) if not any(k)]
+        gc_ms = [(b - a) * 1000 for a, b in collections[gcs:]]
+        print(
+            f"  full collections during the writes: {len(gc_ms)}, ms each: "
+            f"{' '.join(f'{m:.0f}' for m in gc_ms)}; tracked objects {len(gc.get_objects()):,}"
+        )
+        print(
+            f"  searches with a full collection: {len(with_gc)}, with a bring-up: "
+            f"{len(with_bring)} (p50 {statistics.median(with_bring or [0]):.1f} ms); "
+            f"the rest: {percentiles(plain)}"
+        )
         print(
             f"steady writes: {percentiles(busy)}  by SQL {sql[0]}  brought up to date "
             f"{brought[0]}  ({before}, {load()} after)"

@@ -288,6 +288,36 @@ def test_snapshots_answer_exactly_as_the_database(
     assert snapshot is not None and snapshot.vectors is not None  # both paths were compared
 
 
+def test_many_statuses_and_kinds_are_evaluated_as_the_filter_says() -> None:
+    """``ScopeRows._among`` compares a few values one by one and more by a lookup table of
+    the column's codes: both give what the filter says, values absent from the scope and
+    values only the changes since the snapshot hold included."""
+    kinds = [f"kind{k}" for k in range(7)]
+    statuses = ["active", "deleted", "proposed", "superseded", "archived"]
+
+    def row(n: int, kind: str, status: str) -> tuple[object, ...]:
+        return (n, f"r{n}", kind, status, "alice", None, None, None, T0, None, None, None,
+                False, None, "head")  # fmt: skip
+
+    written = {n: (kinds[n % 6], statuses[n % 4]) for n in range(60)}
+    base = ScopeRows.build("t", "scope", [row(n, *written[n]) for n in range(60)])
+    changes = {**dict.fromkeys(range(60, 66), (kinds[6], statuses[4])), 3: (kinds[5], statuses[0])}
+    joined = base.with_changes("u", 1, [(*row(n, *v), None) for n, v in changes.items()], [])
+    rng = random.Random(4)
+    for snapshot, truth in ((base, written), (joined, {**written, **changes})):
+        for _ in range(60):
+            wanted_kinds = rng.sample([*kinds, "absent"], rng.randint(0, 8))
+            wanted_statuses = rng.sample([*statuses, "gone"], rng.randint(1, 6))
+            where = LearningFilter(kinds=wanted_kinds, statuses=wanted_statuses)  # type: ignore[arg-type]
+            visible = snapshot.visible(where)
+            assert visible is not None
+            assert {snapshot.ids[i] for i in np.flatnonzero(visible).tolist()} == {
+                f"r{n}"
+                for n, (kind, status) in truth.items()
+                if kind in wanted_kinds and status in wanted_statuses
+            }
+
+
 def test_the_snapshot_evaluates_every_field_of_the_filter() -> None:
     """A filter field the snapshot did not evaluate would let a search see rows the filter
     hides: a new field must be taught to ``ScopeRows.visible`` (and to the test above)."""

@@ -70,7 +70,7 @@ from sqlalchemy.types import UserDefinedType
 
 from kern._text import query_terms
 from kern.db._candidates import SEARCH_CACHE_MB
-from kern.db._scopes import TOKEN_SEPARATOR, Bools, ScopeRows, ScopeText
+from kern.db._scopes import TOKEN_SEPARATOR, Bools, ScopeRows, ScopeText, take
 from kern.db._sqlbase import check_limit
 from kern.db.base import JobRecord, LearningFilter, LearningRecord, WriteOp
 from kern.db.fulltext import tsquery
@@ -597,7 +597,7 @@ def _bm25_in_memory(
         kept = np.flatnonzero(score >= np.partition(score, len(score) - limit)[-limit])
         matched, score = matched[kept], score[kept]
     order = np.lexsort((snapshot.seq[matched], -score))[:limit]
-    ids = [snapshot.ids[i] for i in matched[order].tolist()]
+    ids = take(snapshot.ids, matched[order].tolist())
     return list(zip(ids, score[order].tolist(), strict=True))
 
 
