@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -354,6 +355,29 @@ def test_time_chains_cut_contexts_at_pauses() -> None:
     same = [("x", 1, t0), ("y", 1, t0.replace(tzinfo=UTC)), ("z", 1, t0 + timedelta(seconds=1))]
     assert time_chains(same, timedelta(0)) == [["x", "y"], ["z"]]
     assert time_chains([], timedelta(minutes=30)) == []
+
+
+def test_contexts_and_recency_measure_time_in_utc_whatever_the_zone() -> None:
+    """Moments in a zone with daylight saving are compared as instants, not wall clocks:
+    two Berlin times on either side of the spring change are 30 minutes apart in UTC (one
+    context at a 30-minute gap) though 90 apart on the wall clock; and the same instant
+    written in three ways gets the same recency factor."""
+    berlin = ZoneInfo("Europe/Berlin")
+    before = datetime(2024, 3, 31, 1, 45, tzinfo=berlin)  # 00:45 UTC
+    after = datetime(2024, 3, 31, 3, 15, tzinfo=berlin)  # 01:15 UTC
+    assert time_chains([("a", 1, before), ("b", 1, after)], timedelta(minutes=30)) == [["a", "b"]]
+    assert time_chains([("a", 1, before), ("b", 1, after)], timedelta(minutes=29)) == [["a"], ["b"]]
+    instant = datetime(2024, 1, 30, 12, tzinfo=UTC)
+    created: dict[str, datetime | None] = {
+        "utc": instant,
+        "berlin": instant.astimezone(berlin),
+        "naive": instant.replace(tzinfo=None),
+    }
+    now = datetime(2024, 1, 31, 12, tzinfo=berlin)
+    out = recency_prior(
+        dict.fromkeys(created, 1.0), created, now=now, weight=0.2, half_life_days=30
+    )
+    assert out["utc"] == out["berlin"] == out["naive"] == 1 + 0.2 * 0.5 ** ((23 / 24) / 30)
 
 
 def test_recency_prior_prefers_newer() -> None:

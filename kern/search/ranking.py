@@ -225,7 +225,7 @@ def time_chains(items: Iterable[tuple[K, Hashable, datetime]], gap: timedelta) -
     chains: list[list[K]] = []
     last: dict[Hashable, tuple[datetime, list[K]]] = {}
     for key, group, moment in items:
-        at = _naive(moment)
+        at = _utc(moment)
         previous = last.get(group)
         if previous is not None and at - previous[0] <= gap:
             chain = previous[1]
@@ -389,7 +389,7 @@ def _recency_factors(
     session share theirs)."""
     if half_life_days <= 0:
         raise ValueError("half_life_days must be positive")
-    now = _naive(now)
+    now = _utc(now)
     factors: dict[datetime | None, float] = {None: 1.0}
     moment_of = created_at.get
 
@@ -398,7 +398,7 @@ def _recency_factors(
         found = factors.get(moment)
         if found is None:
             assert moment is not None
-            age_days = max((now - _naive(moment)).total_seconds(), 0.0) / 86400
+            age_days = max((now - _utc(moment)).total_seconds(), 0.0) / 86400
             found = factors[moment] = 1 + weight * math.pow(0.5, age_days / half_life_days)
         return found
 
@@ -516,5 +516,14 @@ def rank(
     return top_k(final, k)
 
 
-def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC, timezone-aware; a naive moment is taken to be UTC already.
+
+    Stored moments come back in UTC, so the usual case is the check alone: a conversion
+    (``astimezone``, ``replace``) costs ~1-2 µs, and a search of a busy shared namespace
+    compares ~2,000 moments (its contexts, its recency prior). Differences of UTC moments
+    are exact, whatever zones the inputs were in.
+    """
+    if moment.tzinfo is UTC:
+        return moment
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
