@@ -323,76 +323,46 @@ def test_hybrid_search_returns_full_rows_best_first(lm: LearningMachine) -> None
     assert hybrid_search(lm.db, None, "favourite tea", ALICE_MEMORIES, limit=0) == []
 
 
+QUERY = "favourite tea"
+
+
+@pytest.mark.parametrize("step", ["search_text_scores", "load_texts"])
 def test_the_query_is_embedded_while_the_full_text_step_runs(
-    db: SqlDb, monkeypatch: pytest.MonkeyPatch
+    db: SqlDb, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     """With an embedder, the full-text step does not wait for the query's embedding (a
-    model's forward pass and a database query use different cores); the answer is what
-    ``hybrid_search`` gives for the same vector."""
+    model's forward pass and a database query use different cores): neither the full-text
+    candidates nor the texts query coverage reads of them (they depend on those candidates
+    only); the answer is what ``hybrid_search`` gives for the same vector."""
     import asyncio
     import threading
 
     from kern.search.embedders import Vector
 
-    text_step = threading.Event()
+    stepped = threading.Event()
 
-    class WaitsForTheTextStep(HashEmbedder):
+    class WaitsForTheStep(HashEmbedder):
         async def embed(self, texts: Sequence[str]) -> list[Vector]:
             if texts == [QUERY]:  # the query, not a stored memory
-                assert await asyncio.to_thread(text_step.wait, 10), "the text step waited"
+                assert await asyncio.to_thread(stepped.wait, 10), f"{step} waited"
             return await super().embed(texts)
 
-    lm = LearningMachine(db=db, user_memory=True, embedder=WaitsForTheTextStep())
+    lm = LearningMachine(db=db, user_memory=True, embedder=WaitsForTheStep())
     other_sessions(lm)
     tea = say(lm, "Alice's favourite tea is genmaicha.")
-    scores = db.search_text_scores
+    read = getattr(db, step)
 
-    def search_text_scores(*args: Any, **kwargs: Any) -> list[tuple[str, float]]:
-        text_step.set()
-        return scores(*args, **kwargs)
+    def reads(*args: Any, **kwargs: Any) -> Any:
+        stepped.set()
+        return read(*args, **kwargs)
 
-    monkeypatch.setattr(db, "search_text_scores", search_text_scores)
+    monkeypatch.setattr(db, step, reads)
     items = lm.user_memory.search(QUERY, user_id="alice", limit=5)
     assert items[0].id == tea
     (vector,) = asyncio.run(HashEmbedder().embed([QUERY]))
     where = lm.user_memory._where(lm.user_memory._context("alice"), kinds=["memory"])
     expected = hybrid_search(db, vector, QUERY, where, limit=5)
     assert [item.id for item in items] == [hit.record.id for hit in expected]
-
-
-QUERY = "favourite tea"
-
-
-def test_query_coverage_reads_texts_while_the_query_is_embedded(
-    db: SqlDb, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The texts query coverage reads depend on the full-text candidates only, so they are
-    read in the full-text step, while the query is embedded, not after the embedding."""
-    import asyncio
-    import threading
-
-    from kern.search.embedders import Vector
-
-    texts_read = threading.Event()
-
-    class WaitsForTheTexts(HashEmbedder):
-        async def embed(self, texts: Sequence[str]) -> list[Vector]:
-            if texts == [QUERY]:
-                assert await asyncio.to_thread(texts_read.wait, 10), "texts read after embedding"
-            return await super().embed(texts)
-
-    lm = LearningMachine(db=db, user_memory=True, embedder=WaitsForTheTexts())
-    other_sessions(lm)
-    tea = say(lm, "Alice's favourite tea is genmaicha.")
-    load_texts = db.load_texts
-
-    def reads(*args: Any, **kwargs: Any) -> dict[str, str]:
-        texts_read.set()
-        return load_texts(*args, **kwargs)
-
-    monkeypatch.setattr(db, "load_texts", reads)
-    items = lm.user_memory.search(QUERY, user_id="alice", limit=5)
-    assert items[0].id == tea
 
 
 def test_a_question_spread_over_adjacent_turns_ranks_their_passage_first(
