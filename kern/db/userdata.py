@@ -24,6 +24,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, func, insert, or_, select, union
 from sqlalchemy.exc import IntegrityError
 
+from kern.db._learnings import LEARNING_COLUMNS
 from kern.db.base import Db, LearningFilter
 from kern.db.schema import learning_history, learnings, runs, sessions
 from kern.db.sql import SqlDb
@@ -198,9 +199,10 @@ def export_user(db: Db, user_id: str) -> UserExport:
             .order_by(runs.c.seq)
         ).mappings()
         exported_runs = [ExportedRun.model_validate(_without(r, "seq")) for r in run_rows]
-        columns = [c for c in learnings.c if c.name not in ("seq", "embedding", "changed")]
         learning_rows = conn.execute(
-            select(*columns).where(learnings.c.user_id == user_id).order_by(learnings.c.seq)
+            select(*LEARNING_COLUMNS)
+            .where(learnings.c.user_id == user_id)
+            .order_by(learnings.c.seq)
         ).mappings()
         learning_values = [dict(r) for r in learning_rows]
         history_rows = conn.execute(
