@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -174,30 +175,96 @@ def test_a_write_between_two_searches_changes_the_answer(
 ) -> None:
     """The document counts remembered between searches belong to one state of the index: a
     write in another scope, by another connection to the file, changes the next searches'
-    scores exactly as it changes ``bm25()``'s. The first search after a write is ranked by
-    ``bm25()`` itself (counting would cost as much, and is worth it only if the index stays
-    as it is); the next one counts anew and remembers."""
+    scores exactly as it changes ``bm25()``'s. Inserts alone bring the counts up to date by
+    the new rows' tokens; after any other write the first search is ranked by ``bm25()``
+    itself (counting would cost as much, and is worth it only if the index stays as it is)
+    and the next one counts anew and remembers."""
     db = SqliteDb(tmp_path / "kern.db")
     other = SqliteDb(tmp_path / "kern.db")
     mine = LearningFilter(scopes=[ALICE])
 
-    def twice(index_changed: bool = True) -> list[tuple[str, float]]:
+    def twice(counts_kept: bool) -> list[tuple[str, float]]:
         first = db.search_text_scores("jazz blues", mine)
         assert db.search_text_scores("jazz blues", mine) == first
         assert same_as_bm25(db, "jazz blues", mine)
-        assert outside[-3:] == [not index_changed, True, True]  # bm25(); counted; remembered
+        assert outside[-3:] == [counts_kept, True, True]  # bm25() or not; counted; remembered
         return first
 
     db.apply([Create(rec("a1", "jazz concert")), Create(rec("a2", "jazz and blues"))])
     db.apply([Create(rec(f"b{i}", "rock", scope=BOB)) for i in range(9)])
-    before = twice()
+    before = twice(counts_kept=False)  # nothing counted yet
     other.apply([Create(rec(f"j{i}", "jazz", scope=BOB)) for i in range(4)])
-    after = twice()
+    after = twice(counts_kept=True)  # inserts: the counts brought up to date
     assert after != before
     other.apply([Update("j0", {"content": "blues"}, "blues", "h")])
-    assert twice() != after
+    assert twice(counts_kept=False) != after
     other.apply([SetStatus("a2", "deleted", "delete")])  # the filter's, not the index's
-    assert [key for key, _ in twice(index_changed=False)] == ["a1"]
+    assert [key for key, _ in twice(counts_kept=True)] == ["a1"]
+    other.close()
+    db.close()
+
+
+def test_inserts_between_searches_keep_the_counts_exact(
+    tmp_path: Path, outside: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table that grows between every two searches (memories do) is ranked outside FTS5
+    at every search once counted, score for score ``bm25()``'s: new rows holding the query's
+    words, in the searched scope or another, with letters outside ASCII. A write that is not
+    only inserts (a row deleted by hand, a text updated, a status changed next to an insert:
+    nothing else tells the first two from an insert's tick), or more rows
+    than ``_ADVANCE_MAX_ROWS``, leaves the counts behind: ``bm25()`` ranks, then they are
+    counted anew."""
+    rng = random.Random(7)
+    words = [*_WORDS.split(), "caf\u00e9", "na\u00efve"]
+    db = SqliteDb(tmp_path / "kern.db")
+    other = SqliteDb(tmp_path / "kern.db")
+    scopes = [ALICE, BOB, "user:carol"]
+
+    def text() -> str:
+        return " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
+
+    db.apply([Create(rec(f"r{i}", text(), scope=scopes[i % 3])) for i in range(60)])
+    queries = ["apple run", "caf\u00e9 tree", "happy relational dog", "pear 1999 red"]
+    for query in queries:  # counted once (bm25() first: the state is new to the counts)
+        db.search_text_scores(query, LearningFilter(scopes=[ALICE]))
+    assert same_as_bm25(db, " ".join(queries), LearningFilter(scopes=[ALICE]))
+    n = 60
+    for round_ in range(30):
+        writer = (db, other)[round_ % 2]
+        writer.apply([Create(rec(f"r{n + i}", text(), scope=rng.choice(scopes))) for i in range(3)])
+        n += 3
+        for query in queries:
+            where = LearningFilter(scopes=[rng.choice(scopes)])
+            assert same_as_bm25(db, query, where), (round_, query)
+            assert outside[-1] is True, (round_, query)
+
+    def first_search_after(write: Any) -> bool:
+        write()
+        assert same_as_bm25(db, "apple run", LearningFilter(scopes=[BOB]))
+        return outside[-1]
+
+    def insert_and_delete_by_hand() -> None:  # as another program would
+        other.apply([Create(rec("new", "apple", scope=BOB))])
+        with closing(sqlite3.connect(tmp_path / "kern.db")) as conn, conn:
+            conn.execute(
+                "DELETE FROM learnings WHERE seq = (SELECT min(seq) FROM learnings "
+                "WHERE text LIKE '%apple%')"
+            )
+
+    def text_updated() -> None:
+        other.apply([Update("new", {"content": "apple run apple"}, "apple run apple", "h1")])
+
+    def insert_and_set_status() -> None:
+        other.apply(
+            [Create(rec("x1", "apple run", scope=BOB)), SetStatus("new", "deleted", "delete")]
+        )
+
+    for write in (insert_and_delete_by_hand, text_updated, insert_and_set_status):
+        assert first_search_after(write) is False, write
+        assert first_search_after(lambda: None) is True, write
+    monkeypatch.setattr(sqlite_module, "_ADVANCE_MAX_ROWS", 2)
+    many = [Create(rec(f"y{i}", "run")) for i in range(3)]
+    assert first_search_after(lambda: other.apply(many)) is False
     other.close()
     db.close()
 

@@ -18,7 +18,10 @@ under a millisecond (benchmarks/scale.md). Here the same formula is computed fro
 then ``fts5Bm25Function``'s arithmetic in its order, so the scores are ``bm25()``'s bit for bit
 (tests compare them). Nothing remembered can be stale: the document counts are keyed by FTS5's
 structure and averages records, which every committed change to the index rewrites, and are
-read in the same read transaction as the matches.
+read in the same read transaction as the matches. When the only writes since are inserts, the
+counts are brought up to date by the inserted rows' own tokens (``DocumentCounts.advance``)
+rather than counted again: a table that grows between every two searches, as memories do, is
+then ranked here too.
 """
 
 from __future__ import annotations
@@ -251,12 +254,15 @@ class DocumentCounts:
     ``state`` is FTS5's averages and structure records as read in the caller's transaction:
     a committed insert, update or delete anywhere (any connection, any process) rewrites
     them, and every remembered count is dropped with the old state, never served for the new
-    one. Thread-safe; at most ``MAX_REMEMBERED`` tokens per state.
+    one, unless ``advance`` brings the counts to the new state (inserts only). ``writes`` is
+    what the caller needs to tell that: the table's write counter and highest ``seq`` in the
+    same transaction as ``state``. Thread-safe; at most ``MAX_REMEMBERED`` tokens per state.
 
     Counting a token costs what ``bm25()`` costs (the same walk of its rows), so it pays only
-    if the state lasts: ``worth_counting`` says so for the state the counts are of, or one an
-    earlier search saw too (no write since). A table written between every two searches is
-    then ranked by ``bm25()`` itself, at its own cost, not counted in vain.
+    if the counts last: ``worth_counting`` says so for the state the counts are of (brought up
+    to date or not), or one an earlier search saw too (no write since). A table rewritten
+    between every two searches is then ranked by ``bm25()`` itself, at its own cost, not
+    counted in vain.
     """
 
     MAX_REMEMBERED = 100_000
@@ -264,6 +270,7 @@ class DocumentCounts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state: bytes = b""
+        self._writes: tuple[int, int] = (0, 0)
         self._counts: dict[str, int] = {}
         self._seen: bytes = b""
 
@@ -274,6 +281,31 @@ class DocumentCounts:
             seen, self._seen = self._seen, state
             return state in (self._state, seen)
 
+    def behind(self, state: bytes) -> tuple[bytes, tuple[int, int]] | None:
+        """The counts' own state and ``writes`` when they are of a state other than
+        ``state`` (one ``advance`` might bring them to); ``None`` when they are ``state``'s or
+        there are none."""
+        with self._lock:
+            if not self._counts or state == self._state:
+                return None
+            return self._state, self._writes
+
+    def advance(
+        self, old: bytes, new: bytes, writes: tuple[int, int], inserted: Iterable[set[str]]
+    ) -> None:
+        """The counts of ``old`` brought to ``new``, which differs from it by the rows
+        ``inserted`` alone (each row's set of tokens); nothing if the counts are no longer
+        ``old``'s (another search moved them meanwhile)."""
+        with self._lock:
+            if self._state != old:
+                return
+            counts = self._counts
+            for tokens in inserted:
+                for token in tokens:
+                    if token in counts:
+                        counts[token] += 1
+            self._state, self._writes = new, writes
+
     def known(self, state: bytes, tokens: Iterable[str]) -> dict[str, int]:
         """The remembered counts of ``tokens`` for ``state`` (those it has)."""
         with self._lock:
@@ -281,10 +313,10 @@ class DocumentCounts:
                 return {}
             return {t: self._counts[t] for t in tokens if t in self._counts}
 
-    def remember(self, state: bytes, counts: dict[str, int]) -> None:
+    def remember(self, state: bytes, writes: tuple[int, int], counts: dict[str, int]) -> None:
         with self._lock:
             if state != self._state or len(self._counts) > self.MAX_REMEMBERED:
-                self._state, self._counts = state, {}
+                self._state, self._writes, self._counts = state, writes, {}
             self._counts.update(counts)
 
 

@@ -157,8 +157,11 @@ class SqliteDb(SqlDb):
         if not totals or not totals[0] or totals[0] < _OUTSIDE_MIN_ROWS:
             return None
         state = averages + structure
+        clock, top = conn.execute(_WRITES).one()
+        writes = (int(clock), int(top or 0))
+        self._bring_counts_up(conn, state, writes)
         if not self._document_counts.worth_counting(state):
-            return None  # written since the last search: counting would cost what bm25() does
+            return None  # rewritten since the last search: counting would cost what bm25() does
         holders_query = _holders_query(filter_shape(where))
         values = {**filter_values(where), "limit": _OUTSIDE_MAX_PAIRS + 1}
         pairs: list[tuple[int, int, str]] = []
@@ -171,34 +174,23 @@ class SqliteDb(SqlDb):
         if not pairs:
             return []
         keys = {seq: key for _, seq, key in pairs}
-        row_tokens: dict[int, list[str]] = {}
-        sizes: dict[int, list[int]] = {}
-        unsure: dict[int, str] = {}  # texts fts5_tokens cannot vouch for, by seq or -1 - word
-        for seq, row_text, size in conn.execute(_ROWS, {"seqs": dumps(list(keys))}):
-            sizes[seq] = varints(size)
-            tokens = fts5_tokens(row_text)
-            if tokens is None:
-                unsure[seq] = row_text
-            else:
-                row_tokens[seq] = tokens
-        unsure.update({-1 - i: words[i] for i, tokens in enumerate(spelled) if tokens is None})
-        if unsure:
-            if len(unsure) > _OUTSIDE_MAX_UNSURE:
-                return None
-            own = _fts5_own_tokens(conn, unsure)
-            row_tokens.update({key: own[key] for key in unsure if key >= 0})
-            spelled = [own[-1 - i] if t is None else t for i, t in enumerate(spelled)]
-        if any(tokens is None or len(tokens) != 1 for tokens in spelled):
+        rows = conn.execute(_ROWS, {"seqs": dumps(list(keys))}).all()
+        # The query's words with the rows: one call of FTS5's own tokenizer for both, if any.
+        texts = {seq: row_text for seq, row_text, _ in rows}
+        sizes = {seq: size for seq, _, size in rows}
+        tokenized = _tokens_of(conn, {**texts, **_word_keys(words)}, sizes)
+        if tokenized is None:
+            return None  # too many texts for FTS5's own tokenizer, or not FTS5's tokens
+        word_tokens = [tokenized[key] for key in _word_keys(words)]
+        if any(len(tokens) != 1 for tokens in word_tokens):
             return None
-        phrases = [tokens[0] for tokens in spelled if tokens is not None]
+        phrases = [tokens[0] for tokens in word_tokens]
         wanted = set(phrases)
         frequencies: dict[tuple[str, int], int] = {}
         lengths: dict[int, int] = {}
-        for seq, tokens in row_tokens.items():
-            if len(tokens) != sizes[seq][0]:
-                return None  # not FTS5's tokens: let bm25() count them
-            lengths[seq] = sum(sizes[seq])
-            for token in tokens:
+        for seq, _, size in rows:
+            lengths[seq] = sum(varints(size))
+            for token in tokenized[seq]:
                 if token in wanted:
                     frequencies[(token, seq)] = frequencies.get((token, seq), 0) + 1
         if len(lengths) != len(keys) or set(frequencies) != {(phrases[i], s) for i, s, _ in pairs}:
@@ -211,7 +203,7 @@ class SqliteDb(SqlDb):
                 token: int(conn.execute(_DOCUMENT_COUNT, {"token": token}).scalar() or 0)
                 for token in missing
             }
-            self._document_counts.remember(state, counted)
+            self._document_counts.remember(state, writes, counted)
             counts.update(counted)
         scores = bm25_scores(
             phrases,
@@ -224,6 +216,29 @@ class SqliteDb(SqlDb):
         )
         ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
         return [(keys[seq], score) for seq, score in ranked]
+
+    def _bring_counts_up(self, conn: Connection, state: bytes, writes: tuple[int, int]) -> None:
+        """The remembered document counts brought to ``state`` when every write since theirs
+        was an insert: add each inserted row's tokens. Every row written (insert, update,
+        delete) moves ``learning_clock`` on by one (migration m007's triggers, whoever
+        writes), and an insert adds a row past the highest ``seq`` the counts saw; as many rows
+        past it as clock ticks means nothing else was written. Anything else (or more than
+        ``_ADVANCE_MAX_ROWS`` writes) leaves them behind, to be counted anew."""
+        behind = self._document_counts.behind(state)
+        if behind is None:
+            return
+        old, (clock, top) = behind
+        ticks = writes[0] - clock
+        if not 0 < ticks <= _ADVANCE_MAX_ROWS:
+            return
+        rows = conn.execute(_INSERTED, {"top": top, "limit": ticks + 1}).all()
+        if len(rows) != ticks:
+            return
+        texts = {seq: row_text for seq, row_text, _ in rows}
+        tokenized = _tokens_of(conn, texts, {seq: size for seq, _, size in rows})
+        if tokenized is not None:
+            inserted = [set(tokenized[seq]) for seq, _, _ in rows]
+            self._document_counts.advance(old, state, writes, inserted)
 
     def _text_search_query(
         self,
@@ -289,6 +304,15 @@ _ROWS = text(
     "JOIN learnings_fts_docsize AS d ON d.id = l.seq "
     "WHERE l.seq IN (SELECT value FROM json_each(:seqs))"
 )
+#: The table's write counter (migration m007: one tick per row inserted, updated or deleted)
+#: and highest ``seq``: what tells ``_bring_counts_up`` whether only inserts came since.
+_WRITES = text("SELECT (SELECT value FROM learning_clock), (SELECT max(seq) FROM learnings)")
+#: The rows past a ``seq``, as ``_ROWS`` reads them.
+_INSERTED = text(
+    "SELECT l.seq, l.text, d.sz FROM learnings AS l "
+    "JOIN learnings_fts_docsize AS d ON d.id = l.seq "
+    "WHERE l.seq > :top ORDER BY l.seq LIMIT :limit"
+)
 #: FTS5's vocabulary by token and column, this connection's own (a temporary table; it reads
 #: the index, stores nothing): how many rows hold a token in their text, counted by the walk
 #: ``bm25()`` itself does.
@@ -308,6 +332,37 @@ _OWN_TOKENIZER = (
 )
 _TOKENIZE = text("INSERT INTO temp.kern_tokens (rowid, text) VALUES (:key, :text)")
 _TOKEN_INSTANCES = text('SELECT term, doc, "offset" FROM temp.kern_token_instances')
+
+
+def _word_keys(words: Sequence[str]) -> dict[int, str]:
+    """The query's words keyed as ``_tokens_of`` takes them next to rows (``seq`` >= 1)."""
+    return {-1 - i: word for i, word in enumerate(words)}
+
+
+def _tokens_of(
+    conn: Connection, texts: dict[int, str], sizes: dict[int, bytes]
+) -> dict[int, list[str]] | None:
+    """Each text's tokens by key as FTS5 makes them: ``fts5_tokens`` where it can vouch for
+    them, FTS5's own tokenizer for the rest. ``sizes`` holds FTS5's ``sz`` record of the
+    texts that are rows, by ``seq``: a row's tokens must number what FTS5 counted in its
+    text column.
+    ``None`` past ``_OUTSIDE_MAX_UNSURE`` texts for FTS5's tokenizer, or on a count that
+    differs (not FTS5's tokens: let ``bm25()`` count them)."""
+    tokenized: dict[int, list[str]] = {}
+    unsure: dict[int, str] = {}
+    for key, value in texts.items():
+        tokens = fts5_tokens(value)
+        if tokens is None:
+            unsure[key] = value
+        else:
+            tokenized[key] = tokens
+    if unsure:
+        if len(unsure) > _OUTSIDE_MAX_UNSURE:
+            return None
+        tokenized.update(_fts5_own_tokens(conn, unsure))
+    if any(len(tokenized[seq]) != varints(size)[0] for seq, size in sizes.items()):
+        return None
+    return tokenized
 
 
 def _fts5_own_tokens(conn: Connection, texts: dict[int, str]) -> dict[int, list[str]]:
@@ -333,6 +388,9 @@ _OUTSIDE_MAX_PAIRS = 4_000
 #: Above this many candidates (or words) with letters outside ASCII, FTS5's own tokenizer
 #: (``_fts5_own_tokens``) would cost more than the walk: the statement runs as it is.
 _OUTSIDE_MAX_UNSURE = 100
+#: Above this many rows written since the remembered document counts, tokenizing them
+#: (~20 µs a row) would cost what counting the query's words anew does: they are dropped.
+_ADVANCE_MAX_ROWS = 1_000
 
 
 @lru_cache(maxsize=64)
