@@ -299,20 +299,17 @@ def _scoped_match(terms: str, scopes: Sequence[str] | None) -> str:
 #: structure record (rowid 10: its segments and write counter), which every committed change
 #: to the index rewrites: what the remembered document counts are keyed by.
 _INDEX_STATE = text("SELECT block FROM learnings_fts_data WHERE id IN (1, 10) ORDER BY id")
-_ROWS = text(
+#: Rows' ``seq``, text and FTS5's ``sz`` record (each column's token count), by ``seq``.
+_INDEXED_ROWS = (
     "SELECT l.seq, l.text, d.sz FROM learnings AS l "
     "JOIN learnings_fts_docsize AS d ON d.id = l.seq "
-    "WHERE l.seq IN (SELECT value FROM json_each(:seqs))"
 )
+_ROWS = text(_INDEXED_ROWS + "WHERE l.seq IN (SELECT value FROM json_each(:seqs))")
 #: The table's write counter (migration m007: one tick per row inserted, updated or deleted)
 #: and highest ``seq``: what tells ``_bring_counts_up`` whether only inserts came since.
 _WRITES = text("SELECT (SELECT value FROM learning_clock), (SELECT max(seq) FROM learnings)")
-#: The rows past a ``seq``, as ``_ROWS`` reads them.
-_INSERTED = text(
-    "SELECT l.seq, l.text, d.sz FROM learnings AS l "
-    "JOIN learnings_fts_docsize AS d ON d.id = l.seq "
-    "WHERE l.seq > :top ORDER BY l.seq LIMIT :limit"
-)
+#: The rows past a ``seq``.
+_INSERTED = text(_INDEXED_ROWS + "WHERE l.seq > :top ORDER BY l.seq LIMIT :limit")
 #: FTS5's vocabulary by token and column, this connection's own (a temporary table; it reads
 #: the index, stores nothing): how many rows hold a token in their text, counted by the walk
 #: ``bm25()`` itself does.
