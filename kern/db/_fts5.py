@@ -255,12 +255,12 @@ class DocumentCounts:
     a committed insert, update or delete anywhere (any connection, any process) rewrites
     them, and every remembered count is dropped with the old state, never served for the new
     one, unless ``advance`` brings the counts to the new state (inserts only). ``writes`` is
-    what the caller needs to tell that: the table's write counter and highest ``seq`` in the
-    same transaction as ``state``. Thread-safe; at most ``MAX_REMEMBERED`` tokens per state.
+    what the caller needs to tell that: the table's write counter and highest ``seq``, read
+    in the same transaction as ``state``. Thread-safe; at most ``MAX_REMEMBERED`` tokens.
 
     Counting a token costs what ``bm25()`` costs (the same walk of its rows), so it pays only
-    if the counts last: ``worth_counting`` says so for the state the counts are of (brought up
-    to date or not), or one an earlier search saw too (no write since). A table rewritten
+    if the counts last: ``sight`` says so when the state is the counts' own (no write since
+    the previous search, or inserts they were brought up to date by). A table rewritten
     between every two searches is then ranked by ``bm25()`` itself, at its own cost, not
     counted in vain.
     """
@@ -272,21 +272,13 @@ class DocumentCounts:
         self._state: bytes = b""
         self._writes: tuple[int, int] = (0, 0)
         self._counts: dict[str, int] = {}
-        self._seen: bytes = b""
-
-    def worth_counting(self, state: bytes) -> bool:
-        """Whether ``state`` is the counts' own or was seen by the previous call; records
-        this sighting."""
-        with self._lock:
-            seen, self._seen = self._seen, state
-            return state in (self._state, seen)
 
     def behind(self, state: bytes) -> tuple[bytes, tuple[int, int]] | None:
         """The counts' own state and ``writes`` when they are of a state other than
         ``state`` (one ``advance`` might bring them to); ``None`` when they are ``state``'s or
-        there are none."""
+        of none yet."""
         with self._lock:
-            if not self._counts or state == self._state:
+            if not self._state or state == self._state:
                 return None
             return self._state, self._writes
 
@@ -306,6 +298,16 @@ class DocumentCounts:
                         counts[token] += 1
             self._state, self._writes = new, writes
 
+    def sight(self, state: bytes, writes: tuple[int, int]) -> bool:
+        """Whether counting for ``state`` pays: it is the counts' own. Else the counts start
+        over, empty, at ``state`` (the next search tells whether it lasts) and the answer is
+        no."""
+        with self._lock:
+            if state == self._state:
+                return True
+            self._state, self._writes, self._counts = state, writes, {}
+            return False
+
     def known(self, state: bytes, tokens: Iterable[str]) -> dict[str, int]:
         """The remembered counts of ``tokens`` for ``state`` (those it has)."""
         with self._lock:
@@ -313,10 +315,13 @@ class DocumentCounts:
                 return {}
             return {t: self._counts[t] for t in tokens if t in self._counts}
 
-    def remember(self, state: bytes, writes: tuple[int, int], counts: dict[str, int]) -> None:
+    def remember(self, state: bytes, counts: dict[str, int]) -> None:
+        """Keep ``counts`` of ``state`` if it is still the counts' own."""
         with self._lock:
-            if state != self._state or len(self._counts) > self.MAX_REMEMBERED:
-                self._state, self._writes, self._counts = state, writes, {}
+            if state != self._state:
+                return
+            if len(self._counts) > self.MAX_REMEMBERED:
+                self._counts = {}
             self._counts.update(counts)
 
 

@@ -160,7 +160,7 @@ class SqliteDb(SqlDb):
         clock, top = conn.execute(_WRITES).one()
         writes = (int(clock), int(top or 0))
         self._bring_counts_up(conn, state, writes)
-        if not self._document_counts.worth_counting(state):
+        if not self._document_counts.sight(state, writes):
             return None  # rewritten since the last search: counting would cost what bm25() does
         holders_query = _holders_query(filter_shape(where))
         values = {**filter_values(where), "limit": _OUTSIDE_MAX_PAIRS + 1}
@@ -203,7 +203,7 @@ class SqliteDb(SqlDb):
                 token: int(conn.execute(_DOCUMENT_COUNT, {"token": token}).scalar() or 0)
                 for token in missing
             }
-            self._document_counts.remember(state, writes, counted)
+            self._document_counts.remember(state, counted)
             counts.update(counted)
         scores = bm25_scores(
             phrases,
