@@ -72,7 +72,14 @@ def baseline_query(revision: str) -> Callable[..., Any]:
     module = types.ModuleType("baseline_postgres")
     exec(compile(source, f"{revision}:kern/db/postgres.py", "exec"), module.__dict__)
     method: Callable[..., Any] = module.PostgresDb._text_search_query
-    return method
+
+    def query(*args: Any) -> Any:
+        """The revision's statement as this checkout's callers take it, with its
+        parameters (older revisions bound them in the statement itself)."""
+        found = method(*args)
+        return found if found is None or isinstance(found, tuple) else (found, {})
+
+    return query
 
 
 def close(a: float, b: float) -> bool:

@@ -374,9 +374,10 @@ def test_a_full_text_search_reads_the_scope_once(url: str) -> None:
     other read of ``learnings`` is the lookup of the winners' columns."""
     with PostgresDb(url) as db:
         db.apply([memory(f"m{i}", f"kayak river number {i}") for i in range(20)])
-        statement = db._text_search_query("kayak river", ALICE, 10, (learnings.c.id,))
-        assert statement is not None
-        compiled = statement.compile(
+        found = db._text_search_query("kayak river", ALICE, 10, (learnings.c.id,))
+        assert found is not None
+        statement, values = found
+        compiled = statement.params(values).compile(
             dialect=postgresql.dialect(),
             compile_kwargs={"literal_binds": True, "render_postcompile": True},
         )

@@ -70,6 +70,7 @@ from sqlalchemy.types import UserDefinedType
 
 from kern._text import query_terms
 from kern.db._candidates import SEARCH_CACHE_MB
+from kern.db._learnings import filter_shape, shape_clauses
 from kern.db._scopes import TOKEN_SEPARATOR, Bools, ScopeRows, ScopeText, take
 from kern.db._sqlbase import check_limit
 from kern.db.base import JobRecord, LearningFilter, LearningRecord, WriteOp
@@ -318,27 +319,13 @@ class PostgresDb(SqlDb):
         short), else exactly."""
         if self.vectors == "bytea" or not vector or len(vector) % 4 or limit <= 0:
             return super().search_vectors(vector, where, limit=limit)
-        size = len(vector) // 4
-        # Literal dimensions (never parameters) so the planner can match the partial index.
-        column: ColumnElement[Any] = literal_column(f"(learnings.embedding::vector({size}))")
-        distance = column.op("<=>", return_type=Float())(
-            cast(bindparam("query_vector", vector, type_=_Vector()), _Vector(size))
-        )
-        query = (
-            select(learnings.c.id, distance.label("distance"))
-            .where(
-                literal_column(f"vector_dims(learnings.embedding) = {size}"),
-                *learning_clauses(where),
-            )
-            .order_by(literal_column("distance"))
-            .limit(limit)
-            .params(filter_values(where))
-        )
+        query = _vector_query(filter_shape(where), len(vector) // 4)
+        values = {**filter_values(where), "query_vector": vector, "limit": limit}
         # A transaction (write=True), though it only reads: SET LOCAL needs one.
         with self.transaction(action="search learning vectors") as conn:
             conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {_hnsw_ef_search(limit)}")
             conn.exec_driver_sql("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, values).all()
         # relaxed_order may return neighbours slightly out of order; zero vectors have no angle.
         hits = [(row[0], 1.0 - float(row[1])) for row in rows if row[1] is not None]
         hits = [(key, score) for key, score in hits if np.isfinite(score)]
@@ -415,7 +402,7 @@ class PostgresDb(SqlDb):
         where: LearningFilter,
         limit: int,
         columns: Sequence[ColumnElement[Any]] = LEARNING_COLUMNS,
-    ) -> Select[Any] | None:
+    ) -> tuple[Select[Any], dict[str, Any]] | None:
         """Rows matching ``where`` and any query term (``text_search @@ to_tsquery(…)``),
         ranked by Okapi BM25 in one statement that reads the scope once.
 
@@ -443,10 +430,9 @@ class PostgresDb(SqlDb):
         lexemes = self._lexemes(query)
         if not lexemes:  # nothing the index holds: no row can score
             return None
-        values = {f"lexeme_{i}": lexeme for i, lexeme in enumerate(lexemes)}
-        return _bm25_query(where, len(lexemes), columns).params(
-            tsquery=expression, limit=limit, **values, **filter_values(where)
-        )
+        values: dict[str, Any] = {f"lexeme_{i}": lexeme for i, lexeme in enumerate(lexemes)}
+        values.update(filter_values(where), tsquery=expression, limit=limit)
+        return _bm25_query(where, len(lexemes), columns), values
 
     def _lexemes(self, query: str) -> list[str]:
         """The query's words as the index holds them (``to_tsvector``: stemmed), sorted."""
@@ -492,6 +478,28 @@ class PostgresDb(SqlDb):
 # costs more than running it over a user's few hundred rows (~4 ms of Python against well
 # under 1 ms in the database, on a quiet machine).
 _BM25_QUERIES: dict[tuple[Any, ...], Select[Any]] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _vector_query(shape: tuple[str, ...], size: int) -> Select[Any]:
+    """``PostgresDb.search_vectors``' statement for filters of ``shape`` and vectors of
+    ``size`` dimensions: ids and cosine distances to ``:query_vector``, nearest first, at most
+    ``:limit``; the filter's values are parameters too (``filter_values``). Built once per
+    shape, as ``_bm25_query`` is."""
+    # Literal dimensions (never parameters) so the planner can match the partial index.
+    column: ColumnElement[Any] = literal_column(f"(learnings.embedding::vector({size}))")
+    distance = column.op("<=>", return_type=Float())(
+        cast(bindparam("query_vector", type_=_Vector()), _Vector(size))
+    )
+    return (
+        select(learnings.c.id, distance.label("distance"))
+        .where(
+            literal_column(f"vector_dims(learnings.embedding) = {size}"),
+            *shape_clauses(shape),
+        )
+        .order_by(literal_column("distance"))
+        .limit(bindparam("limit"))
+    )
 
 
 def _bm25_query(

@@ -65,7 +65,7 @@ from kern.db.base import LearningFilter
 from kern.db.fulltext import fts5_match
 from kern.db.migrations import migrate
 from kern.db.schema import learnings
-from kern.db.sql import WRITE_OPTION, SqlDb, filter_values, learning_clauses
+from kern.db.sql import WRITE_OPTION, SqlDb, filter_values
 from kern.errors import ConfigError, StorageError
 
 __all__ = ["SqliteDb", "create_sqlite_engine"]
@@ -132,10 +132,10 @@ class SqliteDb(SqlDb):
         with self.transaction(write=False, action="search learnings") as conn:
             scored = self._scores_outside_fts5(conn, words, where)
             if scored is None:
-                statement = self._text_search_query(query, where, limit, (learnings.c.id,))
-                assert statement is not None  # words and scopes: a MATCH to run
+                found = self._text_search_query(query, where, limit, (learnings.c.id,))
+                assert found is not None  # words and scopes: a MATCH to run
                 # ``all()``: one fetch of up to ``limit`` (500) rows, not a fetch per row.
-                return [(key, float(score)) for key, score in conn.execute(statement).all()]
+                return [(key, float(score)) for key, score in conn.execute(*found).all()]
         return scored[:limit]
 
     def _scores_outside_fts5(
@@ -246,8 +246,9 @@ class SqliteDb(SqlDb):
         where: LearningFilter,
         limit: int,
         columns: Sequence[ColumnElement[Any]],
-    ) -> Select[Any] | None:
-        """FTS5 ``MATCH`` joined to ``learnings``, filtered there, ranked by BM25.
+    ) -> tuple[Select[Any], dict[str, Any]] | None:
+        """FTS5 ``MATCH`` joined to ``learnings``, filtered there, ranked by BM25
+        (``_fts_query``), and its parameters.
 
         Every query term is quoted and OR-ed (``kern.db.fulltext.fts5_match``): BM25 ranks
         rows that match more, and rarer, terms first, and user input is never read as FTS5
@@ -258,17 +259,8 @@ class SqliteDb(SqlDb):
         terms = fts5_match(query)
         if terms is None or (where.scopes is not None and not where.scopes):
             return None
-        match = _scoped_match(terms, where.scopes)
-        # The scope column weighs nothing: BM25 ranks by the text alone.
-        rank = func.bm25(_FTS_NAME, 1.0, 0.0)
-        return (
-            select(*columns, (-rank).label("score"))
-            .select_from(_FTS.join(learnings, learnings.c.seq == _FTS.c.rowid))
-            .where(_FTS_NAME.op("MATCH")(bindparam("match", match)), *learning_clauses(where))
-            .order_by(rank, learnings.c.seq)
-            .limit(limit)
-            .params(filter_values(where))
-        )
+        values = {**filter_values(where), "match": _scoped_match(terms, where.scopes)}
+        return _fts_query(filter_shape(where), tuple(columns)), {**values, "limit": limit}
 
     def _explain(self, exc: BaseException) -> str:
         detail = super()._explain(exc)
@@ -388,6 +380,22 @@ _OUTSIDE_MAX_UNSURE = 100
 #: Above this many rows written since the remembered document counts, tokenizing them
 #: (~20 µs a row) would cost what counting the query's words anew does: they are dropped.
 _ADVANCE_MAX_ROWS = 1_000
+
+
+@lru_cache(maxsize=64)
+def _fts_query(shape: tuple[str, ...], columns: tuple[ColumnElement[Any], ...]) -> Select[Any]:
+    """``SqliteDb._text_search_query``'s statement for filters of ``shape``: ``columns`` then
+    ``score`` of the rows matching ``:match`` that the filter admits, best first, at most
+    ``:limit``; the filter's values are parameters too (``filter_values``)."""
+    # The scope column weighs nothing: BM25 ranks by the text alone.
+    rank = func.bm25(_FTS_NAME, 1.0, 0.0)
+    return (
+        select(*columns, (-rank).label("score"))
+        .select_from(_FTS.join(learnings, learnings.c.seq == _FTS.c.rowid))
+        .where(_FTS_NAME.op("MATCH")(bindparam("match")), *shape_clauses(shape))
+        .order_by(rank, learnings.c.seq)
+        .limit(bindparam("limit"))
+    )
 
 
 @lru_cache(maxsize=64)
