@@ -259,8 +259,9 @@ class SqliteDb(SqlDb):
         terms = fts5_match(query)
         if terms is None or (where.scopes is not None and not where.scopes):
             return None
-        values = {**filter_values(where), "match": _scoped_match(terms, where.scopes)}
-        return _fts_query(filter_shape(where), tuple(columns)), {**values, "limit": limit}
+        match = _scoped_match(terms, where.scopes)
+        values = {**filter_values(where), "match": match, "limit": limit}
+        return _fts_query(filter_shape(where), tuple(columns)), values
 
     def _explain(self, exc: BaseException) -> str:
         detail = super()._explain(exc)
