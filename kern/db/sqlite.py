@@ -177,19 +177,21 @@ class SqliteDb(SqlDb):
         rows = conn.execute(_ROWS, {"seqs": dumps(list(keys))}).all()
         # The query's words with the rows: one call of FTS5's own tokenizer for both, if any.
         texts = {seq: row_text for seq, row_text, _ in rows}
-        sizes = {seq: size for seq, _, size in rows}
-        tokenized = _tokens_of(conn, {**texts, **_word_keys(words)}, sizes)
+        sizes = {seq: varints(size) for seq, _, size in rows}  # each column's token count
+        counted = {seq: size[0] for seq, size in sizes.items()}
+        word_keys = _word_keys(words)
+        tokenized = _tokens_of(conn, {**texts, **word_keys}, counted)
         if tokenized is None:
             return None  # too many texts for FTS5's own tokenizer, or not FTS5's tokens
-        word_tokens = [tokenized[key] for key in _word_keys(words)]
+        word_tokens = [tokenized[key] for key in word_keys]
         if any(len(tokens) != 1 for tokens in word_tokens):
             return None
         phrases = [tokens[0] for tokens in word_tokens]
         wanted = set(phrases)
         frequencies: dict[tuple[str, int], int] = {}
         lengths: dict[int, int] = {}
-        for seq, _, size in rows:
-            lengths[seq] = sum(varints(size))
+        for seq, size in sizes.items():
+            lengths[seq] = sum(size)
             for token in tokenized[seq]:
                 if token in wanted:
                     frequencies[(token, seq)] = frequencies.get((token, seq), 0) + 1
@@ -235,7 +237,7 @@ class SqliteDb(SqlDb):
         if len(rows) != ticks:
             return
         texts = {seq: row_text for seq, row_text, _ in rows}
-        tokenized = _tokens_of(conn, texts, {seq: size for seq, _, size in rows})
+        tokenized = _tokens_of(conn, texts, {seq: varints(size)[0] for seq, _, size in rows})
         if tokenized is not None:
             inserted = [set(tokenized[seq]) for seq, _, _ in rows]
             self._document_counts.advance(old, state, writes, inserted)
@@ -330,12 +332,12 @@ def _word_keys(words: Sequence[str]) -> dict[int, str]:
 
 
 def _tokens_of(
-    conn: Connection, texts: dict[int, str], sizes: dict[int, bytes]
+    conn: Connection, texts: dict[int, str], counted: dict[int, int]
 ) -> dict[int, list[str]] | None:
     """Each text's tokens by key as FTS5 makes them: ``fts5_tokens`` where it can vouch for
-    them, FTS5's own tokenizer for the rest. ``sizes`` holds FTS5's ``sz`` record of the
-    texts that are rows, by ``seq``: a row's tokens must number what FTS5 counted in its
-    text column.
+    them, FTS5's own tokenizer for the rest. ``counted`` holds, for the texts that are rows,
+    by ``seq``, how many tokens FTS5 counted in the row's text column (its ``sz`` record):
+    the tokens must number that.
     ``None`` past ``_OUTSIDE_MAX_UNSURE`` texts for FTS5's tokenizer, or on a count that
     differs (not FTS5's tokens: let ``bm25()`` count them)."""
     tokenized: dict[int, list[str]] = {}
@@ -350,7 +352,7 @@ def _tokens_of(
         if len(unsure) > _OUTSIDE_MAX_UNSURE:
             return None
         tokenized.update(_fts5_own_tokens(conn, unsure))
-    if any(len(tokenized[seq]) != varints(size)[0] for seq, size in sizes.items()):
+    if any(len(tokenized[seq]) != count for seq, count in counted.items()):
         return None
     return tokenized
 
